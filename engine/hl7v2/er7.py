@@ -1,0 +1,289 @@
+"""A lazy ER7 (pipe-and-hat) reader for HL7 v2 messages: the inbound hot path.
+
+`Er7Message.parse` only splits the text into segments and checks the MSH header (HL7 v2.5.1 §2.14.9);
+fields, repetitions, components and subcomponents (§2.5.3) are split when a path is first read, and
+escape sequences (§2.7) are decoded on read. That is ~20-50x cheaper than building a full object tree
+(python-hl7, hl7apy) when a route reads a dozen values from a message.
+
+Reads follow one rule: a value that is absent, empty, or the HL7 null ``""`` is ``None`` from `get`
+and left out of `get_all` (use `Segment.raw_value` to see the literal text). Numbering is the spec's:
+MSH-1 is the field separator and MSH-2 the encoding characters, so ``MSH-9`` is the message type.
+
+`Er7Message`, `Segment` and `Repetition` all satisfy `engine.source.Source`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Literal
+
+from engine.errors import Hl7ParseError
+from engine.hl7v2.encoding import Encoding
+from engine.hl7v2.path import ALL, FIRST, Path, compile_path
+from engine.hl7v2.segment import HL7_NULL, Repetition, Segment, children_of
+from engine.source import Source
+
+__all__ = ["HL7_NULL", "Er7Message", "Repetition", "Segment"]
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_MSH_NAMES = {3: "sending application", 4: "sending facility", 5: "receiving application",
+              6: "receiving facility", 7: "date/time of message", 8: "security",
+              9: "message type", 10: "message control ID", 11: "processing ID", 12: "version ID"}
+
+
+def _first_component(enc: Encoding, raw: str) -> str:
+    return raw.split(enc.repetition, 1)[0].split(enc.component, 1)[0]
+
+
+class Er7Message:
+    """One parsed HL7 v2 message; build with `Er7Message.parse`."""
+
+    __slots__ = ("_by_name", "_codec", "_header", "encoding", "msh", "segments_list", "text")
+
+    kind: Literal["hl7v2"] = "hl7v2"
+
+    def __init__(self, text: str, encoding: Encoding, lines: list[str]) -> None:
+        self.text, self.encoding = text, encoding
+        self.segments_list: list[Segment] = []
+        by_name: dict[str, list[Segment]] = {}
+        for i, line in enumerate(lines):
+            seg = Segment(self, i, line)
+            self.segments_list.append(seg)
+            by_name.setdefault(seg.name, []).append(seg)
+        self._by_name = by_name
+        self.msh = self.segments_list[0]
+        self._codec: str | None = None
+        self._header: dict[str, str] | None = None
+
+    # --- parsing ---------------------------------------------------------------------------------
+
+    @classmethod
+    def parse(cls, text: str) -> Er7Message:
+        """Split ``text`` into segments (CR, LF or CRLF terminators) and validate MSH.
+
+        Raise `Hl7ParseError` with a human reason when the text is not an HL7 v2 message.
+        """
+        text = text.lstrip("\ufeff\r\n\t ").rstrip("\r\n\t ")
+        if not text.startswith("MSH"):
+            raise Hl7ParseError(_not_msh_reason(text), code="100", location="MSH")
+        bad = _CONTROL.search(text)
+        if bad:
+            raise Hl7ParseError(
+                f"control character 0x{ord(bad.group()):02X} at offset {bad.start()}: binary or "
+                "framed data, not HL7 text", code="102")
+        if "\r" in text:  # CR is the standard terminator (§2.5.1); a lone LF then is field content
+            lines = text.replace("\r\n", "\r").split("\r") if "\n" in text else text.split("\r")
+        else:
+            lines = text.split("\n")
+        if len(text) < 8:
+            raise Hl7ParseError("MSH-1/MSH-2 encoding characters missing", code="101",
+                                location="MSH^1^2")
+        fs = text[3]
+        msh = lines[0]
+        end = msh.find(fs, 4)
+        enc = Encoding.from_msh(fs, msh[4:] if end < 0 else msh[4:end])
+        for i, line in enumerate(lines):
+            if not line:
+                continue
+            name = line[:3]
+            if not (len(name) == 3 and name.isascii() and name.isalnum() and name[0].isalpha()
+                    and name.isupper()) or (len(line) > 3 and line[3] != fs):
+                raise Hl7ParseError(
+                    f"line {i + 1} does not start with a segment ID followed by {fs!r} "
+                    f"(found {line[:4]!r})", code="100")
+            if i and name == "MSH":
+                raise Hl7ParseError(f"a second MSH at line {i + 1}: a batch? split it with "
+                                    "engine.hl7v2.batch.split_batch", code="100")
+        if "" in lines:
+            lines = [line for line in lines if line]
+        msg = cls(text, enc, lines)
+        count = len(msg.msh.fields) - 1
+        if count < 12:
+            missing = count + 1
+            raise Hl7ParseError(
+                f"MSH-{missing} {_MSH_NAMES[missing]} missing: MSH has only {count} fields, "
+                "12 are required (truncated header?)", code="101", location=f"MSH^1^{missing}")
+        if not msg.msh.fields[9]:
+            raise Hl7ParseError("MSH-9 message type is empty", code="101", location="MSH^1^9")
+        return msg
+
+    # --- Source protocol -------------------------------------------------------------------------
+
+    def get(self, path: str | Path) -> str | None:
+        """First non-empty decoded value at an absolute path (``PID-5.1``), else ``None``."""
+        p = path if isinstance(path, Path) else compile_path(path)
+        for raw, seg in self._raw(p):
+            if raw and raw != HL7_NULL:
+                return seg.decode(raw)
+        return None
+
+    def get_all(self, path: str | Path) -> list[str]:
+        """Every non-empty decoded value at an absolute path, in message order."""
+        p = path if isinstance(path, Path) else compile_path(path)
+        return [seg.decode(raw) for raw, seg in self._raw(p) if raw and raw != HL7_NULL]
+
+    def children(self, group_path: str) -> list[Source]:
+        """One `Segment` per matching segment (``OBX[*]``) or `Repetition` per field repetition."""
+        p = compile_path(group_path)
+        return children_of(self._segments_for(p, all_when_omitted=True), p)
+
+    @property
+    def header(self) -> Mapping[str, str]:
+        """Routing facts from MSH, keys as `engine.source.HEADER_KEYS`."""
+        if self._header is None:
+            self._header = {
+                "kind": "hl7v2", "message_type": self.message_type, "message_code": self.message_code,
+                "trigger_event": self.trigger_event, "message_structure": self.message_structure,
+                "control_id": self.control_id, "sending_application": self.sending_application,
+                "sending_facility": self.sending_facility,
+                "receiving_application": self.receiving_application,
+                "receiving_facility": self.receiving_facility, "version": self.version,
+                "processing_id": self.processing_id, "charset": self.charset, "resource_type": ""}
+        return self._header
+
+    # --- segments --------------------------------------------------------------------------------
+
+    def segments(self, name: str | None = None) -> list[Segment]:
+        """All segments named ``name`` (all segments when ``None``), in message order."""
+        if name is None:
+            return list(self.segments_list)
+        return list(self._by_name.get(name, ()))
+
+    def groups(self, head: str, children: tuple[str, ...] | None = None
+               ) -> list[tuple[Segment, list[Segment]]]:
+        """Each ``head`` segment with the segments after it, up to the next ``head``.
+
+        Only segments named in ``children`` are kept (all when ``None``); e.g. ``groups("OBR",
+        ("OBX", "NTE"))`` gives the ORDER_OBSERVATION groups of an ORU^R01 (§7.4.1.1).
+        """
+        out: list[tuple[Segment, list[Segment]]] = []
+        for seg in self.segments_list:
+            if seg.name == head:
+                out.append((seg, []))
+            elif out and (children is None or seg.name in children):
+                out[-1][1].append(seg)
+        return out
+
+    def _segments_for(self, p: Path, *, all_when_omitted: bool = False) -> list[Segment]:
+        segs = self._by_name.get(p.segment or "", [])
+        idx = p.seg_index
+        if idx == ALL or (idx == FIRST and all_when_omitted):
+            return segs
+        idx = 1 if idx == FIRST else idx
+        return segs[idx - 1:idx]
+
+    def _raw(self, p: Path) -> Iterator[tuple[str, Segment]]:
+        for seg in self._segments_for(p):
+            for raw in seg.raw_values(p):
+                yield raw, seg
+
+    # --- header properties (HL7 v2.5.1 §2.14.9) --------------------------------------------------
+
+    def _msh(self, n: int) -> str:
+        fields = self.msh.fields
+        return fields[n] if n < len(fields) else ""
+
+    def _msh_first(self, n: int) -> str:
+        raw = _first_component(self.encoding, self._msh(n))
+        return self.msh.decode(raw) if raw != HL7_NULL else ""
+
+    def _msh_component(self, n: int, comp: int) -> str:
+        parts = self._msh(n).split(self.encoding.repetition, 1)[0].split(self.encoding.component)
+        return self.msh.decode(parts[comp - 1]) if comp <= len(parts) else ""
+
+    @property
+    def sending_application(self) -> str:
+        """MSH-3.1 namespace ID."""
+        return self._msh_first(3)
+
+    @property
+    def sending_facility(self) -> str:
+        """MSH-4.1 namespace ID."""
+        return self._msh_first(4)
+
+    @property
+    def receiving_application(self) -> str:
+        """MSH-5.1 namespace ID."""
+        return self._msh_first(5)
+
+    @property
+    def receiving_facility(self) -> str:
+        """MSH-6.1 namespace ID."""
+        return self._msh_first(6)
+
+    @property
+    def control_id(self) -> str:
+        """MSH-10 message control ID (echoed in MSA-2 of the ACK)."""
+        return self.msh.decode(self._msh(10))
+
+    @property
+    def message_code(self) -> str:
+        """MSH-9.1, e.g. ``ADT`` (table 0076)."""
+        return self._msh_component(9, 1)
+
+    @property
+    def trigger_event(self) -> str:
+        """MSH-9.2, e.g. ``A01`` (table 0003)."""
+        return self._msh_component(9, 2)
+
+    @property
+    def message_structure(self) -> str:
+        """MSH-9.3, e.g. ``ADT_A01`` (table 0354); often empty before v2.3.1."""
+        return self._msh_component(9, 3)
+
+    @property
+    def message_type(self) -> str:
+        """``MSH-9.1^MSH-9.2`` (``ADT^A01``), or just MSH-9.1 when there is no trigger event."""
+        code, trigger = self.message_code, self.trigger_event
+        return f"{code}^{trigger}" if trigger else code
+
+    @property
+    def processing_id(self) -> str:
+        """MSH-11 as sent (``P``, ``T``, ``D``, possibly with a processing mode component)."""
+        return self._msh(11)
+
+    @property
+    def version(self) -> str:
+        """MSH-12.1 version ID, e.g. ``2.5.1``."""
+        return self._msh_first(12)
+
+    @property
+    def accept_ack_type(self) -> str:
+        """MSH-15 (table 0155: AL, NE, ER, SU; empty = original acknowledgment mode)."""
+        return self._msh_first(15)
+
+    @property
+    def application_ack_type(self) -> str:
+        """MSH-16 (table 0155)."""
+        return self._msh_first(16)
+
+    @property
+    def charset(self) -> str:
+        """MSH-18 first repetition (table 0211), e.g. ``UNICODE UTF-8``; ``""`` when not declared."""
+        return self._msh_first(18)
+
+    @property
+    def codec(self) -> str:
+        """The Python codec for MSH-18 (for ``\\X..\\`` escapes); latin-1 when unknown."""
+        if self._codec is None:
+            from engine.hl7v2.charset import python_codec
+
+            try:
+                self._codec = python_codec(self.charset) if self.charset else "utf-8"
+            except LookupError:
+                self._codec = "latin-1"
+        return self._codec
+
+    def __repr__(self) -> str:
+        return f"<Er7Message {self.message_type} control_id={self.control_id!r}>"
+
+
+def _not_msh_reason(text: str) -> str:
+    if not text:
+        return 'payload is empty, expected an HL7 v2 message starting with "MSH"'
+    head = text[:3]
+    hint = {"{": " (looks like JSON)", "[": " (looks like JSON)", "<": " (looks like XML)"}.get(text[0], "")
+    if head in ("FHS", "BHS"):
+        hint = " (a batch: split it with engine.hl7v2.batch.split_batch)"
+    return f'payload starts with "{head}"{hint}, expected "MSH"'
