@@ -161,7 +161,8 @@ def _build(path: Path, doc: dict[str, Any], registry: Registry[Any]) -> Dataset:
     checker = Draft202012Validator.FORMAT_CHECKER
     return Dataset(
         id=str(doc["x-dataset"]), version=str(doc.get("x-dataset-version", "")),
-        title=str(doc.get("title", "")), area=str(doc.get("x-area", "")), file=file, schema=doc, de_schema=de_schema, fields=fields,
+        title=str(doc.get("title", "")), area=str(doc.get("x-area", "")), file=file, schema=doc,
+        de_schema=de_schema, fields=fields,
         validator=Draft202012Validator(doc, registry=registry, format_checker=checker),
         de_validator=Draft202012Validator(de_schema, registry=registry, format_checker=checker),
     )
@@ -259,7 +260,8 @@ def _issue(err: JsonSchemaError) -> ValidationIssue:
         allowed = ", ".join(map(str, rule))
         message = f"not a code of {schema.get('x-cv', 'the allowed list')} (allowed: {allowed})"
     elif kind == "dependentRequired":
-        pairs = [(p, d) for p, deps in rule.items() for d in deps if f"{d!r} is a dependency of {p!r}" == err.message]
+        pairs = [(p, d) for p, deps in rule.items() for d in deps
+                 if f"{d!r} is a dependency of {p!r}" == err.message]
         parts.append(str(pairs[0][1]) if pairs else "")
         message = f"is required when {pairs[0][0]} is given" if pairs else err.message  # field names only
     elif kind == "anyOf" and all(set(sub) == {"required"} for sub in rule):
