@@ -1,0 +1,21 @@
+"""Connectors, resolved from a config `type:` through two explicit dicts (no magic discovery)."""
+
+from __future__ import annotations
+
+from channels.base import Inbound, Outbound
+
+
+def inbound_types() -> dict[str, type[Inbound]]:
+    """Config `channels[].type` → class. Imported lazily so one connector's deps don't load all."""
+    from channels import mllp
+
+    types: dict[str, type[Inbound]] = {"mllp": mllp.MllpInbound}
+    return types
+
+
+def outbound_types() -> dict[str, type[Outbound]]:
+    """Config `destinations[].type` → class."""
+    from channels import stub
+
+    types: dict[str, type[Outbound]] = {"stub": stub.StubOutbound}
+    return types

@@ -1,0 +1,101 @@
+"""The two shapes every connector takes: an inbound source and an outbound destination.
+
+An inbound channel receives bytes from the outside world and hands each message to its
+`ChannelContext` *before* it acknowledges: `await ctx.accept(msg)` returns only after the store commit.
+An outbound destination sends one `DeliveryItem` and returns a `DeliveryResult`, or raises
+`TransientDeliveryError` / `PermanentDeliveryError` (engine/errors.py); the retry policy reads the type.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import structlog
+
+from engine.types import (
+    Acceptance,
+    ChannelState,
+    DeliveryItem,
+    DeliveryResult,
+    InboundMessage,
+    ProcessingOutcome,
+)
+
+
+class ChannelStats:
+    """Counters `/status` and `/metrics` show for one inbound channel (plain ints: one event loop)."""
+
+    __slots__ = ("connections_open", "counts", "last_error", "last_error_at")
+
+    OUTCOMES = ("received", "rejected", "duplicate", "filtered", "mapped", "failed")
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = dict.fromkeys(self.OUTCOMES, 0)
+        self.connections_open = 0
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+
+
+class ChannelContext(Protocol):
+    """What the engine gives an inbound channel. Implemented by `engine.runtime.ChannelRuntime`."""
+
+    name: str
+    stats: ChannelStats
+    log: structlog.typing.FilteringBoundLogger
+    facility: str
+
+    async def accept(self, msg: InboundMessage) -> Acceptance:
+        """Commit `msg` durably (or find its duplicate); raises StoreError when nothing was committed."""
+
+    async def reject(self, msg: InboundMessage, reason: str) -> str:
+        """Store input that cannot be acknowledged positively (state `rejected`); returns its id."""
+
+    async def wait_processed(self, message_id: str, timeout: float) -> ProcessingOutcome | None:
+        """Wait until the pipeline decided this message (for `ack: after_processing`); None on timeout."""
+
+    def error(self, text: str) -> None:
+        """Record the channel's last error (no patient data in `text`) for `/status`."""
+
+    def set_state(self, state: ChannelState) -> None:
+        """Report a state change the channel detects itself (e.g. `reconnecting` for AMQP)."""
+
+
+class Inbound(ABC):
+    """A source of messages. `settings` is the channel's type-specific config section."""
+
+    def __init__(self, *, name: str, settings: Mapping[str, Any], context: ChannelContext) -> None:
+        self.name = name
+        self.settings = settings
+        self.context = context
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Begin accepting input (bind, connect, consume). Returns once ready."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Stop accepting; let in-flight commits finish; close connections."""
+
+    def describe(self) -> dict[str, Any]:
+        """Listen address and anything else `/status` should show (override as needed)."""
+        return {}
+
+
+class Outbound(ABC):
+    """A destination. `send` is called concurrently up to the destination's `concurrency`."""
+
+    def __init__(self, *, name: str, settings: Mapping[str, Any]) -> None:
+        self.name = name
+        self.settings = settings
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Open connections or sessions if the destination keeps any."""
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook
+        """Close what `start` opened."""
+
+    @abstractmethod
+    async def send(self, item: DeliveryItem) -> DeliveryResult:
+        """Deliver one item, or raise TransientDeliveryError / PermanentDeliveryError."""

@@ -1,0 +1,1 @@
+"""Subcommands of the `yonglink` CLI (see engine/cli.py)."""

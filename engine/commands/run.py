@@ -1,0 +1,41 @@
+"""`yonglink run --config F`: start the engine and run until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("run", help="run the engine")
+    p.add_argument("--config", "-c", default="config.example.yaml", help="config file (YAML)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.config import load_config
+    from engine.errors import ConfigError, StoreError
+    from engine.logs import configure_logging
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"yonglink: invalid config:\n{exc}", file=sys.stderr)
+        return 1
+    configure_logging(config.engine.log)
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # uvloop is optional (not on Windows)
+        runner = asyncio.run
+    from engine.runtime import Engine
+
+    try:
+        runner(Engine(config).run_until_signalled())
+    except (StoreError, ConfigError) as exc:
+        print(f"yonglink: {exc}", file=sys.stderr)
+        return 1
+    return 0

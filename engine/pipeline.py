@@ -1,0 +1,202 @@
+"""After the ACK: parse, route, map and hand records to delivery, with the outcome committed at once.
+
+The channel has already committed the raw message (state `received`). The pipeline takes messages in
+arrival order from an in-memory queue, asks the router for every route's result, and commits the
+message's outcome, its mapped records and its delivery rows in *one* transaction, so a crash can neither
+lose a delivery nor create it twice. The in-memory queue is bounded: when it overflows, or after a
+restart, the pipeline re-reads `received` messages from the store, so a backlog costs disk, not memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+import structlog
+
+from engine import messages
+from engine.errors import StoreError
+from engine.types import MessageState, ProcessingOutcome, RouteResult, StoredMessage
+
+if TYPE_CHECKING:
+    from engine.store import Store
+
+DEFAULT_QUEUE_SIZE = 10_000
+"""Messages held in memory between commit and mapping before the pipeline falls back to the store."""
+DEFAULT_BATCH = 256
+"""Messages mapped per outcome transaction."""
+
+log = structlog.get_logger("yonglink.pipeline")
+
+RouteFn = Callable[[StoredMessage], list[RouteResult]]
+"""The mapping room's router: every route's result for one message (sync; pure CPU work)."""
+
+
+class DeliveryRecorder(Protocol):
+    """The delivery room's side of the outcome transaction (see engine/delivery.py)."""
+
+    def record(self, conn: sqlite3.Connection, message: StoredMessage, results: list[RouteResult],
+               now: float) -> set[str]:
+        """Write delivery / dead-letter rows inside the pipeline's transaction; return destinations to wake."""
+
+    def wake(self, destinations: set[str]) -> None:
+        """Called after the commit: the rows are durable, workers may pick them up."""
+
+
+def decide(results: list[RouteResult]) -> tuple[MessageState, str | None]:
+    """A message is `failed` if any route failed, `mapped` if any produced a record, else `filtered`."""
+    errors = [r.error for r in results if r.error]
+    if errors:
+        return MessageState.FAILED, "; ".join(errors)
+    if any(r.record is not None or r.passthrough for r in results):
+        return MessageState.MAPPED, None
+    reasons = [f"{r.route_id}: {r.filtered}" for r in results if r.filtered]
+    return MessageState.FILTERED, "; ".join(reasons) if reasons else "no route matched"
+
+
+class Pipeline:
+    """Maps committed messages and records each outcome durably. One instance per engine."""
+
+    def __init__(self, *, store: Store, route: RouteFn, deliveries: DeliveryRecorder,
+                 on_outcome: Callable[[StoredMessage, MessageState, list[RouteResult]], None],
+                 queue_size: int = DEFAULT_QUEUE_SIZE, batch: int = DEFAULT_BATCH) -> None:
+        self.store = store
+        self.route = route
+        self.deliveries = deliveries
+        self.on_outcome = on_outcome
+        self.batch = batch
+        self._queue: asyncio.Queue[StoredMessage] = asyncio.Queue(maxsize=queue_size)
+        self._waiters: dict[str, list[asyncio.Future[ProcessingOutcome]]] = {}
+        self._rescan = True  # at start: recover messages accepted before a crash
+        self._held: set[str] = set()  # channels whose processing is stopped
+        self._task: asyncio.Task[None] | None = None
+        self._wakeup = asyncio.Event()
+        self.backlog_scans = 0
+
+    def submit(self, msg: StoredMessage) -> None:
+        """Called right after a message's commit. Never blocks: overflow means "read it back later"."""
+        try:
+            self._queue.put_nowait(msg)
+        except asyncio.QueueFull:
+            self._rescan = True
+        self._wakeup.set()
+
+    def hold(self, channel: str, held: bool) -> None:
+        """Stop (or resume) mapping a channel's messages; held ones stay `received` in the store."""
+        if held:
+            self._held.add(channel)
+        else:
+            self._held.discard(channel)
+            self._rescan = True
+            self._wakeup.set()
+
+    async def wait(self, message_id: str, timeout: float) -> ProcessingOutcome | None:
+        """Resolve when the message's outcome is committed; None after `timeout` seconds."""
+        fut: asyncio.Future[ProcessingOutcome] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(message_id, []).append(fut)
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            return None
+        finally:
+            waiters = self._waiters.get(message_id)
+            if waiters is not None and fut in waiters:
+                waiters.remove(fut)
+                if not waiters:
+                    del self._waiters[message_id]
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="yonglink-pipeline")
+
+    async def stop(self) -> None:
+        """Finish the batch in progress; messages still queued stay `received` and resume on start."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait until everything queued so far is processed (used by tests and graceful stop)."""
+        deadline = time.monotonic() + timeout
+        while self._task is not None and (not self._queue.empty() or self._rescan or self._busy) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    _busy = False
+
+    async def _run(self) -> None:
+        while True:
+            if self._queue.empty() and not self._rescan:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            self._busy = True
+            try:
+                if self._rescan and self._queue.empty():
+                    self._rescan = False
+                    await self._recover()
+                    continue
+                batch = [self._queue.get_nowait()]
+                while len(batch) < self.batch and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                await self._process([m for m in batch if m.channel not in self._held])
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug here must not stop the engine; messages stay `received`
+                log.exception("pipeline batch failed")
+                await asyncio.sleep(1.0)
+                self._rescan = True
+            finally:
+                self._busy = False
+
+    async def _recover(self) -> None:
+        after = 0
+        while True:
+            rows = await self.store.read(lambda c: messages.unprocessed(c, after_seq=after, limit=self.batch))
+            if not rows:
+                return
+            self.backlog_scans += 1
+            after = rows[-1][0]
+            await self._process([m for _, m in rows if m.channel not in self._held])
+
+    async def _process(self, batch: list[StoredMessage]) -> None:
+        if not batch:
+            return
+        decided: list[tuple[StoredMessage, MessageState, str | None, list[RouteResult]]] = []
+        for msg in batch:
+            try:
+                results = self.route(msg)
+            except Exception as exc:  # a router bug fails this message, visibly, not the engine
+                log.exception("router raised", message_id=msg.id, channel=msg.channel)
+                results = [RouteResult(route_id="(router)", error=f"internal error: {type(exc).__name__}")]
+            state, error = decide(results)
+            decided.append((msg, state, error, results))
+        now = time.time()
+
+        def commit(conn: sqlite3.Connection) -> tuple[set[str], set[str]]:
+            wake: set[str] = set()
+            done: set[str] = set()
+            for msg, state, error, results in decided:
+                if messages.record_outcome(conn, msg.id, state, error, results, now=now):
+                    done.add(msg.id)
+                    wake |= self.deliveries.record(conn, msg, results, now)
+            return wake, done
+
+        try:
+            wake, done = await self.store.write(commit)
+        except StoreError:
+            log.error("cannot record outcomes; messages stay received and are retried", count=len(batch))
+            self._rescan = True
+            await asyncio.sleep(1.0)
+            return
+        self.deliveries.wake(wake)
+        for msg, state, error, results in decided:
+            if msg.id in done:
+                self.on_outcome(msg, state, results)
+            for fut in self._waiters.pop(msg.id, []):
+                if not fut.done():
+                    fut.set_result(ProcessingOutcome(message_id=msg.id, state=state, error=error))

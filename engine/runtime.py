@@ -1,0 +1,236 @@
+"""The running engine: store, pipeline, delivery, channels and admin API, wired from one `Config`.
+
+`ChannelRuntime` is the `ChannelContext` each inbound connector talks to: `accept` commits before the
+connector acknowledges, duplicates are answered from the store, and every outcome is counted for
+`/status` and `/metrics`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from typing import Any
+
+import structlog
+
+from channels import inbound_types
+from channels.base import ChannelStats, Inbound
+from engine import __version__, messages
+from engine.config import ChannelConfig, Config
+from engine.delivery import DeliveryService
+from engine.metrics import Metrics
+from engine.pipeline import Pipeline
+from engine.store import CORE_DDL, SqliteStore, Store
+from engine.types import (
+    Acceptance,
+    ChannelState,
+    InboundMessage,
+    MessageState,
+    ProcessingOutcome,
+    RouteResult,
+    StoredMessage,
+)
+
+log = structlog.get_logger("yonglink")
+
+
+class ChannelRuntime:
+    """One inbound channel's context, state machine and counters."""
+
+    def __init__(self, engine: Engine, config: ChannelConfig) -> None:
+        self.engine = engine
+        self.config = config
+        self.name = config.name
+        self.facility = engine.config.engine.facility
+        self.stats = ChannelStats()
+        self.state = ChannelState.STOPPED
+        self.log = structlog.get_logger("yonglink.channel").bind(channel=config.name)
+        self.inbound: Inbound | None = None
+        self._dedupe_window = engine.config.engine.store.dedupe_window
+        self._msg_counter = engine.metrics.messages
+        self._ack_latency = engine.metrics.ack_latency.labels(config.name)
+
+    # --- ChannelContext ---------------------------------------------------------------------------
+
+    async def accept(self, msg: InboundMessage) -> Acceptance:
+        window = self._dedupe_window
+        acc = await self.engine.store.write(lambda conn: messages.insert(conn, msg, dedupe_window=window))
+        if acc.duplicate:
+            self.count("duplicate")
+            return acc
+        self.count("received")
+        self.engine.pipeline.submit(StoredMessage(
+            id=acc.message_id, channel=msg.channel, received_at=msg.received_at,
+            content_type=msg.content_type, state=MessageState.RECEIVED, raw=msg.raw, peer=msg.peer,
+            charset=msg.charset, sending_application=msg.sending_application,
+            sending_facility=msg.sending_facility, control_id=msg.control_id,
+            message_type=msg.message_type, metadata=msg.metadata))
+        return acc
+
+    async def reject(self, msg: InboundMessage, reason: str) -> str:
+        acc = await self.engine.store.write(lambda conn: messages.insert(
+            conn, msg, dedupe_window=0, state=MessageState.REJECTED, error=reason))
+        self.count("rejected")
+        self.error(f"rejected input: {reason}")
+        return acc.message_id
+
+    async def wait_processed(self, message_id: str, timeout: float) -> ProcessingOutcome | None:
+        return await self.engine.pipeline.wait(message_id, timeout)
+
+    def error(self, text: str) -> None:
+        self.stats.last_error = text
+        self.stats.last_error_at = time.time()
+
+    def set_state(self, state: ChannelState) -> None:
+        if state != self.state:
+            self.log.info("channel state", state=state.value)
+        self.state = state
+
+    def observe_ack(self, seconds: float) -> None:
+        """Record the time from a complete inbound message to its acknowledgement being written."""
+        self._ack_latency.observe(seconds)
+
+    def count(self, outcome: str, n: int = 1) -> None:
+        self.stats.counts[outcome] = self.stats.counts.get(outcome, 0) + n
+        self._msg_counter.labels(self.name, outcome).inc(n)
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start (or resume) the inbound connector; a failure leaves the channel in `error`."""
+        if self.state in (ChannelState.STARTED, ChannelState.STARTING):
+            return
+        self.set_state(ChannelState.STARTING)
+        self.engine.pipeline.hold(self.name, False)
+        cls = inbound_types()[self.config.type]
+        self.inbound = cls(name=self.name, settings=self.config.settings, context=self)
+        try:
+            await self.inbound.start()
+        except Exception as exc:
+            self.error(f"cannot start: {exc}")
+            self.set_state(ChannelState.ERROR)
+            self.log.error("channel failed to start", error=str(exc))
+            self.inbound = None
+            return
+        self.set_state(ChannelState.STARTED)
+
+    async def halt(self, state: ChannelState) -> None:
+        """`paused`: source closed, its messages keep flowing; `stopped`: processing held too."""
+        if self.inbound is not None:
+            await self.inbound.stop()
+            self.inbound = None
+        self.engine.pipeline.hold(self.name, state is ChannelState.STOPPED)
+        self.set_state(state)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "type": self.config.type, "enabled": self.config.enabled,
+            "state": self.state.value, **(self.inbound.describe() if self.inbound else {}),
+            "counters": dict(self.stats.counts), "connections_open": self.stats.connections_open,
+            "last_error": ({"at": self.stats.last_error_at, "text": self.stats.last_error}
+                           if self.stats.last_error else None),
+        }
+
+
+class Engine:
+    """Everything yonglink runs, started and stopped in dependency order."""
+
+    def __init__(self, config: Config, *, store: Store | None = None) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.store: Store = store or SqliteStore(config.engine.store.path,
+                                                 max_size=config.engine.store.max_size)
+        from engine.mapping import load_router  # the mapping room; heavy imports kept off CLI start-up
+
+        self.router = load_router(config, metrics=self.metrics)
+        self.delivery = DeliveryService(self)
+        self.pipeline = Pipeline(store=self.store, route=self.router.route, deliveries=self.delivery,
+                                 on_outcome=self._on_outcome)
+        self.channels = {c.name: ChannelRuntime(self, c) for c in config.channels}
+        self.admin: Any = None
+        self.started_at: float | None = None
+        self._stopped = asyncio.Event()
+
+    def ddl(self) -> list[str]:
+        return [CORE_DDL, messages.DDL, *self.delivery.ddl()]
+
+    async def start(self) -> None:
+        """Open the store, recover, start delivery, then channels, then the admin API."""
+        self.started_at = time.time()
+        await self.store.open(self.ddl())
+        seeded = await self.store.read(messages.counts_by_channel)
+        for name, by_state in seeded.items():
+            if name in self.channels:
+                stats = self.channels[name].stats.counts
+                stats["received"] = sum(n for s, n in by_state.items() if s != "rejected")
+                for state in ("rejected", "filtered", "mapped", "failed"):
+                    stats[state] = by_state.get(state, 0)
+        self.pipeline.start()
+        await self.delivery.start()
+        for channel in self.channels.values():
+            if channel.config.enabled:
+                await channel.start()
+        if self.config.engine.admin.enabled:
+            from engine.admin import AdminServer
+
+            self.admin = AdminServer(self)
+            await self.admin.start()
+        log.info("engine started", version=__version__, channels=len(self.channels),
+                 admin=getattr(self.admin, "url", None))
+
+    async def stop(self) -> None:
+        """Stop accepting, let commits in flight finish, stop delivery, close the store."""
+        for channel in self.channels.values():
+            if channel.inbound is not None:
+                await channel.halt(ChannelState.STOPPED)
+        await self.pipeline.drain(timeout=5.0)
+        await self.pipeline.stop()
+        await self.delivery.stop()
+        if self.admin is not None:
+            await self.admin.stop()
+        await self.store.close()
+        self._stopped.set()
+        log.info("engine stopped")
+
+    async def control(self, channel: str, action: str) -> ChannelState:
+        """`start|stop|pause|resume` a channel (admin API and console)."""
+        rt = self.channels[channel]
+        if action in ("start", "resume"):
+            await rt.start()
+        elif action == "stop":
+            await rt.halt(ChannelState.STOPPED)
+        elif action == "pause":
+            await rt.halt(ChannelState.PAUSED)
+        else:
+            raise ValueError(f"unknown action {action!r}")
+        return rt.state
+
+    def _on_outcome(self, msg: StoredMessage, state: MessageState, results: list[RouteResult]) -> None:
+        rt = self.channels.get(msg.channel)
+        if rt is not None:
+            rt.count(state.value)
+
+    def status(self) -> dict[str, Any]:
+        """What `GET /status` returns (the admin API adds nothing but serialisation)."""
+        return {
+            "engine": {"version": __version__, "started_at": self.started_at,
+                       "uptime_seconds": time.time() - self.started_at if self.started_at else 0,
+                       "config": {"file": str(self.config.file), "version": self.config.version,
+                                  "loaded_at": self.config.loaded_at}},
+            "store": self.store.describe(),
+            "channels": [c.describe() for c in self.channels.values()],
+            "destinations": self.delivery.status(),
+            "quality": self.router.quality_snapshot(),
+        }
+
+    async def run_until_signalled(self) -> None:
+        """`yonglink run`: start, then stop cleanly on SIGTERM or SIGINT."""
+        loop = asyncio.get_running_loop()
+        await self.start()
+        stop_requested = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop_requested.set)
+        await stop_requested.wait()
+        log.info("signal received, stopping")
+        await self.stop()

@@ -1,0 +1,151 @@
+"""The contracts between yonglink's rooms: message envelopes, states and callable shapes.
+
+Channels hand an `InboundMessage` to the engine; the engine stores it as a `StoredMessage`; the pipeline
+turns it into `RouteResult`s whose deliveries are `DeliveryItem`s handed to an outbound channel.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+HL7V2 = "x-application/hl7-v2+er7"
+"""Content type of an HL7 v2 ER7 payload (the MIME name HL7 recommends for ER7 over HTTP)."""
+FHIR_JSON = "application/fhir+json"
+"""Content type of a FHIR JSON payload."""
+FHIR_XML = "application/fhir+xml"
+"""Content type of a FHIR XML payload."""
+
+JSON = dict[str, Any]
+"""A JSON object as parsed by orjson: what a mapped dataset record is."""
+
+
+class MessageState(enum.StrEnum):
+    """Life of a stored message: `received` until the pipeline decides, then one of the rest."""
+
+    RECEIVED = "received"
+    FILTERED = "filtered"
+    MAPPED = "mapped"
+    FAILED = "failed"
+    REJECTED = "rejected"
+
+
+class DeliveryState(enum.StrEnum):
+    """Life of one (message, destination) delivery row."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    DEAD = "dead"
+
+
+class ChannelState(enum.StrEnum):
+    """What `/status` shows for an inbound channel."""
+
+    STARTING = "starting"
+    STARTED = "started"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    RECONNECTING = "reconnecting"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """What a channel hands to the engine to be committed, before any ACK is sent.
+
+    The header fields come from whatever the channel parsed to be able to acknowledge (MSH for HL7 v2,
+    resourceType/id for FHIR). `dedupe_key` identifies a retry of the same message by the sender
+    (MSH-4 + MSH-10, or an HTTP Idempotency-Key); None disables duplicate detection for this message.
+    """
+
+    channel: str
+    raw: bytes
+    content_type: str
+    received_at: float
+    peer: str | None = None
+    charset: str | None = None
+    sending_application: str | None = None
+    sending_facility: str | None = None
+    control_id: str | None = None
+    message_type: str | None = None
+    dedupe_key: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A message as the store holds it (raw bytes may be omitted in listings)."""
+
+    id: str
+    channel: str
+    received_at: float
+    content_type: str
+    state: MessageState
+    raw: bytes | None = None
+    peer: str | None = None
+    charset: str | None = None
+    sending_application: str | None = None
+    sending_facility: str | None = None
+    control_id: str | None = None
+    message_type: str | None = None
+    error: str | None = None
+    processed_at: float | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Acceptance:
+    """The store's answer to a commit: the message id, and whether it was a duplicate already stored."""
+
+    message_id: str
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessingOutcome:
+    """What the pipeline decided for a message (for `ack: after_processing`)."""
+
+    message_id: str
+    state: MessageState
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryItem:
+    """One thing to send to one destination: the mapped record (JSON bytes) or the original message."""
+
+    delivery_id: str
+    message_id: str
+    destination: str
+    payload: bytes
+    content_type: str
+    attempt: int = 1
+    route_id: str | None = None
+    dataset: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """What a destination said on success (kept as the last response summary)."""
+
+    response: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RouteResult:
+    """The outcome of one route for one message: a record for some destinations, filtered, or an error."""
+
+    route_id: str
+    dataset: str | None = None
+    record: JSON | None = None
+    filtered: str | None = None
+    error: str | None = None
+    destinations: tuple[str, ...] = ()
+    passthrough: bool = False
+
+
+Router = Callable[[StoredMessage], Awaitable[list[RouteResult]]]
+"""Maps one stored message to the results of every route that selects it (the mapping room's job)."""

@@ -1,0 +1,89 @@
+"""The durable store: group commit, duplicates, recovery of accepted-but-unprocessed messages."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from engine import messages
+from engine.errors import StoreError
+from engine.store import CORE_DDL, SqliteStore
+from engine.types import InboundMessage, MessageState
+
+RAW = b"MSH|^~\\&|HIS|NBH|PLAT|NB|20240101120000||ADT^A01|C1|P|2.5.1\rPID|1||123\r"
+
+
+def inbound(control_id: str, *, facility: str = "NBH", at: float | None = None) -> InboundMessage:
+    return InboundMessage(channel="c", raw=RAW, content_type="x-application/hl7-v2+er7",
+                          received_at=time.time() if at is None else at, sending_facility=facility,
+                          control_id=control_id, dedupe_key=f"{facility}|{control_id}")
+
+
+@pytest.fixture
+async def store(tmp_path: Path):  # type: ignore[no-untyped-def]
+    s = SqliteStore(tmp_path / "s.db")
+    await s.open([CORE_DDL, messages.DDL])
+    yield s
+    await s.close()
+
+
+async def test_concurrent_writes_are_grouped_into_few_commits_and_all_stored(store: SqliteStore) -> None:
+    """500 concurrent inserts all commit, in fewer transactions than inserts (group commit)."""
+    accs = await asyncio.gather(*[store.write(lambda c, i=i: messages.insert(c, inbound(f"M{i}"),
+                                                                               dedupe_window=60))
+                                  for i in range(500)])
+    assert len({a.message_id for a in accs}) == 500
+    assert store.commits < 500
+    count = await store.read(lambda c: c.execute("SELECT count(*) FROM messages").fetchone()[0])
+    assert count == 500
+
+
+async def test_same_facility_and_control_id_within_window_is_a_duplicate(store: SqliteStore) -> None:
+    first = await store.write(lambda c: messages.insert(c, inbound("X1"), dedupe_window=60))
+    again = await store.write(lambda c: messages.insert(c, inbound("X1"), dedupe_window=60))
+    other_facility = await store.write(lambda c: messages.insert(c, inbound("X1", facility="OTHER"),
+                                                                 dedupe_window=60))
+    assert again.duplicate and again.message_id == first.message_id
+    assert not other_facility.duplicate
+
+
+async def test_a_repeat_outside_the_window_is_stored_again(store: SqliteStore) -> None:
+    await store.write(lambda c: messages.insert(c, inbound("OLD", at=time.time() - 120), dedupe_window=60))
+    later = await store.write(lambda c: messages.insert(c, inbound("OLD"), dedupe_window=60))
+    assert not later.duplicate
+
+
+async def test_one_failing_op_fails_alone_and_its_batch_neighbours_commit(store: SqliteStore) -> None:
+    def bad(conn):  # type: ignore[no-untyped-def]
+        conn.execute("INSERT INTO no_such_table VALUES (1)")
+
+    good = [store.write(lambda c, i=i: messages.insert(c, inbound(f"G{i}"), dedupe_window=60))
+            for i in range(20)]
+    failing = store.write(bad)
+    results = await asyncio.gather(*good, failing, return_exceptions=True)
+    assert isinstance(results[-1], StoreError)
+    assert all(not isinstance(r, BaseException) for r in results[:-1])
+    count = await store.read(lambda c: c.execute("SELECT count(*) FROM messages").fetchone()[0])
+    assert count == 20
+
+
+async def test_a_full_store_refuses_the_write_with_store_error(tmp_path: Path) -> None:
+    """max_size caps the database: a write past it fails (so the channel must not ACK positively)."""
+    s = SqliteStore(tmp_path / "small.db", max_size=64 * 1024)
+    await s.open([CORE_DDL, messages.DDL])
+    big = InboundMessage(channel="c", raw=b"x" * 100_000, content_type="t", received_at=time.time())
+    with pytest.raises(StoreError, match="full"):
+        await s.write(lambda c: messages.insert(c, big, dedupe_window=0))
+    await s.close()
+
+
+async def test_unprocessed_lists_received_messages_oldest_first(store: SqliteStore) -> None:
+    a = await store.write(lambda c: messages.insert(c, inbound("A"), dedupe_window=60))
+    b = await store.write(lambda c: messages.insert(c, inbound("B"), dedupe_window=60))
+    await store.write(lambda c: messages.record_outcome(c, a.message_id, MessageState.MAPPED, None, []))
+    rows = await store.read(lambda c: messages.unprocessed(c))
+    assert [m.id for _, m in rows] == [b.message_id]
+    assert rows[0][1].raw == RAW
