@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -216,16 +216,17 @@ def _rename(obj: dict[str, Any], fields: Mapping[str, FieldInfo]) -> None:
             _rename(props[name]["items"], info.items)
     obj["properties"] = {ren(k): v for k, v in props.items()}
     _rename_required(obj, ren)
-    for keyword in ("anyOf", "allOf", "oneOf"):
-        for sub in obj.get(keyword, []):
-            _rename_required(sub, ren)
 
 
-def _rename_required(obj: dict[str, Any], ren: Any) -> None:
+def _rename_required(obj: dict[str, Any], ren: Callable[[str], str]) -> None:
+    """Rename field names in `required` / `dependentRequired`, also inside anyOf/allOf/oneOf branches."""
     if "required" in obj:
         obj["required"] = [ren(n) for n in obj["required"]]
     if "dependentRequired" in obj:
         obj["dependentRequired"] = {ren(k): [ren(n) for n in v] for k, v in obj["dependentRequired"].items()}
+    for keyword in ("anyOf", "allOf", "oneOf"):
+        for sub in obj.get(keyword, []):
+            _rename_required(sub, ren)
 
 
 def _rekey(record: Mapping[str, Any], fields: Mapping[str, FieldInfo], *, to_de: bool) -> dict[str, Any]:
@@ -299,11 +300,12 @@ def markdown(registry: DatasetRegistry) -> str:
                   str(ds.schema.get("description", "")), "", f"Schema: `{Path(ds.file).as_posix()}`", "",
                   "| field | title | DE | format | value domain | required | notes |",
                   "|---|---|---|---|---|---|---|"]
-        one_of = [sub["required"] for sub in ds.schema.get("anyOf", []) if set(sub) == {"required"}]
+        one_of = _one_of_groups(ds.schema)
         for name, info in iter_fields(ds.fields):
             required = "yes" if info.required else ""
-            if any(name in group for group in one_of):
-                required = "one of " + " / ".join("+".join(g) for g in one_of)
+            for groups in one_of:
+                if any(name in group for group in groups):
+                    required = "one of " + " / ".join("+".join(g) for g in groups)
             domain = info.cv or ""
             labels = ds.schema["properties"].get(name, {}).get("x-labels") if "[]" not in name else None
             if labels and len(labels) <= 10:
@@ -315,3 +317,9 @@ def markdown(registry: DatasetRegistry) -> str:
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _one_of_groups(schema: Mapping[str, Any]) -> list[list[list[str]]]:
+    """The "needs one of" field groups of a dataset (anyOf of plain `required`, top level or in allOf)."""
+    any_ofs = [schema.get("anyOf", []), *(sub.get("anyOf", []) for sub in schema.get("allOf", []))]
+    return [[b["required"] for b in a] for a in any_ofs if a and all(set(b) == {"required"} for b in a)]
