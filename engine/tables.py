@@ -129,7 +129,7 @@ def load_table(path: str | Path) -> CodeTable:
                           line=_line(map_node), key="map")
     mapping = {k: _scalar(v, file, f"map.{k}") for k, (_, v) in _pairs(map_node, file, "map.").items()}
     if not mapping:
-        raise ConfigError("map is empty", file=file, line=_line(map_node), key="map")
+        raise ConfigError("is empty", file=file, line=_line(map_node), key="map")
     return CodeTable(id=text["id"], mapping=MappingProxyType(mapping), policy=policy, default=default,
                      description=text.get("description", "").strip(), source=text.get("source", ""),
                      target=text.get("target", ""), file=file)
