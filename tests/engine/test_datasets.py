@@ -252,3 +252,9 @@ def test_the_sample_records_are_not_mutated_by_validation(registry: DatasetRegis
     registry.to_de_keys("lab_report", record)
     assert record == snapshot
 
+
+
+def test_docs_datasets_md_is_in_sync_with_the_schemas(registry: DatasetRegistry) -> None:
+    """docs/datasets.md contains exactly what markdown() renders from the current schemas."""
+    docs = (ROOT / "docs" / "datasets.md").read_text(encoding="utf-8")
+    assert markdown(registry) in docs
