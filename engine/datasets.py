@@ -297,7 +297,7 @@ def markdown(registry: DatasetRegistry) -> str:
     for dataset_id in registry.datasets():
         ds = registry.get(dataset_id)
         lines += [f"### `{ds.id}` — {ds.title} ({ds.area}, v{ds.version})", "",
-                  str(ds.schema.get("description", "")), "", f"Schema: `{Path(ds.file).as_posix()}`", "",
+                  str(ds.schema.get("description", "")), "", f"Schema: `{ds.schema.get('$id', '')}`", "",
                   "| field | title | DE | format | value domain | required | notes |",
                   "|---|---|---|---|---|---|---|"]
         one_of = _one_of_groups(ds.schema)
