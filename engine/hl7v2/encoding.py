@@ -36,18 +36,18 @@ class Encoding:
         """
         if not 3 <= len(msh2) <= 5:
             raise Hl7ParseError(
-                f"MSH-2 encoding characters {msh2!r} must be 3 to 5 characters (usually '^~\\&')",
+                f"MSH-2 encoding characters \"{msh2}\" must be 3 to 5 characters (usually \"^~\\&\")",
                 code="102", location="MSH^1^2")
         chars = field_sep + msh2
         for ch in chars:
             if ch.isalnum() or ch in " \r\n\t" or not ch.isprintable():
                 raise Hl7ParseError(
-                    f"encoding character {ch!r} in MSH-1/MSH-2 {chars!r} is not a usable separator",
+                    f"encoding character {ch!r} in MSH-1/MSH-2 \"{chars}\" is not a usable separator",
                     code="102", location="MSH^1^2")
         if len(set(chars)) != len(chars):
             dup = next(c for c in chars if chars.count(c) > 1)
             raise Hl7ParseError(
-                f"encoding character {dup!r} is declared twice in MSH-1/MSH-2 {chars!r}",
+                f"encoding character {dup!r} is declared twice in MSH-1/MSH-2 \"{chars}\"",
                 code="102", location="MSH^1^2")
         sub = msh2[3] if len(msh2) >= 4 else ""
         trunc = msh2[4] if len(msh2) == 5 else ""

@@ -282,8 +282,8 @@ class Er7Message:
 def _not_msh_reason(text: str) -> str:
     if not text:
         return 'payload is empty, expected an HL7 v2 message starting with "MSH"'
-    head = text[:3]
     hint = {"{": " (looks like JSON)", "[": " (looks like JSON)", "<": " (looks like XML)"}.get(text[0], "")
+    head = text[0] if hint else text[:3]
     if head in ("FHS", "BHS"):
         hint = " (a batch: split it with engine.hl7v2.batch.split_batch)"
     return f'payload starts with "{head}"{hint}, expected "MSH"'
