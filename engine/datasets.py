@@ -6,8 +6,9 @@ carrying its WS 363 data element id in `x-de` (and `x-cv` for the WS 364 / GB va
 fields). Destinations may want records keyed by DE id instead (`keys: de`); the registry derives that
 schema once per dataset by renaming properties, so both forms validate against the same rules.
 
-Validators are compiled once per dataset at load time (compiled ~7,000 records/s vs ~160/s when built
-per call). Issue messages never quote the record's values: records hold patient data.
+Validators are compiled once per dataset at load time: measured here ~2,400 person / ~1,500 lab_report
+records/s per core, against ~50/s when the schema is checked and the validator built per call.
+Issue messages never quote the record's values: records hold patient data.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class FieldInfo:
     cv: str | None = None
     format: str | None = None
     enum: tuple[str, ...] | None = None
+    labels: Mapping[str, str] | None = None
+    """Code → meaning for coded fields (`x-labels`), e.g. {"1": "男性", "2": "女性", ...}."""
     max_length: int | None = None
     pattern: str | None = None
     comment: str | None = None
@@ -190,6 +193,7 @@ def _fields(obj: Mapping[str, Any], file: str, prefix: str) -> dict[str, FieldIn
             name=name, title=str(prop["title"]), de=de, type=str(prop.get("type", "")),
             required=name in required,
             cv=prop.get("x-cv"), format=prop.get("x-format"), enum=tuple(enum) if enum else None,
+            labels=prop.get("x-labels"),
             max_length=prop.get("maxLength"), pattern=prop.get("pattern"), comment=prop.get("$comment"),
             items=_fields(items, file, f"{where}[].") if "properties" in items else None,
         )
@@ -307,9 +311,8 @@ def markdown(registry: DatasetRegistry) -> str:
                 if any(name in group for group in groups):
                     required = "one of " + " / ".join("+".join(g) for g in groups)
             domain = info.cv or ""
-            labels = ds.schema["properties"].get(name, {}).get("x-labels") if "[]" not in name else None
-            if labels and len(labels) <= 10:
-                domain += ": " + ", ".join(f"{k} {v}" for k, v in labels.items())
+            if info.labels and len(info.labels) <= 10:
+                domain += ": " + ", ".join(f"{k} {v}" for k, v in info.labels.items())
             elif info.enum:
                 domain += f" ({len(info.enum)} codes)"
             fmt = info.format or info.type
