@@ -1,0 +1,197 @@
+"""Admin API routes for the dead-letter queue: list, show, replay (single or bulk), purge.
+
+`engine/admin.py` calls `add_routes(app, engine)`. The admin server's middleware decides who is
+authorized and sets `request["authorized"]` (and optionally `request["identity"]`); when it has not,
+the bearer token is checked here. Payloads (patient data) are shown only to a request that presented
+the admin token; with no token configured, payloads are never shown. Replay and purge need the token
+whenever one is configured.
+
+Replay has two modes, chosen by the caller: `remap: false` (default) re-sends the stored payload (the
+destination was fixed); `remap: true` maps the stored raw message again (the route was fixed). Mapping
+dead letters always remap.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from engine import deadletters, messages
+from engine.deadletters import DeadLetterQuery
+from engine.errors import StoreError
+
+if TYPE_CHECKING:
+    from engine.runtime import Engine
+
+BULK_LIMIT = 10_000
+"""Most dead letters one `POST /dlq/replay` re-queues; call again for more."""
+
+
+def add_routes(app: web.Application, engine: Engine) -> None:
+    """Register the `/dlq` routes on the admin application."""
+    api = DlqApi(engine)
+    app.router.add_get("/dlq", api.list)
+    app.router.add_post("/dlq/replay", api.replay_bulk)
+    app.router.add_get("/dlq/{id}", api.show)
+    app.router.add_post("/dlq/{id}/replay", api.replay_one)
+    app.router.add_delete("/dlq/{id}", api.purge)
+
+
+def _float(value: str | None, name: str) -> float | None:
+    if value in (None, ""):
+        return None
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"{name}: expected epoch seconds") from None
+
+
+def query_from(params: Any) -> DeadLetterQuery:
+    """Filters from query parameters or a JSON body (same names: channel, destination, kind, error, since,
+    until, before, limit)."""
+    try:
+        limit = int(params.get("limit") or 50)
+    except (TypeError, ValueError):
+        raise web.HTTPBadRequest(text="limit: expected an integer") from None
+    kind = params.get("kind") or None
+    if kind not in (None, "delivery", "mapping"):
+        raise web.HTTPBadRequest(text="kind: expected delivery or mapping")
+    return DeadLetterQuery(channel=params.get("channel") or None, destination=params.get("destination") or None,
+                           kind=kind, error=params.get("error") or None,
+                           since=_float(params.get("since"), "since"), until=_float(params.get("until"), "until"),
+                           before=params.get("before") or None, limit=limit)
+
+
+class DlqApi:
+    """Handlers; each reads/writes through the engine's store."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # --- authorization ----------------------------------------------------------------------------
+
+    def _token_ok(self, request: web.Request) -> bool:
+        flag = request.get("authorized")
+        token = self.engine.config.engine.admin.token
+        if not token:
+            return False
+        if flag is not None:
+            return bool(flag)
+        header = request.headers.get("Authorization", "")
+        return hmac.compare_digest(header.encode(), f"Bearer {token}".encode())
+
+    def _require_write(self, request: web.Request) -> str:
+        """Who is acting; 401 when a token is configured and was not presented."""
+        if self.engine.config.engine.admin.token and not self._token_ok(request):
+            raise web.HTTPUnauthorized(text="admin token required")
+        identity = request.get("identity")
+        if identity:
+            return str(identity)
+        return "token" if self._token_ok(request) else "anonymous"
+
+    # --- handlers ---------------------------------------------------------------------------------
+
+    async def list(self, request: web.Request) -> web.Response:
+        q = query_from(request.query)
+        items = await self.engine.store.read(lambda c: deadletters.search(c, q))
+        nxt = items[-1]["id"] if len(items) == q.limit else None
+        return web.json_response({"items": items, "next_before": nxt})
+
+    async def show(self, request: web.Request) -> web.Response:
+        dead_id = request.match_info["id"]
+        with_payload = self._token_ok(request)
+        item = await self.engine.store.read(lambda c: deadletters.get(c, dead_id, with_payload=with_payload))
+        if item is None:
+            raise web.HTTPNotFound(text=f"no dead letter {dead_id}")
+        if not with_payload:
+            item["payload_hidden"] = ("payload shown only with the admin token" if self.engine.config.engine.admin.token
+                                      else "configure engine.admin.token to view payloads")
+        return web.json_response(item)
+
+    async def replay_one(self, request: web.Request) -> web.Response:
+        who = self._require_write(request)
+        body = await _json_body(request)
+        dead_id = request.match_info["id"]
+        result = await self.replay([dead_id], remap=bool(body.get("remap", False)), who=who)
+        if result["requeued"] + result["remapped"] == 0:
+            exists = await self.engine.store.read(lambda c: deadletters.get(c, dead_id, with_payload=False))
+            if exists is None:
+                raise web.HTTPNotFound(text=f"no dead letter {dead_id}")
+            return web.json_response({**result, "error": "cannot replay: " + "; ".join(result["skipped"])},
+                                     status=409)
+        return web.json_response(result)
+
+    async def replay_bulk(self, request: web.Request) -> web.Response:
+        who = self._require_write(request)
+        body = await _json_body(request)
+        q = query_from({**body, "limit": body.get("limit") or BULK_LIMIT})
+        items = await self.engine.store.read(lambda c: deadletters.search(c, q))
+        result = await self.replay([i["id"] for i in items], remap=bool(body.get("remap", False)), who=who)
+        return web.json_response(result)
+
+    async def purge(self, request: web.Request) -> web.Response:
+        who = self._require_write(request)
+        dead_id = request.match_info["id"]
+        now = time.time()
+        done = await self.engine.store.write(lambda c: deadletters.purge(c, dead_id, now=now, who=who))
+        if not done:
+            raise web.HTTPNotFound(text=f"no dead letter {dead_id}")
+        self.engine.delivery.refresh_soon()
+        return web.json_response({"purged": dead_id, "by": who})
+
+    # --- replay -----------------------------------------------------------------------------------
+
+    async def replay(self, ids: list[str], *, remap: bool, who: str) -> dict[str, Any]:
+        """Re-queue (or re-map) each dead letter; report counts and why any was skipped."""
+        now = time.time()
+
+        def run(conn: Any) -> tuple[set[str], int, list[str], list[str]]:
+            wake: set[str] = set()
+            requeued = 0
+            remapped: list[str] = []
+            skipped: list[str] = []
+            for dead_id in ids:
+                row = conn.execute("SELECT kind FROM dead_letters WHERE id = ?", (dead_id,)).fetchone()
+                if row is None:
+                    continue  # already removed by an earlier remap of the same message
+                if remap or row[0] == "mapping":
+                    message_id = deadletters.prepare_remap(conn, dead_id, now=now, who=who)
+                    if message_id is None:
+                        skipped.append(f"{dead_id}: raw message no longer stored")
+                    else:
+                        remapped.append(message_id)
+                else:
+                    dest = deadletters.requeue(conn, dead_id, now=now, who=who)
+                    if dest is None:
+                        skipped.append(f"{dead_id}: payload no longer stored")
+                    else:
+                        wake.add(dest)
+                        requeued += 1
+            return wake, requeued, remapped, skipped
+
+        try:
+            wake, requeued, remapped, skipped = await self.engine.store.write(run)
+        except StoreError as exc:
+            raise web.HTTPServiceUnavailable(text=str(exc)) from None
+        self.engine.delivery.wake(wake)
+        for message_id in remapped:
+            msg = await self.engine.store.read(lambda c, m=message_id: messages.get(c, m))
+            if msg is not None:
+                self.engine.pipeline.submit(msg)
+        self.engine.delivery.refresh_soon()
+        return {"requeued": requeued, "remapped": len(remapped), "skipped": skipped}
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text="body: expected a JSON object") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="body: expected a JSON object")
+    return body

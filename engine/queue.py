@@ -1,0 +1,243 @@
+"""The delivery queue, dead-letter queue and DLQ audit log: tables and the SQL that works on them.
+
+One `deliveries` row per (message, route, destination); `state` goes `queued` → `sent` | `dead`. Rows are
+claimed by the workers *in memory* only (the row stays `queued` in the store while a send is in flight),
+so a crash leaves every unfinished delivery queued: at-least-once, with the same delivery id (the
+`Idempotency-Key`) on the retry. Functions take a connection and run inside the store's writer or a
+reader, so the pipeline can create rows in the same transaction as the mapped result.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from engine.ids import new_id
+
+DDL = """
+CREATE TABLE IF NOT EXISTS deliveries (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    message_id TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    route_id TEXT NOT NULL,
+    dataset TEXT,
+    channel TEXT,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    created_at REAL NOT NULL,
+    first_attempt_at REAL,
+    last_attempt_at REAL,
+    last_error TEXT,
+    last_response TEXT,
+    order_value TEXT,
+    content_type TEXT NOT NULL,
+    payload BLOB,
+    UNIQUE (message_id, route_id, destination)
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(destination, next_attempt_at) WHERE state = 'queued';
+CREATE INDEX IF NOT EXISTS deliveries_fifo ON deliveries(destination, seq) WHERE state = 'queued';
+CREATE INDEX IF NOT EXISTS deliveries_sent ON deliveries(last_attempt_at)
+    WHERE state = 'sent' AND payload IS NOT NULL;
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    channel TEXT,
+    destination TEXT,
+    route_id TEXT,
+    dataset TEXT,
+    delivery_id TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    first_attempt_at REAL,
+    last_attempt_at REAL,
+    created_at REAL NOT NULL,
+    error TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_letters_time ON dead_letters(created_at);
+CREATE INDEX IF NOT EXISTS dead_letters_message ON dead_letters(message_id);
+CREATE TABLE IF NOT EXISTS dlq_audit (
+    seq INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    action TEXT NOT NULL,
+    who TEXT NOT NULL,
+    dead_letter_id TEXT,
+    message_id TEXT,
+    destination TEXT,
+    detail TEXT
+);
+"""
+"""Delivery and dead-letter tables (SQLite; the portable subset apart from partial indexes)."""
+
+_DELIVERY_COLUMNS = ("seq, id, message_id, destination, route_id, dataset, channel, attempts, created_at, "
+                     "first_attempt_at, order_value, content_type, payload, next_attempt_at")
+_DEAD_COLUMNS = ("id, kind, message_id, channel, destination, route_id, dataset, delivery_id, attempts, "
+                 "first_attempt_at, last_attempt_at, created_at, error")
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A queued delivery as a worker holds it while sending."""
+
+    seq: int
+    id: str
+    message_id: str
+    destination: str
+    route_id: str
+    dataset: str | None
+    channel: str | None
+    attempts: int
+    created_at: float
+    first_attempt_at: float | None
+    order_value: str | None
+    content_type: str
+    payload: bytes
+    next_attempt_at: float
+
+
+def _pending(row: Sequence[Any]) -> Pending:
+    return Pending(seq=row[0], id=row[1], message_id=row[2], destination=row[3], route_id=row[4],
+                   dataset=row[5], channel=row[6], attempts=row[7], created_at=row[8],
+                   first_attempt_at=row[9], order_value=row[10], content_type=row[11],
+                   payload=bytes(row[12] or b""), next_attempt_at=row[13])
+
+
+# --- writes from the pipeline -------------------------------------------------------------------
+
+
+def enqueue(conn: sqlite3.Connection, *, message_id: str, destination: str, route_id: str,
+            dataset: str | None, channel: str | None, payload: bytes, content_type: str,
+            order_value: str | None, now: float) -> bool:
+    """Create the delivery row, or re-queue a `dead` one with the new payload (replay with remap).
+
+    A row already `queued` or `sent` is left alone: processing the same message twice (recovery scan
+    plus memory queue) never sends it twice. Returns True when a row is now queued for sending.
+    """
+    cur = conn.execute(
+        "INSERT INTO deliveries (id, message_id, destination, route_id, dataset, channel, state, attempts,"
+        " next_attempt_at, created_at, order_value, content_type, payload)"
+        " VALUES (?,?,?,?,?,?,'queued',0,?,?,?,?,?)"
+        " ON CONFLICT (message_id, route_id, destination) DO UPDATE SET state = 'queued', attempts = 0,"
+        " next_attempt_at = excluded.next_attempt_at, created_at = excluded.created_at,"
+        " payload = excluded.payload, content_type = excluded.content_type, dataset = excluded.dataset,"
+        " order_value = excluded.order_value, last_error = NULL WHERE deliveries.state = 'dead'",
+        (new_id(now), message_id, destination, route_id, dataset, channel, now, now, order_value,
+         content_type, payload))
+    return cur.rowcount > 0
+
+
+def add_dead_letter(conn: sqlite3.Connection, *, kind: str, message_id: str, error: str, now: float,
+                    channel: str | None = None, destination: str | None = None, route_id: str | None = None,
+                    dataset: str | None = None, delivery_id: str | None = None, attempts: int = 0,
+                    first_attempt_at: float | None = None, last_attempt_at: float | None = None) -> str:
+    """Record a dead letter (`kind` is `delivery` or `mapping`); returns its id."""
+    dead_id = new_id(now)
+    conn.execute(f"INSERT INTO dead_letters ({_DEAD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                 (dead_id, kind, message_id, channel, destination, route_id, dataset, delivery_id, attempts,
+                  first_attempt_at, last_attempt_at, now, error))
+    return dead_id
+
+
+# --- claims and outcomes from the workers -------------------------------------------------------
+
+
+def next_due(conn: sqlite3.Connection, destination: str, after: float) -> float | None:
+    """The earliest retry time after `after` (when the worker should look again), or None."""
+    row = conn.execute("SELECT min(next_attempt_at) FROM deliveries WHERE destination = ? AND state = 'queued'"
+                       " AND next_attempt_at > ?", (destination, after)).fetchone()
+    return row[0] if row else None
+
+
+def claim_due(conn: sqlite3.Connection, destination: str, now: float, limit: int,
+              exclude: Collection[str]) -> tuple[list[Pending], float | None]:
+    """Due deliveries by due time (a retrying row never holds back fresher ones), skipping in-flight ids."""
+    rows = conn.execute(
+        f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE destination = ? AND state = 'queued'"
+        " AND next_attempt_at <= ? ORDER BY next_attempt_at, seq LIMIT ?",
+        (destination, now, limit + len(exclude))).fetchall()
+    out = [_pending(r) for r in rows if r[1] not in exclude][:limit]
+    return out, next_due(conn, destination, now)
+
+
+def claim_heads(conn: sqlite3.Connection, destination: str, window: int,
+                exclude_keys: Collection[str | None]) -> list[Pending]:
+    """The oldest queued delivery of each order key (FIFO), due or not, among the first `window` rows.
+
+    Keys with a delivery in flight are skipped. Rows are in creation order, so the first row seen for a
+    key is that key's head; keys whose head lies beyond the window wait for a later claim.
+    """
+    rows = conn.execute(
+        f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE destination = ? AND state = 'queued'"
+        " ORDER BY seq LIMIT ?", (destination, window)).fetchall()
+    seen: set[str | None] = set()
+    heads = []
+    for row in rows:
+        key = row[10]
+        if key in seen:
+            continue
+        seen.add(key)
+        if key not in exclude_keys:
+            heads.append(_pending(row))
+    return heads
+
+
+def mark_sent(conn: sqlite3.Connection, delivery_id: str, *, attempts: int, now: float, response: str) -> None:
+    conn.execute("UPDATE deliveries SET state = 'sent', attempts = ?, last_attempt_at = ?,"
+                 " first_attempt_at = coalesce(first_attempt_at, ?), last_response = ?, last_error = NULL"
+                 " WHERE id = ? AND state = 'queued'", (attempts, now, now, response[:2000], delivery_id))
+
+
+def mark_retry(conn: sqlite3.Connection, delivery_id: str, *, attempts: int, now: float, next_at: float,
+               error: str, response: str | None) -> None:
+    conn.execute("UPDATE deliveries SET attempts = ?, last_attempt_at = ?, next_attempt_at = ?,"
+                 " first_attempt_at = coalesce(first_attempt_at, ?), last_error = ?, last_response = ?"
+                 " WHERE id = ? AND state = 'queued'",
+                 (attempts, now, next_at, now, error[:2000], (response or "")[:2000] or None, delivery_id))
+
+
+def mark_dead(conn: sqlite3.Connection, item: Pending, *, attempts: int, now: float, error: str,
+              response: str | None) -> str | None:
+    """Move a delivery to `dead` and add its dead letter; None if it was no longer queued."""
+    cur = conn.execute("UPDATE deliveries SET state = 'dead', attempts = ?, last_attempt_at = ?,"
+                       " first_attempt_at = coalesce(first_attempt_at, ?), last_error = ?, last_response = ?"
+                       " WHERE id = ? AND state = 'queued'",
+                       (attempts, now, now, error[:2000], (response or "")[:2000] or None, item.id))
+    if cur.rowcount == 0:
+        return None
+    return add_dead_letter(conn, kind="delivery", message_id=item.message_id, error=error[:2000], now=now,
+                           channel=item.channel, destination=item.destination, route_id=item.route_id,
+                           dataset=item.dataset, delivery_id=item.id, attempts=attempts,
+                           first_attempt_at=item.first_attempt_at or now, last_attempt_at=now)
+
+
+# --- status and retention ----------------------------------------------------------------------
+
+
+def destination_counts(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+    """Per destination: queued, retrying (queued with attempts > 0), sent, dead, oldest queued time."""
+    out: dict[str, dict[str, Any]] = {}
+    for dest, state, retrying, n, oldest in conn.execute(
+            "SELECT destination, state, attempts > 0, count(*), min(created_at) FROM deliveries"
+            " GROUP BY destination, state, attempts > 0"):
+        d = out.setdefault(dest, {"queued": 0, "retrying": 0, "sent": 0, "dead": 0, "oldest_queued": None})
+        d[state] = d.get(state, 0) + n
+        if state == "queued":
+            if retrying:
+                d["retrying"] += n
+            if d["oldest_queued"] is None or oldest < d["oldest_queued"]:
+                d["oldest_queued"] = oldest
+    for dest, n in conn.execute("SELECT destination, count(*) FROM dead_letters GROUP BY destination"):
+        out.setdefault(dest or "", {"queued": 0, "retrying": 0, "sent": 0, "dead": 0,
+                                    "oldest_queued": None})["dead_letters"] = n
+    return out
+
+
+def prune(conn: sqlite3.Connection, *, older_than: float) -> int:
+    """Drop payloads of deliveries sent before `older_than` (rows stay; dead letters are never pruned)."""
+    cur = conn.execute("UPDATE deliveries SET payload = NULL WHERE state = 'sent' AND payload IS NOT NULL"
+                       " AND last_attempt_at < ?", (older_than,))
+    return cur.rowcount
