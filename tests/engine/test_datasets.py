@@ -258,3 +258,11 @@ def test_docs_datasets_md_is_in_sync_with_the_schemas(registry: DatasetRegistry)
     """docs/datasets.md contains exactly what markdown() renders from the current schemas."""
     docs = (ROOT / "docs" / "datasets.md").read_text(encoding="utf-8")
     assert markdown(registry) in docs
+
+
+def test_de_keyed_schema_renames_one_of_requirements_too(registry: DatasetRegistry) -> None:
+    """A DE-keyed diagnosis with neither an ICD-10 nor a TCM code fails, naming the DE ids."""
+    record = sample("diagnosis")
+    del record["diagnosis_code"]
+    issues = registry.validate("diagnosis", registry.to_de_keys("diagnosis", record), keys="de")
+    assert [(i.path, i.message) for i in issues] == [("", "needs one of: DE05.01.024.00 | DE05.10.130.00")]

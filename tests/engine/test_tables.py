@@ -198,3 +198,9 @@ def test_code_table_is_frozen(tables: dict[str, CodeTable]) -> None:
         table.policy = "pass"  # type: ignore[misc]
     with pytest.raises(TypeError):
         table.mapping["X"] = "1"  # type: ignore[index]
+
+
+def test_each_shipped_table_file_is_named_after_its_id(tables: dict[str, CodeTable]) -> None:
+    """`<id>.yaml` keeps tables greppable: the file name is the id routes refer to."""
+    for table in tables.values():
+        assert table.file is not None and Path(table.file).name == f"{table.id}.yaml"
