@@ -40,9 +40,12 @@ MAX_CODE_IN_MESSAGE = 20
 a sender put free text (possibly patient data) into a coded field."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CodeTable:
-    """One loaded code table; `lookup` applies it with the table's unmapped-code policy."""
+    """One loaded code table; `lookup` applies it with the table's unmapped-code policy.
+
+    Compared and hashed by identity (`eq=False`), so a table can key a cache.
+    """
 
     id: str
     mapping: Mapping[str, str]
