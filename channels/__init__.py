@@ -7,9 +7,9 @@ from channels.base import Inbound, Outbound
 
 def inbound_types() -> dict[str, type[Inbound]]:
     """Config `channels[].type` → class. Imported lazily so one connector's deps don't load all."""
-    from channels import mllp
+    from channels import http, mllp
 
-    types: dict[str, type[Inbound]] = {"mllp": mllp.MllpInbound}
+    types: dict[str, type[Inbound]] = {"mllp": mllp.MllpInbound, "http": http.HttpInbound}
     return types
 
 

@@ -1,0 +1,176 @@
+"""Turn one inbound payload (HL7 v2 ER7 or FHIR JSON/XML) into the `InboundMessage`s to commit.
+
+Shared by the HTTP and AMQP channels, which both receive a whole payload with a content type (MLLP
+frames are handled in channels/mllp.py). HL7 v2 payloads may be batches (HL7 v2.5.1 §2.10.3): each
+message is committed on its own, with its own MSH-4 + MSH-10 dedupe key, as MLLP would. FHIR Bundles
+of type transaction/batch/message/collection/searchset are split into one message per entry resource
+(`engine.fhir.split_bundle`), each stored as FHIR JSON, so routes select on the entry's resourceType.
+
+Dedupe keys are what makes a sender's retry harmless: an explicit key (HTTP `Idempotency-Key`, AMQP
+`message_id`) wins and is scoped to the channel; otherwise HL7 v2 uses `MSH-4|MSH-10` (the same key
+MLLP uses) and FHIR uses `Bundle.identifier` or `<type>/<id>/_history/<meta.versionId>`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
+
+from engine.errors import FhirParseError, RejectedMessage
+from engine.fhir.parse import parse_fhir, split_bundle, to_dict
+from engine.hl7v2.batch import split_batch
+from engine.hl7v2.charset import decode, python_codec, sniff_charset
+from engine.hl7v2.er7 import Er7Message
+from engine.types import FHIR_JSON, FHIR_XML, HL7V2, InboundMessage
+
+HL7_MEDIA_TYPES = frozenset({HL7V2, "application/hl7-v2", "text/plain"})
+"""Media types accepted as HL7 v2 ER7 (HL7's registered name, its unregistered alias, plain text)."""
+FHIR_JSON_TYPES = frozenset({FHIR_JSON, "application/json"})
+FHIR_XML_TYPES = frozenset({FHIR_XML, "application/xml", "text/xml"})
+FHIR_MEDIA_TYPES = FHIR_JSON_TYPES | FHIR_XML_TYPES
+
+
+def media_type(header: str | None) -> tuple[str, str | None]:
+    """`text/plain; charset=GB18030` → (`text/plain`, `GB18030`); lower-cased type, charset as sent."""
+    if not header:
+        return "", None
+    kind, _, params = header.partition(";")
+    charset = None
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip():
+            charset = value.strip().strip('"')
+    return kind.strip().lower(), charset
+
+
+def payload_kind(content_type: str) -> str | None:
+    """`hl7v2`, `fhir` or None for a media type (already split by `media_type`)."""
+    if content_type in HL7_MEDIA_TYPES:
+        return "hl7v2"
+    if content_type in FHIR_MEDIA_TYPES:
+        return "fhir"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Hl7Item:
+    """One HL7 v2 message of a payload: parsed, or the reason it cannot be acknowledged positively."""
+
+    inbound: InboundMessage
+    parsed: Er7Message | None = None
+    error: RejectedMessage | None = None
+
+    @property
+    def codec(self) -> str:
+        """The Python codec to encode this message's ACK in (its MSH-18, else its transport charset)."""
+        if self.parsed is not None and self.parsed.charset:
+            return self.parsed.codec
+        try:
+            return python_codec(self.inbound.charset or "UTF-8")
+        except LookupError:
+            return "utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """Transport facts every message of a payload shares."""
+
+    channel: str
+    received_at: float
+    peer: str | None = None
+    key: str | None = None
+    """An explicit dedupe key from the transport (already scoped to the channel), or None."""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+def hl7v2_items(raw: bytes, env: Envelope, *, charset: str | None = None) -> list[Hl7Item]:
+    """Decode (``charset``, else MSH-18, else UTF-8), split a batch, and parse each message.
+
+    A payload that cannot be decoded or split is one rejected item holding the raw bytes; in a batch,
+    each message that does not parse is a rejected item of its own and the others are accepted.
+    """
+    label = charset or sniff_charset(raw)
+    whole = InboundMessage(channel=env.channel, raw=raw, content_type=HL7V2, received_at=env.received_at,
+                           peer=env.peer, charset=label, dedupe_key=None, metadata=env.metadata)
+    try:
+        texts = split_batch(decode(raw, label))
+    except RejectedMessage as exc:
+        return [Hl7Item(whole, error=exc)]
+    single = len(texts) == 1
+    codec = python_codec(label or "UTF-8")  # decode() succeeded, so the label is known
+    items = []
+    for i, text in enumerate(texts):
+        part = raw if single else text.encode(codec)
+        key = env.key if single or env.key is None else f"{env.key}#{i}"
+        try:
+            msg = Er7Message.parse(text)
+        except RejectedMessage as exc:
+            items.append(Hl7Item(_replace(whole, raw=part), error=exc))
+            continue
+        facility, control = msg.sending_facility, msg.control_id
+        if key is None and control:
+            key = f"{facility}|{control}"  # as MLLP: MSH-4 + MSH-10 within the store's dedupe window
+        items.append(Hl7Item(_replace(
+            whole, raw=part, charset=label or msg.charset or None,
+            sending_application=msg.sending_application or None, sending_facility=facility or None,
+            control_id=control or None, message_type=msg.message_type or None, dedupe_key=key),
+            parsed=msg))
+    return items
+
+
+def fhir_messages(raw: bytes, env: Envelope, *, content_type: str, release: str = "R4B",
+                  expected_type: str | None = None, split: bool = True) -> list[InboundMessage]:
+    """Parse a FHIR payload into the messages to commit; raise `FhirParseError` naming element paths.
+
+    ``expected_type`` is the `{resourceType}` of a `POST /fhir/{resourceType}` URL; a body of another
+    type is an error on `resourceType`.
+    """
+    resource = parse_fhir(raw, content_type=content_type, release=release)
+    rtype: str = resource.get_resource_type()  # type: ignore[attr-defined]
+    if expected_type is not None and rtype != expected_type:
+        raise FhirParseError(f"body is a {rtype}, the URL names {expected_type}",
+                             issues=[("resourceType", f"expected {expected_type}, got {rtype}")])
+    entries = split_bundle(resource) if split else [resource]
+    data = to_dict(resource)
+    key = env.key or _bundle_key(env.channel, data) or _version_key(env.channel, data)
+    base = InboundMessage(channel=env.channel, raw=raw, content_type=_fhir_type(content_type),
+                          received_at=env.received_at, peer=env.peer, metadata=env.metadata)
+    if len(entries) == 1 and entries[0] is resource:
+        return [_replace(base, message_type=rtype, control_id=data.get("id"), dedupe_key=key)]
+    out = []
+    for i, entry in enumerate(entries):
+        edata = to_dict(entry)
+        ekey = f"{key}#{i}" if key else _version_key(env.channel, edata)
+        meta = {**env.metadata, "bundle_entry": str(i)}
+        if data.get("id"):
+            meta["bundle_id"] = str(data["id"])
+        out.append(_replace(base, raw=orjson.dumps(edata), content_type=FHIR_JSON,
+                            message_type=edata.get("resourceType"), control_id=edata.get("id"),
+                            dedupe_key=ekey, metadata=meta))
+    return out
+
+
+def _fhir_type(content_type: str) -> str:
+    return FHIR_XML if content_type in FHIR_XML_TYPES else FHIR_JSON
+
+
+def _bundle_key(channel: str, data: Mapping[str, Any]) -> str | None:
+    ident = data.get("identifier") if data.get("resourceType") == "Bundle" else None
+    if isinstance(ident, dict) and ident.get("value"):
+        return f"{channel}:bundle:{ident.get('system', '')}|{ident['value']}"
+    return None
+
+
+def _version_key(channel: str, data: Mapping[str, Any]) -> str | None:
+    meta = data.get("meta")
+    version = meta.get("versionId") if isinstance(meta, dict) else None
+    if data.get("id") and version:
+        return f"{channel}:{data['resourceType']}/{data['id']}/_history/{version}"
+    return None
+
+
+def _replace(msg: InboundMessage, **changes: Any) -> InboundMessage:
+    return replace(msg, **changes)
