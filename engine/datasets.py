@@ -7,7 +7,9 @@ fields). Destinations may want records keyed by DE id instead (`keys: de`); the 
 schema once per dataset by renaming properties, so both forms validate against the same rules.
 
 Validators are compiled once per dataset at load time: measured here ~2,400 person / ~1,500 lab_report
-records/s per core, against ~50/s when the schema is checked and the validator built per call.
+records/s per core, against ~50/s when the schema is checked and the validator built per call. A valid
+record is first checked by fastjsonschema's generated code (engine/fastcheck.py, ~84,000 person/s);
+jsonschema runs only to explain an invalid one.
 Issue messages never quote the record's values: records hold patient data.
 """
 
@@ -26,6 +28,7 @@ from jsonschema.exceptions import ValidationError as JsonSchemaError
 from referencing import Registry, Resource
 
 from engine.errors import ConfigError
+from engine.fastcheck import FastCheck, compile_fast
 
 Keys = Literal["field", "de"]
 """How a record is keyed: by English field name (`field`, the default) or by WS 363 DE id (`de`)."""
@@ -77,6 +80,8 @@ class Dataset:
     fields: Mapping[str, FieldInfo]
     validator: Draft202012Validator
     de_validator: Draft202012Validator
+    fast: FastCheck | None = None
+    de_fast: FastCheck | None = None
 
 
 class DatasetRegistry:
@@ -101,11 +106,12 @@ class DatasetRegistry:
             if "$id" in doc:
                 resources.append((str(doc["$id"]), Resource.from_contents(doc)))
         registry: Registry[Any] = Registry().with_resources(resources)
+        documents = {str(doc["$id"]): doc for doc in docs.values() if "$id" in doc}
         datasets: dict[str, Dataset] = {}
         for path, doc in docs.items():
             if "x-dataset" not in doc:
                 continue  # a shared part such as envelope.schema.json
-            ds = _build(path, doc, registry)
+            ds = _build(path, doc, registry, documents)
             if ds.id in datasets:
                 raise ConfigError(f"dataset {ds.id!r} is also defined in {datasets[ds.id].file}",
                                   file=str(path))
@@ -133,6 +139,9 @@ class DatasetRegistry:
         ds = self.get(dataset_id)
         if keys not in ("field", "de"):
             raise ValueError(f"keys must be 'field' or 'de', not {keys!r}")
+        fast = ds.fast if keys == "field" else ds.de_fast
+        if fast is not None and fast(record):
+            return []
         validator = ds.validator if keys == "field" else ds.de_validator
         issues = [_issue(err) for err in validator.iter_errors(record)]
         return sorted(issues, key=lambda i: (i.path, i.message))
@@ -157,7 +166,8 @@ def _read_json(path: Path) -> dict[str, Any]:
     return doc
 
 
-def _build(path: Path, doc: dict[str, Any], registry: Registry[Any]) -> Dataset:
+def _build(path: Path, doc: dict[str, Any], registry: Registry[Any],
+           documents: Mapping[str, Mapping[str, Any]]) -> Dataset:
     file = str(path)
     fields = _fields(doc, file, "")
     de_schema = _de_schema(doc, fields)
@@ -168,6 +178,7 @@ def _build(path: Path, doc: dict[str, Any], registry: Registry[Any]) -> Dataset:
         de_schema=de_schema, fields=fields,
         validator=Draft202012Validator(doc, registry=registry, format_checker=checker),
         de_validator=Draft202012Validator(de_schema, registry=registry, format_checker=checker),
+        fast=compile_fast(doc, documents), de_fast=compile_fast(de_schema, documents),
     )
 
 
