@@ -1,10 +1,12 @@
 """A destination that records what it was sent, in memory: for tests and dry runs.
 
-`fail_first: N` makes the first N sends fail transiently; `fail: permanent` fails every send permanently.
+`fail_first: N` makes the first N sends fail transiently; `fail: permanent` fails every send permanently;
+`delay: S` makes each send take S seconds (a slow destination).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -24,10 +26,13 @@ class StubOutbound(Outbound):
         self.attempts = 0
         self.fail_first = int(settings.get("fail_first", 0))
         self.fail = settings.get("fail")
+        self.delay = float(settings.get("delay", 0))
         StubOutbound.received.setdefault(name, [])
 
     async def send(self, item: DeliveryItem) -> DeliveryResult:
         self.attempts += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.fail == "permanent":
             raise PermanentDeliveryError("stub configured to fail permanently")
         if self.attempts <= self.fail_first:

@@ -109,9 +109,9 @@ def requeue(conn: sqlite3.Connection, dead_id: str, *, now: float, who: str) -> 
                        (dead_id,)).fetchone()
     if row is None or row[0] != "delivery" or row[1] is None:
         return None
-    cur = conn.execute("UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt_at = ?, created_at = ?,"
-                       " first_attempt_at = NULL, last_error = NULL WHERE id = ? AND state = 'dead'"
-                       " AND payload IS NOT NULL", (now, now, row[1]))
+    cur = conn.execute("UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt_at = ?,"
+                       " created_at = ?, first_attempt_at = NULL, last_error = NULL"
+                       " WHERE id = ? AND state = 'dead' AND payload IS NOT NULL", (now, now, row[1]))
     if cur.rowcount == 0:
         return None
     conn.execute("DELETE FROM dead_letters WHERE id = ?", (dead_id,))
@@ -157,12 +157,13 @@ def purge(conn: sqlite3.Connection, dead_id: str, *, now: float, who: str) -> bo
 def audit(conn: sqlite3.Connection, *, now: float, action: str, who: str, dead_letter_id: str | None,
           message_id: str | None, destination: str | None, detail: str | None) -> None:
     conn.execute("INSERT INTO dlq_audit (at, action, who, dead_letter_id, message_id, destination, detail)"
-                 " VALUES (?,?,?,?,?,?,?)", (now, action, who, dead_letter_id, message_id, destination, detail))
+                 " VALUES (?,?,?,?,?,?,?)",
+                 (now, action, who, dead_letter_id, message_id, destination, detail))
 
 
 def audit_log(conn: sqlite3.Connection, *, limit: int = 100) -> list[dict[str, Any]]:
     """Newest audit rows first."""
-    rows = conn.execute("SELECT at, action, who, dead_letter_id, message_id, destination, detail FROM dlq_audit"
-                        " ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
+    rows = conn.execute("SELECT at, action, who, dead_letter_id, message_id, destination, detail"
+                        " FROM dlq_audit ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
     keys = ("at", "action", "who", "dead_letter_id", "message_id", "destination", "detail")
     return [dict(zip(keys, r, strict=True)) for r in rows]

@@ -1,37 +1,214 @@
-"""Outbound delivery (placeholder until the delivery room lands: records nothing, sends nothing)."""
+"""Outbound delivery: durable rows written with the mapped result, one worker per destination.
+
+`record()` runs inside the pipeline's outcome transaction: each routed record (or, for pass-through
+routes, the original message) becomes one `queued` row per destination, and a route that failed becomes
+a `mapping` dead letter, atomically with the message's outcome. After the commit the pipeline calls
+`wake()` and the destination's `DestinationWorker` (engine/dispatch.py) sends it. On start, queued
+rows simply resume. A housekeeping task keeps `/status` counts and gauges fresh and prunes sent
+payloads and raw messages after `engine.store.retention_days`.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from typing import TYPE_CHECKING, Any
 
-from engine.types import RouteResult, StoredMessage
+import orjson
+import structlog
+
+from channels import outbound_types
+from engine import messages, queue
+from engine.config import DestinationConfig
+from engine.dispatch import DestinationWorker
+from engine.errors import StoreError
+from engine.types import JSON, RouteResult, StoredMessage
 
 if TYPE_CHECKING:
+    from engine.datasets import DatasetRegistry
     from engine.runtime import Engine
+
+REFRESH_EVERY = 1.0
+"""Seconds between refreshes of the per-destination counts shown in `/status` (when something changed)."""
+PRUNE_EVERY = 3600.0
+"""Seconds between retention runs."""
+JSON_CONTENT_TYPE = "application/json"
+
+log = structlog.get_logger("yonglink.delivery")
 
 
 class DeliveryService:
-    """Creates delivery rows inside the pipeline's transaction and runs one worker set per destination."""
+    """Creates delivery rows inside the pipeline's transaction and runs one worker per destination."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.destinations: dict[str, DestinationConfig] = {d.name: d for d in engine.config.destinations}
+        self.workers: dict[str, DestinationWorker] = {}
+        self._counts: dict[str, dict[str, Any]] = {}
+        self._dirty = asyncio.Event()
+        self._registry: DatasetRegistry | None = None
+        self._house: asyncio.Task[None] | None = None
 
     def ddl(self) -> list[str]:
-        return []
+        return [queue.DDL]
+
+    # --- inside the pipeline's transaction --------------------------------------------------------
 
     def record(self, conn: sqlite3.Connection, message: StoredMessage, results: list[RouteResult],
                now: float) -> set[str]:
-        return set()
+        """Queue a delivery per (result, destination); dead-letter failed routes and unknown destinations."""
+        wake: set[str] = set()
+        for r in results:
+            if r.error:
+                queue.add_dead_letter(conn, kind="mapping", message_id=message.id, channel=message.channel,
+                                      route_id=r.route_id, dataset=r.dataset, error=r.error, now=now)
+                continue
+            if r.record is None and not r.passthrough:
+                continue
+            for name in r.destinations:
+                dest = self.destinations.get(name)
+                if dest is None:
+                    queue.add_dead_letter(
+                        conn, kind="mapping", message_id=message.id, channel=message.channel,
+                        route_id=r.route_id, dataset=r.dataset, destination=name, now=now,
+                        error=f"route {r.route_id} names unknown destination {name!r}")
+                    continue
+                try:
+                    payload, ctype, order_value = self._payload(conn, message, r, dest)
+                except Exception as exc:  # e.g. a record that cannot be re-keyed by DE id
+                    queue.add_dead_letter(
+                        conn, kind="mapping", message_id=message.id, channel=message.channel,
+                        route_id=r.route_id, dataset=r.dataset, destination=name, now=now,
+                        error=f"cannot build payload for {name}: {type(exc).__name__}: {exc}")
+                    continue
+                if queue.enqueue(conn, message_id=message.id, destination=name, route_id=r.route_id,
+                                 dataset=r.dataset, channel=message.channel, payload=payload,
+                                 content_type=ctype, order_value=order_value, now=now):
+                    wake.add(name)
+        self._dirty.set()
+        return wake
+
+    def _payload(self, conn: sqlite3.Connection, message: StoredMessage, r: RouteResult,
+                 dest: DestinationConfig) -> tuple[bytes, str, str | None]:
+        if r.passthrough or r.record is None:
+            raw = message.raw
+            if raw is None:
+                row = conn.execute("SELECT raw FROM messages WHERE id = ?", (message.id,)).fetchone()
+                raw = row[0] if row else None
+            if raw is None:
+                raise ValueError("the raw message is no longer stored")
+            return bytes(raw), message.content_type, None
+        record: JSON = r.record
+        order_key = dest.options.get("order_key")
+        order_value = record.get(order_key) if order_key else None
+        if dest.options.get("keys") == "de" and r.dataset:
+            record = self.registry().to_de_keys(r.dataset, record)
+        return (orjson.dumps(record), JSON_CONTENT_TYPE,
+                None if order_value is None else str(order_value))
+
+    def registry(self) -> DatasetRegistry:
+        """The dataset registry (the router's when it has one) for `keys: de` destinations."""
+        if self._registry is None:
+            found = getattr(self.engine.router, "registry", None)
+            if found is None:
+                from engine.datasets import DatasetRegistry
+
+                found = DatasetRegistry.load(self.engine.config.engine.schemas_dir)
+            self._registry = found
+        return self._registry
+
+    # --- after the commit -------------------------------------------------------------------------
 
     def wake(self, destinations: set[str]) -> None:
-        return None
+        for name in destinations:
+            worker = self.workers.get(name)
+            if worker is not None:
+                worker.wake()
+
+    def refresh_soon(self) -> None:
+        """Counts changed outside the workers (replay, purge): refresh `/status` promptly."""
+        self._dirty.set()
 
     async def start(self) -> None:
-        return None
+        """Start a worker per enabled destination; queued rows (also those in flight at a crash) resume."""
+        types = outbound_types()
+        for name, dest in self.destinations.items():
+            if dest.options.get("enabled", True) is False:
+                continue
+            cls = types.get(dest.type)
+            error = None if cls is not None else f"no connector for destination type {dest.type!r}"
+            outbound = cls(name=name, settings=dest.settings) if cls is not None else None
+            if outbound is not None and hasattr(outbound, "status_overrides"):
+                overrides = (dest.options.get("retry") or {}).get("status_overrides") or {}
+                outbound.status_overrides = {int(k): v for k, v in overrides.items()}
+            worker = DestinationWorker(config=dest, outbound=outbound, store=self.engine.store,
+                                       metrics=self.engine.metrics, connector_error=error)
+            worker.on_change = self._dirty.set
+            self.workers[name] = worker
+            await worker.start()
+        await self._refresh()
+        self._house = asyncio.create_task(self._housekeeping(), name="yonglink-delivery-housekeeping")
 
     async def stop(self) -> None:
-        return None
+        if self._house is not None:
+            self._house.cancel()
+            await asyncio.gather(self._house, return_exceptions=True)
+            self._house = None
+        await asyncio.gather(*(w.stop() for w in self.workers.values()))
+        self.workers.clear()
+
+    async def _housekeeping(self) -> None:
+        next_prune = time.time() + 60.0
+        while True:
+            try:
+                await asyncio.wait_for(self._dirty.wait(), PRUNE_EVERY)
+            except TimeoutError:
+                pass
+            self._dirty.clear()
+            try:
+                await self._refresh()
+                if time.time() >= next_prune:
+                    next_prune = time.time() + PRUNE_EVERY
+                    await self.prune()
+            except StoreError as exc:
+                log.error("delivery housekeeping failed", error=str(exc))
+            await asyncio.sleep(REFRESH_EVERY)
+
+    async def _refresh(self) -> None:
+        self._counts = await self.engine.store.read(queue.destination_counts)
+        m = self.engine.metrics
+        for name in self.destinations:
+            c = self._counts.get(name, {})
+            m.queue_depth.labels(name).set(c.get("queued", 0))
+            m.dead_letters.labels(name).set(c.get("dead_letters", 0))
+
+    async def prune(self, now: float | None = None) -> tuple[int, int]:
+        """Drop sent payloads and raw messages older than the retention age; dead letters stay."""
+        days = self.engine.config.engine.store.retention_days
+        cutoff = (time.time() if now is None else now) - days * 86400.0
+
+        def run(conn: sqlite3.Connection) -> tuple[int, int]:
+            return queue.prune(conn, older_than=cutoff), messages.prune(conn, older_than=cutoff)
+
+        payloads, raws = await self.engine.store.write(run)
+        if payloads or raws:
+            log.info("retention pruned", payloads=payloads, raw_messages=raws, days=days)
+        return payloads, raws
 
     def status(self) -> list[dict[str, Any]]:
-        return []
+        """Per destination: state (ok | down | blocked), counts, oldest queued age, last error."""
+        now = time.time()
+        out = []
+        for name, dest in self.destinations.items():
+            c = self._counts.get(name, {})
+            worker = self.workers.get(name)
+            info = worker.describe() if worker else {
+                "name": name, "type": dest.type, "state": "disabled", "in_flight": 0,
+                "blocked_message_id": None, "last_error": None}
+            oldest = c.get("oldest_queued")
+            info.update(queued=c.get("queued", 0), retrying=c.get("retrying", 0), sent=c.get("sent", 0),
+                        dead=c.get("dead", 0), dead_letters=c.get("dead_letters", 0),
+                        oldest_queued_age_seconds=round(now - oldest, 3) if oldest else None)
+            out.append(info)
+        return out

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -33,7 +34,7 @@ BULK_LIMIT = 10_000
 def add_routes(app: web.Application, engine: Engine) -> None:
     """Register the `/dlq` routes on the admin application."""
     api = DlqApi(engine)
-    app.router.add_get("/dlq", api.list)
+    app.router.add_get("/dlq", api.list_items)
     app.router.add_post("/dlq/replay", api.replay_bulk)
     app.router.add_get("/dlq/{id}", api.show)
     app.router.add_post("/dlq/{id}/replay", api.replay_one)
@@ -59,9 +60,11 @@ def query_from(params: Any) -> DeadLetterQuery:
     kind = params.get("kind") or None
     if kind not in (None, "delivery", "mapping"):
         raise web.HTTPBadRequest(text="kind: expected delivery or mapping")
-    return DeadLetterQuery(channel=params.get("channel") or None, destination=params.get("destination") or None,
+    return DeadLetterQuery(channel=params.get("channel") or None,
+                           destination=params.get("destination") or None,
                            kind=kind, error=params.get("error") or None,
-                           since=_float(params.get("since"), "since"), until=_float(params.get("until"), "until"),
+                           since=_float(params.get("since"), "since"),
+                           until=_float(params.get("until"), "until"),
                            before=params.get("before") or None, limit=limit)
 
 
@@ -94,7 +97,7 @@ class DlqApi:
 
     # --- handlers ---------------------------------------------------------------------------------
 
-    async def list(self, request: web.Request) -> web.Response:
+    async def list_items(self, request: web.Request) -> web.Response:
         q = query_from(request.query)
         items = await self.engine.store.read(lambda c: deadletters.search(c, q))
         nxt = items[-1]["id"] if len(items) == q.limit else None
@@ -107,7 +110,8 @@ class DlqApi:
         if item is None:
             raise web.HTTPNotFound(text=f"no dead letter {dead_id}")
         if not with_payload:
-            item["payload_hidden"] = ("payload shown only with the admin token" if self.engine.config.engine.admin.token
+            item["payload_hidden"] = ("payload shown only with the admin token"
+                                      if self.engine.config.engine.admin.token
                                       else "configure engine.admin.token to view payloads")
         return web.json_response(item)
 
@@ -178,7 +182,7 @@ class DlqApi:
             raise web.HTTPServiceUnavailable(text=str(exc)) from None
         self.engine.delivery.wake(wake)
         for message_id in remapped:
-            msg = await self.engine.store.read(lambda c, m=message_id: messages.get(c, m))
+            msg = await self.engine.store.read(partial(messages.get, message_id=message_id))
             if msg is not None:
                 self.engine.pipeline.submit(msg)
         self.engine.delivery.refresh_soon()

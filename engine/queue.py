@@ -147,8 +147,8 @@ def add_dead_letter(conn: sqlite3.Connection, *, kind: str, message_id: str, err
 
 def next_due(conn: sqlite3.Connection, destination: str, after: float) -> float | None:
     """The earliest retry time after `after` (when the worker should look again), or None."""
-    row = conn.execute("SELECT min(next_attempt_at) FROM deliveries WHERE destination = ? AND state = 'queued'"
-                       " AND next_attempt_at > ?", (destination, after)).fetchone()
+    row = conn.execute("SELECT min(next_attempt_at) FROM deliveries WHERE destination = ?"
+                       " AND state = 'queued' AND next_attempt_at > ?", (destination, after)).fetchone()
     return row[0] if row else None
 
 
@@ -164,28 +164,29 @@ def claim_due(conn: sqlite3.Connection, destination: str, now: float, limit: int
 
 
 def claim_heads(conn: sqlite3.Connection, destination: str, window: int,
-                exclude_keys: Collection[str | None]) -> list[Pending]:
-    """The oldest queued delivery of each order key (FIFO), due or not, among the first `window` rows.
+                exclude_keys: Collection[str | None], *, run: int = 1) -> list[list[Pending]]:
+    """For each order key, its oldest queued deliveries (up to `run`, in order), due or not (FIFO).
 
-    Keys with a delivery in flight are skipped. Rows are in creation order, so the first row seen for a
-    key is that key's head; keys whose head lies beyond the window wait for a later claim.
+    Only the first `window` queued rows are looked at; rows come in creation order, so the first row
+    seen for a key is that key's head, and keys whose head lies beyond the window wait for a later
+    claim. Keys with a send in flight are skipped.
     """
     rows = conn.execute(
         f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE destination = ? AND state = 'queued'"
         " ORDER BY seq LIMIT ?", (destination, window)).fetchall()
-    seen: set[str | None] = set()
-    heads = []
+    runs: dict[str | None, list[Pending]] = {}
     for row in rows:
         key = row[10]
-        if key in seen:
+        if key in exclude_keys:
             continue
-        seen.add(key)
-        if key not in exclude_keys:
-            heads.append(_pending(row))
-    return heads
+        found = runs.setdefault(key, [])
+        if len(found) < run:
+            found.append(_pending(row))
+    return list(runs.values())
 
 
-def mark_sent(conn: sqlite3.Connection, delivery_id: str, *, attempts: int, now: float, response: str) -> None:
+def mark_sent(conn: sqlite3.Connection, delivery_id: str, *, attempts: int, now: float,
+              response: str) -> None:
     conn.execute("UPDATE deliveries SET state = 'sent', attempts = ?, last_attempt_at = ?,"
                  " first_attempt_at = coalesce(first_attempt_at, ?), last_response = ?, last_error = NULL"
                  " WHERE id = ? AND state = 'queued'", (attempts, now, now, response[:2000], delivery_id))

@@ -53,7 +53,8 @@ class RetryPolicy:
         r = retry or {}
         return cls(
             max_attempts=int(r.get("max_attempts", DEFAULT_MAX_ATTEMPTS)),
-            initial_delay=parse_duration(r.get("initial_delay", DEFAULT_INITIAL_DELAY), key="retry.initial_delay"),
+            initial_delay=parse_duration(r.get("initial_delay", DEFAULT_INITIAL_DELAY),
+                                         key="retry.initial_delay"),
             multiplier=float(r.get("multiplier", DEFAULT_MULTIPLIER)),
             max_delay=parse_duration(r.get("max_delay", DEFAULT_MAX_DELAY), key="retry.max_delay"),
             jitter=float(r.get("jitter", DEFAULT_JITTER)),
@@ -81,10 +82,10 @@ def compute_backoff(attempt: int, policy: RetryPolicy, rng: random.Random | None
     return max(0.0, min(base, policy.max_delay))
 
 
-def retry_delay(error: TransientDeliveryError, attempt: int, policy: RetryPolicy,
+def retry_delay(error: DeliveryError, attempt: int, policy: RetryPolicy,
                 rng: random.Random | None = None) -> float:
-    """The wait before the next attempt: the server's `Retry-After` when it gave one (capped), else backoff."""
-    if error.retry_after is not None:
+    """The wait before the next attempt: the server's `Retry-After` if it sent one (capped), else backoff."""
+    if isinstance(error, TransientDeliveryError) and error.retry_after is not None:
         return max(0.0, min(error.retry_after, policy.max_delay))
     return compute_backoff(attempt, policy, rng)
 
