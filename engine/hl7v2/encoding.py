@@ -7,6 +7,7 @@ Escape handling is split from parsing: values are stored raw and decoded only wh
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from engine.errors import Hl7ParseError
 
@@ -27,9 +28,9 @@ class Encoding:
         """The MSH-2 text that declares these characters (HL7 v2.5.1 §2.14.9.2)."""
         return self.component + self.repetition + self.escape + self.subcomponent + self.truncation
 
-    @classmethod
-    def from_msh(cls, field_sep: str, msh2: str) -> Encoding:
-        """Build from MSH-1 and MSH-2 text; raise `Hl7ParseError` when they are unusable.
+    @staticmethod
+    def from_msh(field_sep: str, msh2: str) -> Encoding:
+        """Build from MSH-1 and MSH-2 text (cached); raise `Hl7ParseError` when they are unusable.
 
         MSH-2 has 3 characters (no subcomponent separator, older senders), 4 (usual) or 5 (v2.7
         truncation character, §2.5.5.2). All must be distinct, printable and not alphanumeric.
@@ -49,9 +50,24 @@ class Encoding:
             raise Hl7ParseError(
                 f"encoding character {dup!r} is declared twice in MSH-1/MSH-2 \"{chars}\"",
                 code="102", location="MSH^1^2")
-        sub = msh2[3] if len(msh2) >= 4 else ""
-        trunc = msh2[4] if len(msh2) == 5 else ""
-        return cls(field_sep, msh2[0], msh2[1], msh2[2], sub, trunc)
+        return _encoding(field_sep, msh2)
+
+
+@lru_cache(maxsize=64)
+def _encoding(field_sep: str, msh2: str) -> Encoding:
+    sub = msh2[3] if len(msh2) >= 4 else ""
+    trunc = msh2[4] if len(msh2) == 5 else ""
+    return Encoding(field_sep, msh2[0], msh2[1], msh2[2], sub, trunc)
+
+
+@lru_cache(maxsize=64)
+def _checked(field_sep: str, msh2: str) -> Encoding:
+    return Encoding.from_msh(field_sep, msh2)
+
+
+def encoding_of(field_sep: str, msh2: str) -> Encoding:
+    """`Encoding.from_msh`, cached per distinct MSH-1/MSH-2 (the parse hot path)."""
+    return _checked(field_sep, msh2)
 
 
 DEFAULT_ENCODING = Encoding()

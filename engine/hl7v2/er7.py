@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from typing import Literal
 
 from engine.errors import Hl7ParseError
-from engine.hl7v2.encoding import Encoding
+from engine.hl7v2.encoding import Encoding, encoding_of
 from engine.hl7v2.path import ALL, FIRST, Path, compile_path
 from engine.hl7v2.segment import HL7_NULL, Repetition, Segment, children_of
 from engine.source import Source
@@ -39,22 +39,33 @@ def _first_component(enc: Encoding, raw: str) -> str:
 class Er7Message:
     """One parsed HL7 v2 message; build with `Er7Message.parse`."""
 
-    __slots__ = ("_by_name", "_codec", "_header", "encoding", "msh", "segments_list", "text")
+    __slots__ = ("_by_name", "_codec", "_header", "_lines", "_segs", "encoding", "text")
 
     kind: Literal["hl7v2"] = "hl7v2"
 
-    def __init__(self, text: str, encoding: Encoding, lines: list[str]) -> None:
-        self.text, self.encoding = text, encoding
-        self.segments_list: list[Segment] = []
-        by_name: dict[str, list[Segment]] = {}
-        for i, line in enumerate(lines):
-            seg = Segment(self, i, line)
-            self.segments_list.append(seg)
-            by_name.setdefault(seg.name, []).append(seg)
-        self._by_name = by_name
-        self.msh = self.segments_list[0]
+    def __init__(self, text: str, encoding: Encoding, lines: list[str],
+                 by_name: dict[str, list[int]]) -> None:
+        """Use `parse`; ``lines`` are validated segment texts, ``by_name`` their indexes per ID."""
+        self.text, self.encoding, self._lines, self._by_name = text, encoding, lines, by_name
+        self._segs: list[Segment | None] = [None] * len(lines)  # built on first access
         self._codec: str | None = None
         self._header: dict[str, str] | None = None
+
+    def _seg(self, i: int) -> Segment:
+        seg = self._segs[i]
+        if seg is None:
+            seg = self._segs[i] = Segment(self, i, self._lines[i])
+        return seg
+
+    @property
+    def msh(self) -> Segment:
+        """The MSH segment."""
+        return self._seg(0)
+
+    @property
+    def segments_list(self) -> list[Segment]:
+        """Every segment in message order."""
+        return [self._seg(i) for i in range(len(self._lines))]
 
     # --- parsing ---------------------------------------------------------------------------------
 
@@ -82,22 +93,28 @@ class Er7Message:
         fs = text[3]
         msh = lines[0]
         end = msh.find(fs, 4)
-        enc = Encoding.from_msh(fs, msh[4:] if end < 0 else msh[4:end])
+        enc = encoding_of(fs, msh[4:] if end < 0 else msh[4:end])
+        by_name: dict[str, list[int]] = {}
+        kept: list[str] = []
+        ok = _VALID_NAMES
         for i, line in enumerate(lines):
             if not line:
                 continue
             name = line[:3]
-            if not (len(name) == 3 and name.isascii() and name.isalnum() and name[0].isalpha()
-                    and name.isupper()) or (len(line) > 3 and line[3] != fs):
-                raise Hl7ParseError(
-                    f"line {i + 1} does not start with a segment ID followed by {fs!r} "
-                    f"(found {line[:4]!r})", code="100")
-            if i and name == "MSH":
-                raise Hl7ParseError(f"a second MSH at line {i + 1}: a batch? split it with "
-                                    "engine.hl7v2.batch.split_batch", code="100")
-        if "" in lines:
-            lines = [line for line in lines if line]
-        msg = cls(text, enc, lines)
+            if name not in ok:
+                _check_name(name, i, line, fs)
+            if len(line) > 3 and line[3] != fs:
+                raise _bad_line(i, line, fs)
+            idxs = by_name.get(name)
+            if idxs is None:
+                by_name[name] = [len(kept)]
+            else:
+                if name == "MSH":
+                    raise Hl7ParseError(f"a second MSH at line {i + 1}: a batch? split it with "
+                                        "engine.hl7v2.batch.split_batch", code="100")
+                idxs.append(len(kept))
+            kept.append(line)
+        msg = cls(text, enc, kept, by_name)
         count = len(msg.msh.fields) - 1
         if count < 12:
             missing = count + 1
@@ -113,6 +130,15 @@ class Er7Message:
     def get(self, path: str | Path) -> str | None:
         """First non-empty decoded value at an absolute path (``PID-5.1``), else ``None``."""
         p = path if isinstance(path, Path) else compile_path(path)
+        if p.field is not None and p.seg_index != ALL and p.rep != ALL and p.rep_filter is None:
+            # the common case, one segment and one repetition: no generators
+            idxs = self._by_name.get(p.segment)  # type: ignore[arg-type]
+            n = 1 if p.seg_index == FIRST else p.seg_index
+            if idxs is None or n > len(idxs):
+                return None
+            seg = self._seg(idxs[n - 1])
+            raw = seg.raw_value(p.field, 1 if p.rep == FIRST else p.rep, p.component, p.subcomponent)
+            return seg.decode(raw) if raw and raw != HL7_NULL else None
         for raw, seg in self._raw(p):
             if raw and raw != HL7_NULL:
                 return seg.decode(raw)
@@ -147,8 +173,8 @@ class Er7Message:
     def segments(self, name: str | None = None) -> list[Segment]:
         """All segments named ``name`` (all segments when ``None``), in message order."""
         if name is None:
-            return list(self.segments_list)
-        return list(self._by_name.get(name, ()))
+            return self.segments_list
+        return [self._seg(i) for i in self._by_name.get(name, ())]
 
     def groups(self, head: str, children: tuple[str, ...] | None = None
                ) -> list[tuple[Segment, list[Segment]]]:
@@ -166,12 +192,12 @@ class Er7Message:
         return out
 
     def _segments_for(self, p: Path, *, all_when_omitted: bool = False) -> list[Segment]:
-        segs = self._by_name.get(p.segment or "", [])
+        idxs = self._by_name.get(p.segment or "", [])
         idx = p.seg_index
-        if idx == ALL or (idx == FIRST and all_when_omitted):
-            return segs
-        idx = 1 if idx == FIRST else idx
-        return segs[idx - 1:idx]
+        if not (idx == ALL or (idx == FIRST and all_when_omitted)):
+            idx = 1 if idx == FIRST else idx
+            idxs = idxs[idx - 1:idx]
+        return [self._seg(i) for i in idxs]
 
     def _raw(self, p: Path) -> Iterator[tuple[str, Segment]]:
         for seg in self._segments_for(p):
@@ -277,6 +303,23 @@ class Er7Message:
 
     def __repr__(self) -> str:
         return f"<Er7Message {self.message_type} control_id={self.control_id!r}>"
+
+
+_VALID_NAMES: set[str] = set()
+"""Segment IDs already checked (a small cache: senders use a few dozen IDs)."""
+
+
+def _check_name(name: str, i: int, line: str, fs: str) -> None:
+    if not (len(name) == 3 and name.isascii() and name.isalnum() and name[0].isalpha()
+            and name.isupper()):
+        raise _bad_line(i, line, fs)
+    if len(_VALID_NAMES) < 1024:
+        _VALID_NAMES.add(name)
+
+
+def _bad_line(i: int, line: str, fs: str) -> Hl7ParseError:
+    return Hl7ParseError(f"line {i + 1} does not start with a segment ID followed by {fs!r} "
+                         f"(found {line[:4]!r})", code="100")
 
 
 def _not_msh_reason(text: str) -> str:

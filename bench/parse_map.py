@@ -1,0 +1,119 @@
+"""Benchmark: parse (+ later: map) HL7 v2 messages, against python-hl7 measured in the same run.
+
+Each *pipeline* is a list of named steps applied to one message text; the parse pipelines read the
+same three values (PID-5.1 family name, PID-7 birth date, MSH-10 control id). A mapping step will be
+appended to ``PIPELINES["yonglink"]`` (see `add_step`) once the mapping runtime exists; python-hl7
+stays the baseline. Output: msgs/s per pipeline and the ratio yonglink / python-hl7 (target >= 20x).
+
+    .venv/bin/python bench/parse_map.py [--seconds 2] [--rounds 5] [--sample adt_a01_v251_utf8.hl7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import hl7  # noqa: E402  (python-hl7: the baseline)
+
+from engine.hl7v2.charset import decode, sniff_charset  # noqa: E402
+from engine.hl7v2.er7 import Er7Message  # noqa: E402
+
+TARGET_RATIO = 20.0
+Step = Callable[[object], object]
+
+
+def yl_parse(text: object) -> object:
+    """yonglink: lazy ER7 parse."""
+    return Er7Message.parse(text)  # type: ignore[arg-type]
+
+
+def yl_read(msg: object) -> object:
+    """yonglink: the three reads."""
+    m: Er7Message = msg  # type: ignore[assignment]
+    return (m.get("PID-5.1"), m.get("PID-7"), m.get("MSH-10"))
+
+
+def hl7_parse(text: object) -> object:
+    """python-hl7: full parse."""
+    return hl7.parse(text)
+
+
+def hl7_read(msg: object) -> object:
+    """python-hl7: the same three reads."""
+    m = msg
+    return (m["PID.F5.R1.C1"], m["PID.F7"], m["MSH.F10"])  # type: ignore[index]
+
+
+PIPELINES: dict[str, list[tuple[str, Step]]] = {
+    "yonglink": [("parse", yl_parse), ("read PID-5.1, PID-7, MSH-10", yl_read)],
+    "python-hl7": [("parse", hl7_parse), ("read PID-5.1, PID-7, MSH-10", hl7_read)],
+}
+BASELINE = "python-hl7"
+
+
+def add_step(pipeline: str, name: str, step: Step) -> None:
+    """Append a step (e.g. mapping to a dataset record) to a pipeline; it receives the previous output."""
+    PIPELINES[pipeline].append((name, step))
+
+
+def run_once(steps: list[tuple[str, Step]], text: str) -> object:
+    value: object = text
+    for _, step in steps:
+        value = step(value)
+    return value
+
+
+def measure(steps: list[tuple[str, Step]], text: str, seconds: float, rounds: int) -> float:
+    """Best msgs/s over ``rounds`` rounds of about ``seconds`` each."""
+    batch = 200
+    best = 0.0
+    for _ in range(rounds):
+        done, start = 0, time.perf_counter()
+        deadline = start + seconds / rounds
+        while True:
+            for _ in range(batch):
+                run_once(steps, text)
+            done += batch
+            now = time.perf_counter()
+            if now >= deadline:
+                break
+        best = max(best, done / (now - start))
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=4.0, help="measuring time per pipeline")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--sample", default="adt_a01_v251_utf8.hl7", help="file in tests/samples/")
+    args, _ = ap.parse_known_args(argv)  # bench/run_all.py passes its own arguments through
+
+    raw = (ROOT / "tests" / "samples" / args.sample).read_bytes()
+    text = decode(raw, sniff_charset(raw)).replace("\r\n", "\r").replace("\n", "\r")
+    results = {name: run_once(steps, text) for name, steps in PIPELINES.items()}
+    first = next(iter(results.values()))
+    for name, value in results.items():
+        if [str(v) for v in value] != [str(v) for v in first]:  # type: ignore[attr-defined]
+            print(f"MISMATCH: {name} read {value!r}, expected {first!r}")
+            return 2
+
+    print(f"sample {args.sample}: {len(raw)} bytes, {len(text.strip(chr(13)).split(chr(13)))} segments; "
+          f"reads -> {first!r}")
+    rates = {}
+    for name, steps in PIPELINES.items():
+        rates[name] = measure(steps, text, args.seconds, args.rounds)
+        print(f"{name:>12}: {rates[name]:>10,.0f} msgs/s   ({' + '.join(s for s, _ in steps)})")
+    ratio = rates["yonglink"] / rates[BASELINE]
+    verdict = "OK" if ratio >= TARGET_RATIO else "BELOW TARGET"
+    print(f"       ratio: {ratio:.1f}x yonglink / {BASELINE} (target >= {TARGET_RATIO:.0f}x) {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
