@@ -1,24 +1,72 @@
-"""The mapping room (placeholder until it lands: no routes, every message is filtered)."""
+"""The mapping room: YAML routes that turn HL7 v2 and FHIR messages into Ningbo dataset records.
+
+`load_router(config)` loads the code tables, the dataset schemas and every route file named by the
+config, compiled once; the returned `Router` maps each stored message (`Router.route`). Modules:
+`route` (loader/compiler), `paths`, `expr` (conditions), `transforms`, `formats` (dates, GB 11643),
+`mapper` (one route on one message), `router`, `quality`, `routetest` (route test runner).
+The route language is documented in docs/mapping.md.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from pathlib import Path
 
 from engine.config import Config
+from engine.errors import ConfigError
+from engine.mapping.route import REPO, Route, load_routes
+from engine.mapping.router import Router
 from engine.metrics import Metrics
-from engine.types import RouteResult, StoredMessage
+
+DEFAULT_TABLES_DIR = REPO / "mappings" / "tables"
+"""Code tables used when the config names none (`engine.tables`)."""
+DEFAULT_SCHEMAS_DIR = REPO / "schemas" / "ningbo"
+"""Dataset schemas used when no config is given (route tests, `yonglink map` without --config)."""
+
+__all__ = ["DEFAULT_SCHEMAS_DIR", "DEFAULT_TABLES_DIR", "Route", "Router", "build_router", "load_router"]
 
 
-class Router:
-    """Selects the routes for a message and maps it with each."""
+def build_router(route_files: Iterable[str | Path], *, schemas_dir: str | Path = DEFAULT_SCHEMAS_DIR,
+                 tables_dir: str | Path = DEFAULT_TABLES_DIR, metrics: Metrics | None = None,
+                 channel_routes: dict[str, frozenset[str] | None] | None = None) -> Router:
+    """Load tables, schemas and routes into a Router (no config needed: route tests, the CLI)."""
+    from engine.datasets import DatasetRegistry
+    from engine.tables import load_tables
 
-    def route(self, msg: StoredMessage) -> list[RouteResult]:
-        return []
+    tables = load_tables(tables_dir)
+    datasets = DatasetRegistry.load(schemas_dir)
 
-    def quality_snapshot(self) -> dict[str, Any]:
-        return {}
+    def on_unmapped(table: str) -> None:
+        if metrics is not None:
+            metrics.unmapped_codes.labels(table).inc()
+
+    routes = load_routes(route_files, datasets=datasets, tables=tables, on_unmapped=on_unmapped)
+    return Router(routes, datasets=datasets, channel_routes=channel_routes, metrics=metrics)
 
 
 def load_router(config: Config, *, metrics: Metrics | None = None) -> Router:
-    """Load every route file named by the config."""
-    return Router()
+    """Load every route file named by the config (`routes:`), checked against its tables and schemas.
+
+    Raises ConfigError naming file:line for a bad route, an unknown destination, or a channel whose
+    `routes:` names a route that does not exist.
+    """
+    tables_dir = config.engine.tables_dir or DEFAULT_TABLES_DIR
+    channel_routes = {ch.name: (frozenset(ch.routes) if ch.routes is not None else None)
+                      for ch in config.channels}
+    router = build_router(config.routes, schemas_dir=config.engine.schemas_dir, tables_dir=tables_dir,
+                          metrics=metrics, channel_routes=channel_routes)
+    known_dests = {d.name for d in config.destinations}
+    for route in router.routes:
+        for dest in route.destinations:
+            if dest not in known_dests:
+                raise ConfigError(f"unknown destination {dest!r} (config {config.file} defines: "
+                                  f"{', '.join(sorted(known_dests)) or 'none'})", file=route.file,
+                                  line=route.destinations_line, key="destinations")
+    ids = {r.id for r in router.routes}
+    for i, ch in enumerate(config.channels):
+        for name in ch.routes or ():
+            if name not in ids:
+                raise ConfigError(f"channel {ch.name!r} names unknown route {name!r}", file=str(config.file),
+                                  line=config.line_of("channels", i, "routes") or ch.line,
+                                  key=f"channels[{i}].routes")
+    return router

@@ -1,0 +1,237 @@
+"""Apply one compiled route to one source: filter, map fields and rows, fill the envelope, validate.
+
+Per message this is plain attribute access and function calls: everything was compiled by
+`engine.mapping.route`. All field problems of a record are collected (not just the first), so one
+failed message tells the sender everything that is wrong with it; each reads
+``<route file>:<line> <field>: <path> '<value>' <what is wrong>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from engine.datasets import DatasetRegistry
+from engine.errors import FilteredMessage, MappingError
+from engine.mapping import formats
+from engine.mapping.route import FieldMap, Route, check_operation
+from engine.source import Source
+from engine.types import RouteResult
+
+MAX_VALUE_IN_ERROR = 40
+"""Values quoted in errors are cut to this many characters (they may be free text)."""
+
+OPERATION_BY_TRIGGER = {
+    # HL7 v2.5.1 Table 0003 events that change or remove what an earlier message created.
+    "A08": "update", "A31": "update", "A13": "update", "A12": "update", "A07": "update", "A06": "update",
+    "A11": "delete", "A23": "delete", "A29": "delete", "A38": "delete", "A27": "delete",
+    "S13": "update", "S14": "update", "S15": "update", "S17": "delete",
+    "T04": "update", "T06": "update", "T08": "update", "T10": "update", "T11": "delete",
+}
+"""Trigger → envelope operation; every other trigger (A01, A04, A28, R01, S12, T02, V04 ...) is create."""
+OPERATION_BY_METHOD = {"PUT": "update", "PATCH": "update", "DELETE": "delete", "POST": "create"}
+"""FHIR Bundle entry.request.method → envelope operation."""
+
+
+@dataclass
+class Unit:
+    """One thing to map: a parsed message, or one FHIR Bundle entry, plus what the envelope needs."""
+
+    source: Source
+    message_id: str
+    received_at: float
+    channel: str | None = None
+    sending_facility: str | None = None
+    """The stored message's sending facility (channel-provided), last resort for source_org."""
+    fhir: dict[str, Any] | None = None
+    """FHIR JSON of the resource (for meta.source / meta.lastUpdated)."""
+    request_method: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    """A route's result plus what data quality needs: the org, invalid fields."""
+
+    result: RouteResult
+    org: str
+    dataset: str | None
+    invalid: list[str]
+
+
+def shown(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > MAX_VALUE_IN_ERROR:
+        text = text[:MAX_VALUE_IN_ERROR] + "…"
+    return f"'{text}'" if isinstance(value, str) else text
+
+
+def apply_field(fm: FieldMap, source: Source, record: Mapping[str, Any], file: str) -> Any:
+    """Read and transform one field; MappingError text is the full located message."""
+    value = fm.read(source, record)
+    for step in fm.steps:
+        before = value
+        try:
+            value = step(value, source)
+        except MappingError as exc:
+            what = exc.value if exc.value is not None else before
+            src = "" if fm.source_text == "const" else f"{fm.source_text} "
+            val = "" if what is None else f"{shown(what)} "
+            raise MappingError(f"{file}:{fm.line} {fm.name}: {src}{val}{exc}", field=fm.name,
+                               path=fm.source_text, value=what,
+                route=file, line=fm.line) from None
+    return value
+
+
+def org_from_uri(uri: str) -> str:
+    """`meta.source` → an organisation code: the last segment of a URI / OID URN."""
+    for sep in ("#", "/", ":"):
+        if sep in uri.rstrip(sep):
+            uri = uri.rstrip(sep).rsplit(sep, 1)[1]
+    return uri
+
+
+def source_org(route: Route, unit: Unit, errors: list[str]) -> str:
+    """Sending organisation: the route's `envelope.source_org`, else MSH-4 / MessageHeader.source.name,
+    else FHIR meta.source / managingOrganization identifier, else the channel's sending facility."""
+    if route.source_org is not None:
+        try:
+            value = apply_field(route.source_org, unit.source, {}, route.file)
+            if value:
+                return str(value)
+        except MappingError as exc:
+            errors.append(str(exc))
+    org = unit.source.header.get("sending_facility") or ""
+    if not org and unit.fhir is not None:
+        meta_source = (unit.fhir.get("meta") or {}).get("source")
+        managing = ((unit.fhir.get("managingOrganization") or {}).get("identifier") or {}).get("value")
+        org = org_from_uri(meta_source) if meta_source else (managing or "")
+    return org or unit.sending_facility or ""
+
+
+def record_time(route: Route, unit: Unit, errors: list[str]) -> str:
+    """DT15 of the record: `envelope.record_time`, else MSH-7 / meta.lastUpdated, else receipt time."""
+    if route.record_time is not None:
+        try:
+            value = apply_field(route.record_time, unit.source, {}, route.file)
+            if value:
+                return str(value)
+        except MappingError as exc:
+            errors.append(str(exc))
+    raw: str | None = None
+    if unit.source.kind == "hl7v2":
+        raw = unit.source.get("MSH-7")
+    elif unit.fhir is not None:
+        raw = (unit.fhir.get("meta") or {}).get("lastUpdated") or unit.fhir.get("timestamp")
+    if raw:
+        try:
+            return formats.to_dt15(raw)
+        except MappingError:
+            pass
+    return datetime.fromtimestamp(unit.received_at, formats.BEIJING).strftime("%Y%m%dT%H%M%S")
+
+
+def operation(route: Route, unit: Unit, errors: list[str]) -> str:
+    """create / update / delete: the route's `operation:`, else FHIR entry.request.method, else trigger."""
+    if route.operation is not None:
+        try:
+            return check_operation(apply_field(route.operation, unit.source, {}, route.file))
+        except MappingError as exc:
+            errors.append(f"{route.file}:{route.operation.line} operation: {exc}"
+                          if not str(exc).startswith(route.file) else str(exc))
+            return "create"
+    if unit.request_method:
+        return OPERATION_BY_METHOD.get(unit.request_method.upper(), "create")
+    return OPERATION_BY_TRIGGER.get(unit.source.header.get("trigger_event", ""), "create")
+
+
+def run_route(route: Route, unit: Unit, datasets: DatasetRegistry | None) -> list[Outcome]:
+    """Map `unit` with `route`: records, a filtered reason, or every error found (one per record)."""
+    source = unit.source
+    dests = route.destinations
+    org_errors: list[str] = []
+    org = source_org(route, unit, org_errors)
+    try:
+        for rule in route.filters:
+            if rule.cond(source, None) == rule.drop_when_true:
+                raise FilteredMessage(rule.reason)
+        items = [source] if route.records is None else source.children(route.records)
+        if not items:
+            raise FilteredMessage(f"no {route.records} in the message")
+    except FilteredMessage as drop:
+        return [Outcome(RouteResult(route_id=route.id, dataset=route.target, filtered=drop.reason,
+                                    destinations=dests), org, route.target, [])]
+    if route.passthrough:
+        return [Outcome(RouteResult(route_id=route.id, passthrough=True, destinations=dests), org, None, [])]
+    return [map_one(route, unit, item, org, list(org_errors), datasets) for item in items]
+
+
+def map_one(route: Route, unit: Unit, source: Source, org: str, errors: list[str],
+            datasets: DatasetRegistry | None) -> Outcome:
+    """One record from `source` (the message, or one item of the route's `records` group)."""
+    dests = route.destinations
+    invalid: list[str] = []
+    record: dict[str, Any] = {}
+    file = route.file
+    for fm in route.fields:
+        try:
+            value = apply_field(fm, source, record, file)
+        except MappingError as exc:
+            errors.append(str(exc))
+            invalid.append(fm.name)
+            continue
+        if value is not None and value != "" and value != []:
+            record[fm.name] = value
+    for each in route.each:
+        rows = []
+        for i, child in enumerate(source.children(each.group)):
+            if each.when is not None and not each.when(child, None):
+                continue
+            row: dict[str, Any] = {}
+            for fm in each.fields:
+                try:
+                    value = apply_field(fm, child, row, file)
+                except MappingError as exc:
+                    errors.append(str(exc).replace(f" {fm.name}: ", f" {each.name}[{i}].{fm.name}: ", 1))
+                    invalid.append(f"{each.name}[].{fm.name}")
+                    continue
+                if value is not None and value != "" and value != []:
+                    row[fm.name] = value
+            rows.append(row)
+        if rows:
+            record[each.name] = rows
+    if not org:
+        errors.append(f"{file}:{route.target_line} envelope.source_org: no sending organisation "
+                      "(MSH-4, MessageHeader.source.name, meta.source); set envelope.source_org")
+    dataset = route.dataset
+    envelope = {
+        "dataset": route.target, "dataset_version": dataset.version if dataset else "",
+        "source_org": org, "source_message_id": unit.message_id,
+        "record_time": record_time(route, unit, errors), "operation": operation(route, unit, errors),
+    }
+    full = {"envelope": envelope, **record}
+    if not errors and datasets is not None and route.target is not None:
+        for issue in datasets.validate(route.target, full):
+            name = _field_of(issue.path)
+            errors.append(f"{file}:{route.line_of(name.replace('[].', '.'))} {name or '(record)'}: "
+                          f"{issue.message}")
+            invalid.append(name)
+    if errors:
+        return Outcome(RouteResult(route_id=route.id, dataset=route.target, error="; ".join(errors),
+                                   destinations=dests), org, route.target, invalid)
+    return Outcome(RouteResult(route_id=route.id, dataset=route.target, record=full, destinations=dests),
+                   org, route.target, [])
+
+
+def _field_of(pointer: str) -> str:
+    """`/results/3/unit` → `results[].unit`; `/envelope/source_org` → `envelope.source_org`."""
+    parts = [p for p in pointer.split("/") if p]
+    out = ""
+    for p in parts:
+        if p.isdigit():
+            out += "[]"
+        else:
+            out += ("." if out else "") + p
+    return out

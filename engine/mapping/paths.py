@@ -1,0 +1,70 @@
+"""Compile a route's source paths once, into getters the mapper calls per message.
+
+HL7 v2 paths are checked with `engine.hl7v2.path.compile_path` (absolute ``PID-5.1``; inside an
+``each:`` group relative ``5`` / ``3.1`` for segment groups, ``1`` / ``4.2`` for field-repetition
+groups), FHIRPath with `engine.fhir.path.compile_fhirpath`. A bad path raises `PathSyntaxError` at
+load time, never per message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+from engine.errors import ConfigError, PathSyntaxError
+from engine.source import Source
+
+Kind = Literal["hl7v2", "fhir", "any"]
+"""The path language of a route: decided by its `match` (message_type → hl7v2, resource_type → fhir)."""
+Scope = Literal["message", "segment", "repetition"]
+"""Where a path is read: the whole message, one segment of an `each` group, or one field repetition."""
+
+Getter = Callable[[Source], "str | None"]
+AllGetter = Callable[[Source], list[str]]
+
+
+def check_path(kind: Kind, text: str, scope: Scope = "message") -> None:
+    """Raise PathSyntaxError (or ConfigError for `any` routes) when `text` is not a valid path."""
+    if not isinstance(text, str) or not text.strip():
+        raise PathSyntaxError("a path must be a non-empty string", path=str(text))
+    if kind == "hl7v2":
+        from engine.hl7v2.path import compile_path
+
+        if text[:1].isalpha() or scope == "message":
+            compile_path(text)
+        else:
+            compile_path(text, "component" if scope == "repetition" else "field")
+    elif kind == "fhir":
+        from engine.fhir.path import compile_fhirpath
+
+        compile_fhirpath(text)
+    else:
+        raise ConfigError("this route matches neither message_type (HL7 v2) nor resource_type (FHIR), "
+                          "so it cannot read paths")
+
+
+def getter(kind: Kind, text: str, scope: Scope = "message") -> Getter:
+    """A function reading the first value at `text` (checked now)."""
+    check_path(kind, text, scope)
+    if kind == "hl7v2" and scope == "message":
+        from engine.hl7v2.path import compile_path
+
+        compiled = compile_path(text)
+        # At message scope the source is an Er7Message, which reads compiled paths directly.
+        return lambda s: s.get(compiled)  # type: ignore[arg-type]
+    return lambda s: s.get(text)
+
+
+def all_getter(kind: Kind, text: str, scope: Scope = "message") -> AllGetter:
+    """A function reading every value at `text` (checked now)."""
+    check_path(kind, text, scope)
+    return lambda s: s.get_all(text)
+
+
+def group_scope(kind: Kind, group: str) -> Scope:
+    """The scope of paths inside an `each` group: HL7 ``PID-3[*]`` → repetition, ``OBX[*]`` → segment."""
+    if kind != "hl7v2":
+        return "message"
+    from engine.hl7v2.path import compile_path
+
+    return "repetition" if compile_path(group).field is not None else "segment"

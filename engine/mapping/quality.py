@@ -1,0 +1,143 @@
+"""Data-quality counts per sending organisation, for the platform's monthly data-quality reports.
+
+Per organisation (MSH-4 / FHIR MessageHeader.source.name or meta.source) and dataset: records
+mapped, failed and filtered, and per dataset field how often it was *missing* from a mapped record
+and how often it was *invalid* (the field's mapping failed or the schema rejected it).
+
+Two feeds, one counter class:
+
+* the running engine: the Router observes every result as it maps (`Router.quality_snapshot()`,
+  shown under ``quality`` in ``/status``; counts since the engine started);
+* ``yonglink quality``: recomputes the same counts from the store's ``results`` table (joined with
+  ``messages``), so it works without a running engine and over any period (``--since``). The store
+  is the durable truth; nothing extra is persisted. Invalid fields are read back from the error text,
+  whose form ``<file>:<line> <field>: ...`` is fixed by engine/mapping/mapper.py.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+
+from engine.datasets import FieldInfo, iter_fields
+
+UNKNOWN_ORG = "(unknown)"
+_FIELD_IN_ERROR = re.compile(r"(?:^|; )\S+:\d+ ([A-Za-z_][\w.\[\]]*): ")
+_ROW_INDEX = re.compile(r"\[\d+\]")
+
+
+def invalid_fields(error: str) -> list[str]:
+    """Field names named by a mapper error text (``results[3].unit`` → ``results[].unit``)."""
+    return [_ROW_INDEX.sub("[]", m.group(1)) for m in _FIELD_IN_ERROR.finditer(error)]
+
+
+def missing_fields(record: Mapping[str, Any], fields: Mapping[str, FieldInfo]) -> list[str]:
+    """Dataset fields absent from a mapped record (row fields as ``results[].unit``, once per row)."""
+    out = []
+    for name, info in fields.items():
+        value = record.get(name)
+        if value is None:
+            out.append(name)
+        elif info.items is not None and isinstance(value, list):
+            for row in value:
+                out += [f"{name}[].{r}" for r in info.items if isinstance(row, Mapping) and r not in row]
+    return out
+
+
+class QualityCounter:
+    """Counts by organisation → dataset: mapped / failed / filtered and per-field missing / invalid."""
+
+    def __init__(self, fields: Mapping[str, Mapping[str, FieldInfo]] | None = None) -> None:
+        self.fields = fields or {}
+        self.since = time.time()
+        self.orgs: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def _slot(self, org: str | None, dataset: str | None) -> dict[str, Any]:
+        by_ds = self.orgs.setdefault(org or UNKNOWN_ORG, {})
+        slot = by_ds.get(dataset or "(none)")
+        if slot is None:
+            slot = by_ds[dataset or "(none)"] = {"mapped": 0, "failed": 0, "filtered": 0, "fields": {}}
+        return slot
+
+    def _field(self, slot: dict[str, Any], name: str, what: str) -> None:
+        counts = slot["fields"].setdefault(name, {"missing": 0, "invalid": 0})
+        counts[what] += 1
+
+    def observe(self, org: str | None, dataset: str | None, *, record: Mapping[str, Any] | None = None,
+                error: str | None = None, filtered: bool = False,
+                invalid: Iterable[str] | None = None) -> None:
+        """Count one route result."""
+        slot = self._slot(org, dataset)
+        if record is not None:
+            slot["mapped"] += 1
+            for name in missing_fields(record, self.fields.get(dataset or "", {})):
+                self._field(slot, name, "missing")
+        elif error is not None:
+            slot["failed"] += 1
+            for name in (invalid if invalid is not None else invalid_fields(error)):
+                self._field(slot, name, "invalid")
+        elif filtered:
+            slot["filtered"] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-able counts: {since, organisations: {org: {dataset: {mapped, failed, filtered, fields}}}}."""
+        return {"since": self.since,
+                "organisations": {org: {ds: {**slot, "fields": {k: dict(v) for k, v in
+                                                                 sorted(slot["fields"].items())}}
+                                        for ds, slot in sorted(by.items())}
+                                  for org, by in sorted(self.orgs.items())}}
+
+
+def dataset_fields(registry: Any) -> dict[str, dict[str, FieldInfo]]:
+    """Dataset id → fields, from a DatasetRegistry (None → {})."""
+    if registry is None:
+        return {}
+    return {ds: dict(registry.fields(ds)) for ds in registry.datasets()}
+
+
+def from_store(conn: sqlite3.Connection, fields: Mapping[str, Mapping[str, FieldInfo]], *,
+               since: float | None = None) -> QualityCounter:
+    """Recompute the counts from the `results` and `messages` tables (for ``yonglink quality``)."""
+    counter = QualityCounter(fields)
+    counter.since = since or 0.0
+    rows = conn.execute(
+        "SELECT m.sending_facility, r.dataset, r.record, r.filtered, r.error FROM results r"
+        " JOIN messages m ON m.id = r.message_id WHERE m.received_at >= ?", (since or 0.0,))
+    for facility, dataset, record_text, filtered, error in rows:
+        record = orjson.loads(record_text) if record_text else None
+        org = facility
+        if record is not None:
+            org = (record.get("envelope") or {}).get("source_org") or facility
+        counter.observe(org, dataset, record=record, error=error, filtered=filtered is not None)
+    return counter
+
+
+def table(snapshot: Mapping[str, Any], *, top_fields: int = 5) -> str:
+    """A text table of a snapshot: one line per organisation and dataset, then its worst fields."""
+    lines = [f"{'ORGANISATION':<20} {'DATASET':<26} {'MAPPED':>7} {'FAILED':>7} {'FILTERED':>8}  "
+             "WORST FIELDS (missing/invalid)"]
+    for org, by_ds in snapshot.get("organisations", {}).items():
+        for ds, slot in by_ds.items():
+            worst = sorted(slot["fields"].items(), key=lambda kv: -(kv[1]["invalid"] * 1000 + kv[1]["missing"]))
+            shown = ", ".join(f"{k} {v['missing']}/{v['invalid']}" for k, v in worst[:top_fields])
+            lines.append(f"{org:<20} {ds:<26} {slot['mapped']:>7} {slot['failed']:>7} {slot['filtered']:>8}  "
+                         f"{shown}")
+    if len(lines) == 1:
+        lines.append("(no results)")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "QualityCounter",
+    "dataset_fields",
+    "from_store",
+    "invalid_fields",
+    "iter_fields",
+    "missing_fields",
+    "table",
+]

@@ -1,0 +1,425 @@
+"""Route files (`mappings/*.yaml`): load, check against the dataset schema and compile, once.
+
+Everything a message needs at run time is prepared here: paths compiled, transforms instantiated,
+code tables resolved, target fields checked against the dataset's schema. Any problem is a
+`ConfigError` naming the route file and line (``mappings/adt_person.yaml:14``), raised at load or
+`yonglink validate` time, never while mapping. The language is documented in docs/mapping.md.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.config import KeyPath, load_yaml_with_lines
+from engine.datasets import Dataset, DatasetRegistry
+from engine.errors import ConfigError, PathSyntaxError
+from engine.mapping import paths
+from engine.mapping.expr import Cond, compile_condition
+from engine.mapping.transforms import CompileEnv, Step, Value, compile_transform
+from engine.source import Source
+from engine.tables import CodeTable
+
+REPO = Path(__file__).resolve().parents[2]
+"""The repository root: route files inside it are named relative to it in errors."""
+
+TOP_KEYS = ("id", "description", "match", "filter", "target", "records", "passthrough", "operation",
+            "envelope", "fields", "each", "destinations")
+MATCH_KEYS = ("channels", "message_type", "resource_type", "when")
+FIELD_KEYS = ("path", "paths", "all", "const", "header", "field", "transforms")
+EACH_KEYS = ("group", "when", "fields")
+FILTER_KEYS = ("drop_when", "keep_when", "reason")
+ENVELOPE_KEYS = ("source_org", "record_time")
+OPERATIONS = ("create", "update", "delete")
+
+Reader = Callable[[Source, Mapping[str, Value]], Value]
+"""Reads a field's raw value: (source, fields mapped so far) -> value."""
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    """One compiled target field: where it reads, what it does to the value, and where it is written."""
+
+    name: str
+    line: int
+    source_text: str
+    read: Reader
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class EachMap:
+    """An array field built from a repeating group: one row per group item (`each:`)."""
+
+    name: str
+    line: int
+    group: str
+    when: Cond | None
+    fields: tuple[FieldMap, ...]
+
+
+@dataclass(frozen=True)
+class FilterRule:
+    """Drop the message when `drop` is True and the condition holds (or `keep_when` fails)."""
+
+    cond: Cond
+    drop_when_true: bool
+    reason: str
+    line: int
+
+
+@dataclass
+class Route:
+    """A compiled route. `file` is the display name used in errors."""
+
+    id: str
+    file: str
+    line: int
+    description: str = ""
+    kind: paths.Kind = "any"
+    channels: frozenset[str] | None = None
+    message_types: frozenset[str] = frozenset()
+    message_codes: frozenset[str] = frozenset()
+    resource_types: frozenset[str] = frozenset()
+    when: Cond | None = None
+    filters: tuple[FilterRule, ...] = ()
+    target: str | None = None
+    records: str | None = None
+    """A repeating group (``DG1[*]``): one record per item, fields read relative to it."""
+    dataset: Dataset | None = None
+    target_line: int = 0
+    passthrough: bool = False
+    fields: tuple[FieldMap, ...] = ()
+    each: tuple[EachMap, ...] = ()
+    operation: FieldMap | None = None
+    source_org: FieldMap | None = None
+    record_time: FieldMap | None = None
+    destinations: tuple[str, ...] = ()
+    destinations_line: int = 0
+    field_lines: dict[str, int] = field(default_factory=dict)
+
+    def matches(self, channel: str | None, source: Source) -> bool:
+        """The engine's selection: channel, kind, message/resource type, then the `when` condition."""
+        if self.channels is not None and channel not in self.channels:
+            return False
+        header = source.header
+        if self.kind != "any" and header.get("kind") != self.kind:
+            return False
+        if self.kind == "hl7v2" and self.message_types:
+            mtype = header.get("message_type", "")
+            if mtype not in self.message_types and header.get("message_code", "") not in self.message_codes:
+                return False
+        if self.kind == "fhir" and self.resource_types:
+            if header.get("resource_type", "") not in self.resource_types:
+                return False
+        return self.when is None or self.when(source, None)
+
+    def line_of(self, field_name: str) -> int:
+        """The line of a target field (row fields as ``results.unit``), else the `target:` line."""
+        return self.field_lines.get(field_name) or self.target_line or self.line
+
+
+def display_name(path: Path) -> str:
+    """`mappings/adt_person.yaml` for files in the repo, the path as given otherwise."""
+    try:
+        return path.resolve().relative_to(REPO).as_posix()
+    except ValueError:
+        return str(path)
+
+
+class _Loader:
+    """Compiles one parsed route document; `fail` attaches file:line to every ConfigError."""
+
+    def __init__(self, file: str, lines: Mapping[KeyPath, int], *, datasets: DatasetRegistry | None,
+                 tables: Mapping[str, CodeTable], on_unmapped: Callable[[str], None]) -> None:
+        self.file, self.lines, self.datasets = file, lines, datasets
+        self.tables, self.on_unmapped = tables, on_unmapped
+        self.kind: paths.Kind = "any"
+
+    def line(self, *key: str | int) -> int:
+        path: KeyPath = tuple(key)
+        while path not in self.lines and path:
+            path = path[:-1]
+        return self.lines.get(path, 1)
+
+    def fail(self, message: str, *key: str | int) -> ConfigError:
+        dotted = ".".join(str(k) for k in key) or None
+        return ConfigError(message, file=self.file, line=self.line(*key), key=dotted)
+
+    def guard(self, fn: Callable[[], Any], *key: str | int) -> Any:
+        """Run `fn`, re-raising its ConfigError / PathSyntaxError with this file and line."""
+        try:
+            return fn()
+        except ConfigError as exc:
+            if exc.file:
+                raise
+            raise self.fail(exc.bare_message, *key) from None
+        except PathSyntaxError as exc:
+            raise self.fail(str(exc), *key) from None
+
+    def keys(self, doc: Any, allowed: tuple[str, ...], *key: str | int) -> Mapping[str, Any]:
+        if not isinstance(doc, Mapping):
+            raise self.fail(f"expected a mapping with keys {', '.join(allowed)}", *key)
+        for k in doc:
+            if k not in allowed:
+                close = difflib.get_close_matches(str(k), allowed, n=1)
+                hint = f", did you mean {close[0]!r}?" if close else f" (allowed: {', '.join(allowed)})"
+                raise self.fail(f"unknown key{hint}", *key, k)
+        return doc
+
+    def condition(self, text: Any, scope: paths.Scope, *key: str | int) -> Cond:
+        kind = self.kind
+        return self.guard(  # type: ignore[no-any-return]
+            lambda: compile_condition(text, lambda p: paths.getter(kind, p, scope)), *key)
+
+    def env(self, name: str, scope: paths.Scope) -> CompileEnv:
+        kind = self.kind
+        return CompileEnv(tables=self.tables, on_unmapped=self.on_unmapped, name=name,
+                          compile_condition=lambda t: compile_condition(t, lambda p: paths.getter(kind, p, scope)))
+
+    # --- the document ----------------------------------------------------------------------------
+
+    def load(self, doc: Any) -> Route:
+        doc = self.keys(doc, TOP_KEYS)
+        route_id = doc.get("id")
+        if not isinstance(route_id, str) or not route_id:
+            raise self.fail("every route needs an id (text)", "id")
+        route = Route(id=route_id, file=self.file, line=1, description=str(doc.get("description", "")))
+        self.match(route, doc.get("match"))
+        self.kind = route.kind
+        route.filters = tuple(self.filters(doc.get("filter")))
+        route.passthrough = bool(doc.get("passthrough", False))
+        dests = doc.get("destinations", [])
+        if not isinstance(dests, list) or not all(isinstance(d, str) for d in dests):
+            raise self.fail("destinations: expected a list of destination names", "destinations")
+        route.destinations, route.destinations_line = tuple(dests), self.line("destinations")
+        if route.passthrough:
+            for k in ("target", "fields", "each", "operation", "envelope"):
+                if k in doc:
+                    raise self.fail("a passthrough route delivers the original message: no " + k, k)
+            return route
+        self.target(route, doc)
+        self.body(route, doc)
+        return route
+
+    def match(self, route: Route, match: Any) -> None:
+        if match is None:
+            raise self.fail("every route needs a match (message_type, resource_type or channels)", "match")
+        m = self.keys(match, MATCH_KEYS, "match")
+        if "channels" in m:
+            chans = m["channels"]
+            if not isinstance(chans, list) or not all(isinstance(c, str) for c in chans):
+                raise self.fail("expected a list of channel names", "match", "channels")
+            route.channels = frozenset(chans)
+        if "message_type" in m and "resource_type" in m:
+            raise self.fail("a route reads HL7 v2 (message_type) or FHIR (resource_type), not both", "match")
+        if "message_type" in m:
+            route.kind = "hl7v2"
+            types = self.alternatives(m["message_type"], "match", "message_type")
+            for t in types:
+                code, _, trigger = t.partition("^")
+                if not code.isalnum() or (trigger and trigger != "*" and not trigger.isalnum()):
+                    raise self.fail(f"{t!r} is not a message type such as ADT^A01 or ADT^*", "match",
+                                    "message_type")
+            route.message_types = frozenset(t for t in types if not t.endswith("^*") and "^" in t)
+            route.message_codes = frozenset(t.partition("^")[0] for t in types
+                                            if t.endswith("^*") or "^" not in t)
+        elif "resource_type" in m:
+            route.kind = "fhir"
+            route.resource_types = frozenset(self.alternatives(m["resource_type"], "match", "resource_type"))
+        self.kind = route.kind
+        if "when" in m:
+            route.when = self.condition(m["when"], "message", "match", "when")
+
+    def alternatives(self, value: Any, *key: str) -> list[str]:
+        if isinstance(value, str):
+            items = [v.strip() for v in value.split("|")]
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            items = [v.strip() for v in value]
+        else:
+            raise self.fail("expected text such as 'ADT^A01|ADT^A04' or a list", *key)
+        if not all(items):
+            raise self.fail("empty alternative", *key)
+        return items
+
+    def filters(self, spec: Any) -> Iterable[FilterRule]:
+        if spec is None:
+            return
+        if not isinstance(spec, list):
+            raise self.fail("expected a list of {drop_when|keep_when: condition, reason: text}", "filter")
+        for i, rule in enumerate(spec):
+            r = self.keys(rule, FILTER_KEYS, "filter", i)
+            if ("drop_when" in r) == ("keep_when" in r):
+                raise self.fail("give exactly one of drop_when / keep_when", "filter", i)
+            reason = r.get("reason")
+            if not isinstance(reason, str) or not reason:
+                raise self.fail("a filter needs a reason (it is recorded with the message)", "filter", i)
+            which = "drop_when" if "drop_when" in r else "keep_when"
+            cond = self.condition(r[which], "message", "filter", i, which)
+            yield FilterRule(cond, which == "drop_when", reason, self.line("filter", i))
+
+    def target(self, route: Route, doc: Mapping[str, Any]) -> None:
+        target = doc.get("target")
+        if not isinstance(target, str):
+            raise self.fail("a route needs a target dataset id (or passthrough: true)", "target")
+        route.target, route.target_line = target, self.line("target")
+        if self.datasets is not None:
+            datasets = self.datasets
+            route.dataset = self.guard(lambda: datasets.get(target), "target")
+
+    def body(self, route: Route, doc: Mapping[str, Any]) -> None:
+        known = dict(route.dataset.fields) if route.dataset is not None else None
+        spec = doc.get("fields") or {}
+        if not isinstance(spec, Mapping):
+            raise self.fail("expected a mapping of target field → source", "fields")
+        top: paths.Scope = "message"
+        if "records" in doc:
+            records = doc["records"]
+            if not isinstance(records, str):
+                raise self.fail("expected a group path such as DG1[*]", "records")
+            self.guard(lambda: paths.check_path(self.kind, records), "records")
+            route.records, top = records, paths.group_scope(self.kind, records)
+        route.fields = tuple(self.fields(route, spec, known, ("fields",), top, prefix=""))
+        each = doc.get("each") or {}
+        if not isinstance(each, Mapping):
+            raise self.fail("expected a mapping of array field → {group, fields}", "each")
+        groups = []
+        for name, gspec in each.items():
+            g = self.keys(gspec, EACH_KEYS, "each", name)
+            info = self.check_field(name, known, "each", name)
+            if info is not None and info.items is None:
+                raise self.fail(f"{name} is not an array-of-rows field of {route.target}", "each", name)
+            group = g.get("group")
+            if not isinstance(group, str):
+                raise self.fail("expected a group path such as OBX[*]", "each", name, "group")
+            kind = self.kind
+            self.guard(lambda: paths.check_path(kind, group), "each", name, "group")
+            scope = paths.group_scope(kind, group)
+            when = self.condition(g["when"], scope, "each", name, "when") if "when" in g else None
+            rows = g.get("fields") or {}
+            if not isinstance(rows, Mapping):
+                raise self.fail("expected a mapping of row field → source", "each", name, "fields")
+            row_known = dict(info.items) if info is not None and info.items is not None else None
+            route.field_lines[name] = self.line("each", name)
+            groups.append(EachMap(name, self.line("each", name), group, when,
+                                  tuple(self.fields(route, rows, row_known, ("each", name, "fields"), scope,
+                                                    prefix=f"{name}."))))
+        route.each = tuple(groups)
+        env_spec = self.keys(doc.get("envelope") or {}, ENVELOPE_KEYS, "envelope")
+        for key in ENVELOPE_KEYS:
+            if key in env_spec:
+                setattr(route, key, self.field(route, key, env_spec[key], {}, ("envelope", key), "message"))
+        if "operation" in doc:
+            route.operation = self.field(route, "operation", doc["operation"], {}, ("operation",), "message")
+
+    def check_field(self, name: Any, known: Mapping[str, Any] | None, *key: str | int) -> Any:
+        if not isinstance(name, str):
+            raise self.fail("field names are text", *key)
+        if known is None:
+            return None
+        if name not in known:
+            close = difflib.get_close_matches(name, list(known), n=1)
+            hint = f", did you mean {close[0]!r}?" if close else ""
+            raise self.fail(f"unknown field {name!r} for this dataset{hint}", *key)
+        return known[name]
+
+    def fields(self, route: Route, spec: Mapping[str, Any], known: Mapping[str, Any] | None,
+               base: tuple[str, ...], scope: paths.Scope, *, prefix: str) -> Iterable[FieldMap]:
+        seen: dict[str, Value] = {}
+        for name, fspec in spec.items():
+            self.check_field(name, known, *base, name)
+            route.field_lines[prefix + name] = self.line(*base, name)
+            fm = self.field(route, name, fspec, seen, (*base, name), scope)
+            seen[name] = True
+            yield fm
+
+    def field(self, route: Route, name: str, spec: Any, earlier: Mapping[str, Any],
+              key: tuple[str | int, ...], scope: paths.Scope) -> FieldMap:
+        line = self.line(*key)
+        if isinstance(spec, str):
+            spec = {"path": spec}
+        s = self.keys(spec, FIELD_KEYS, *key)
+        sources = [k for k in ("path", "paths", "const", "header", "field") if k in s]
+        if len(sources) != 1:
+            raise self.fail("give exactly one of path, paths, const, header, field", *key)
+        kind = self.kind
+        read: Reader
+        src = sources[0]
+        value = s[src]
+        if src == "path":
+            if s.get("all"):
+                get_all = self.guard(lambda: paths.all_getter(kind, value, scope), *key, "path")
+                read = lambda source, rec: get_all(source) or None  # noqa: E731
+            else:
+                get = self.guard(lambda: paths.getter(kind, value, scope), *key, "path")
+                read = lambda source, rec: get(source)  # noqa: E731
+            text = str(value)
+        elif src == "paths":
+            if not isinstance(value, list) or not value:
+                raise self.fail("expected a list of paths", *key, "paths")
+            getters = [self.guard(lambda p=p: paths.getter(kind, p, scope), *key, "paths") for p in value]
+            read = lambda source, rec: [g(source) for g in getters]  # noqa: E731
+            text = "+".join(map(str, value))
+        elif src == "const":
+            const = value
+            read = lambda source, rec: const  # noqa: E731
+            text = "const"
+        elif src == "header":
+            hkey = str(value)
+            read = lambda source, rec: source.header.get(hkey) or None  # noqa: E731
+            text = f"header.{hkey}"
+        else:
+            other = str(value)
+            if other not in earlier:
+                raise self.fail(f"field: {other!r} is not a field mapped above this one", *key, "field")
+            read = lambda source, rec: rec.get(other)  # noqa: E731
+            text = other
+        steps_spec = s.get("transforms", [])
+        if not isinstance(steps_spec, list):
+            raise self.fail("transforms: expected a list", *key, "transforms")
+        env = self.env(f"{route.id}.{name}", scope)
+        steps = tuple(self.guard(lambda t=t: compile_transform(t, env), *key, "transforms", i)
+                      for i, t in enumerate(steps_spec))
+        return FieldMap(name=name, line=line, source_text=text, read=read, steps=steps)
+
+
+def load_route(path: str | Path, *, datasets: DatasetRegistry | None, tables: Mapping[str, CodeTable],
+               on_unmapped: Callable[[str], None] = lambda table: None) -> Route:
+    """Load and compile one route file; ConfigError names file:line for any problem."""
+    file = display_name(Path(path))
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read route file: {exc.strerror}", file=file) from None
+    doc, lines = load_yaml_with_lines(text, file=file)
+    loader = _Loader(file, lines, datasets=datasets, tables=tables, on_unmapped=on_unmapped)
+    route = loader.load(doc)
+    return route
+
+
+def load_routes(files: Iterable[str | Path], *, datasets: DatasetRegistry | None,
+                tables: Mapping[str, CodeTable], on_unmapped: Callable[[str], None] = lambda t: None
+                ) -> list[Route]:
+    """Load every route file; two routes with the same id are an error."""
+    routes: list[Route] = []
+    by_id: dict[str, Route] = {}
+    for f in files:
+        route = load_route(f, datasets=datasets, tables=tables, on_unmapped=on_unmapped)
+        if route.id in by_id:
+            raise ConfigError(f"route id {route.id!r} is also used by {by_id[route.id].file}",
+                              file=route.file, line=1, key="id")
+        by_id[route.id] = route
+        routes.append(route)
+    return routes
+
+
+def check_operation(value: Value) -> str:
+    """An `operation:` result must be create, update or delete."""
+    if value not in OPERATIONS:
+        from engine.errors import MappingError
+
+        raise MappingError(f"must be one of {', '.join(OPERATIONS)}")
+    return str(value)

@@ -1,0 +1,139 @@
+"""The Router: parse a stored message, select the routes that match it, map it with each.
+
+Selection is the same everywhere (engine pipeline, ``yonglink map``, route tests): the channel's
+``routes:`` list (if any), the route's ``match.channels``, HL7 message type / FHIR resourceType, then
+``match.when``. A FHIR Bundle of type transaction / batch / message / collection / searchset is first
+offered whole to routes whose resource_type is ``Bundle`` (a lab report needs its DiagnosticReport and
+Observations together), then each entry is routed on its own; results are concatenated. When one route
+maps several entries of a Bundle, the second and later results get route ids ``<id>#2``, ``#3`` ...
+(the store keeps one result per message and route id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from engine.datasets import DatasetRegistry
+from engine.errors import EngineError
+from engine.mapping.mapper import Outcome, Unit, run_route
+from engine.mapping.quality import QualityCounter, dataset_fields
+from engine.mapping.route import Route
+from engine.metrics import Metrics
+from engine.source import FHIR_CONTENT_TYPES, HL7_CONTENT_TYPES
+from engine.types import RouteResult, StoredMessage
+
+DEFAULT_FHIR_RELEASE = "R4B"
+"""fhir.resources release used to parse FHIR (the R4 family Chinese FHIR IGs use)."""
+SPLIT_BUNDLE_TYPES = frozenset({"transaction", "batch", "message", "collection", "searchset"})
+
+
+class Router:
+    """Maps messages with compiled routes; also keeps the data-quality counts since it was built."""
+
+    def __init__(self, routes: list[Route], *, datasets: DatasetRegistry | None,
+                 channel_routes: Mapping[str, frozenset[str] | None] | None = None,
+                 metrics: Metrics | None = None, fhir_release: str = DEFAULT_FHIR_RELEASE) -> None:
+        self.routes = routes
+        self.datasets = datasets
+        self.channel_routes = dict(channel_routes or {})
+        self.metrics = metrics
+        self.fhir_release = fhir_release
+        self.quality = QualityCounter(dataset_fields(datasets))
+
+    # --- the engine's contract -------------------------------------------------------------------
+
+    def route(self, msg: StoredMessage) -> list[RouteResult]:
+        """Every selected route's result for `msg` (sync, CPU only); a bad payload is one error result."""
+        return [o.result for o in self.route_outcomes(msg)]
+
+    def quality_snapshot(self) -> dict[str, Any]:
+        """Data-quality counts since start (for ``/status`` ``quality``)."""
+        return self.quality.snapshot()
+
+    # --- details ---------------------------------------------------------------------------------
+
+    def route_outcomes(self, msg: StoredMessage, *, only: str | None = None,
+                       observe: bool = True) -> list[Outcome]:
+        """Like `route`, with the org and invalid fields of each result; `only` restricts to one route id."""
+        try:
+            units = self.units(msg)
+        except (EngineError, ValueError) as exc:
+            text = f"cannot parse the message: {exc}"
+            org = msg.sending_facility or ""
+            outcome = Outcome(RouteResult(route_id="(parse)", error=text), org, None, [])
+            if observe:
+                self.quality.observe(outcome.org, None, error=text, invalid=[])
+            return [outcome]
+        outcomes: list[Outcome] = []
+        seen: dict[str, int] = {}
+        for unit in units:
+            for route in self.select(msg.channel, unit, only=only):
+                for out in run_route(route, unit, self.datasets):
+                    n = seen[route.id] = seen.get(route.id, 0) + 1
+                    if n > 1:
+                        out.result = replace(out.result, route_id=f"{route.id}#{n}")
+                    if observe:
+                        r = out.result
+                        self.quality.observe(out.org, out.dataset, record=r.record, error=r.error,
+                                             filtered=r.filtered is not None, invalid=out.invalid)
+                    outcomes.append(out)
+        return outcomes
+
+    def select(self, channel: str | None, unit: Unit, *, only: str | None = None) -> Iterable[Route]:
+        """The routes whose match selects this unit, in load order."""
+        allowed = self.channel_routes.get(channel) if channel is not None else None
+        for route in self.routes:
+            if only is not None and route.id != only:
+                continue
+            if allowed is not None and route.id not in allowed:
+                continue
+            if route.matches(channel, unit.source):
+                yield route
+
+    def units(self, msg: StoredMessage) -> list[Unit]:
+        """Parse the payload: one unit for HL7 v2 or a FHIR resource; Bundle + its entries for Bundles."""
+        raw = msg.raw or b""
+        ctype = msg.content_type.split(";", 1)[0].strip().lower()
+        base = {"message_id": msg.id, "received_at": msg.received_at, "channel": msg.channel,
+                "sending_facility": msg.sending_facility}
+        if ctype in HL7_CONTENT_TYPES:
+            from engine.hl7v2.charset import decode, sniff_charset
+            from engine.hl7v2.er7 import Er7Message
+
+            text = decode(raw, msg.charset or sniff_charset(raw))
+            return [Unit(source=Er7Message.parse(text), **base)]  # type: ignore[arg-type]
+        if ctype in FHIR_CONTENT_TYPES:
+            from engine.fhir.parse import parse_fhir, to_dict
+
+            data = to_dict(parse_fhir(raw, content_type=ctype, release=self.fhir_release))
+            return fhir_units(data, self.fhir_release, base)
+        raise ValueError(f"content type {msg.content_type!r} is neither HL7 v2 nor FHIR")
+
+
+def fhir_units(data: dict[str, Any], release: str, base: Mapping[str, Any]) -> list[Unit]:
+    """A FHIR resource as units: itself, and for splittable Bundles each entry resource too."""
+    from engine.fhir.source import FhirSource, fhir_header
+
+    whole = Unit(source=FhirSource(data, release=release), fhir=data, **base)
+    if data.get("resourceType") != "Bundle" or data.get("type") not in SPLIT_BUNDLE_TYPES:
+        return [whole]
+    bundle_header = dict(whole.source.header)
+    meta_source = (data.get("meta") or {}).get("source")
+    if meta_source and not bundle_header.get("sending_facility"):
+        from engine.mapping.mapper import org_from_uri
+
+        bundle_header["sending_facility"] = org_from_uri(meta_source)
+    units = [whole]
+    for entry in data.get("entry") or []:
+        resource = entry.get("resource")
+        if not isinstance(resource, dict) or (entry.get("search") or {}).get("mode") == "outcome":
+            continue
+        header = fhir_header(resource, release)
+        for key in ("sending_facility", "sending_application", "receiving_facility", "trigger_event"):
+            header[key] = header.get(key) or bundle_header.get(key, "")
+        method = (entry.get("request") or {}).get("method")
+        units.append(Unit(source=FhirSource(resource, release=release, header=header), fhir=resource,
+                          request_method=method, **base))
+    return units
