@@ -15,7 +15,10 @@ def inbound_types() -> dict[str, type[Inbound]]:
 
 def outbound_types() -> dict[str, type[Outbound]]:
     """Config `destinations[].type` → class."""
-    from channels import stub
+    from channels import amqp_out, fhir_out, file_out, http_out, mllp_out, stub
 
-    types: dict[str, type[Outbound]] = {"stub": stub.StubOutbound}
+    types: dict[str, type[Outbound]] = {
+        "http": http_out.HttpOutbound, "fhir": fhir_out.FhirOutbound, "mllp": mllp_out.MllpOutbound,
+        "amqp": amqp_out.AmqpOutbound, "file": file_out.FileOutbound, "stub": stub.StubOutbound,
+    }
     return types
