@@ -141,9 +141,9 @@ def open_source(payload: bytes | str, *, content_type: str, fhir_release: str = 
         text = payload if isinstance(payload, str) else decode(payload, sniff_charset(payload))
         return Er7Message.parse(text)
     if ctype in FHIR_CONTENT_TYPES:
-        from engine.fhir.parse import parse_fhir
+        from engine.fhir.parse import parse_fhir_data
         from engine.fhir.source import FhirSource
 
-        resource = parse_fhir(payload, content_type=ctype, release=fhir_release)
-        return FhirSource.from_resource(resource, release=fhir_release)
+        _, data = parse_fhir_data(payload, content_type=ctype, release=fhir_release)
+        return FhirSource(data, release=fhir_release)
     raise ValueError(f"content type {content_type!r} is neither HL7 v2 nor FHIR")

@@ -10,9 +10,10 @@ are never copied into the reason (they may be patient data).
 from __future__ import annotations
 
 import importlib
+import json
+from decimal import Decimal
 from typing import Any
 
-import orjson
 from pydantic import BaseModel, ValidationError
 
 from engine.errors import FhirParseError
@@ -51,22 +52,36 @@ def _is_resource(cls: type[BaseModel], release: str) -> bool:
 
 def parse_fhir(raw: bytes | str, *, content_type: str, release: str = "R4B") -> FhirResource:
     """Parse one FHIR resource from JSON or XML ``raw``; raise `FhirParseError` when it is not valid."""
+    return parse_fhir_data(raw, content_type=content_type, release=release)[0]
+
+
+def parse_fhir_data(raw: bytes | str, *, content_type: str, release: str = "R4B"
+                    ) -> tuple[FhirResource, dict[str, Any]]:
+    """`parse_fhir`, plus the resource as FHIR JSON data for FHIRPath.
+
+    For JSON the data is the payload itself, decimals kept exact (``0.10`` stays ``0.10``, which a
+    float round trip would turn into ``0.1``); for XML it is the model's JSON form.
+    """
     ctype = content_type.split(";", 1)[0].strip().lower()
     if ctype in JSON_TYPES:
         return _parse_json(raw, release)
     if ctype in XML_TYPES:
-        return _parse_xml(raw if isinstance(raw, bytes) else raw.encode("utf-8"), release)
+        resource = _parse_xml(raw if isinstance(raw, bytes) else raw.encode("utf-8"), release)
+        return resource, to_dict(resource)
     raise FhirParseError(f"content type {content_type!r} is not FHIR JSON or XML",
                          issues=[("", "unsupported content type")])
 
 
-def _parse_json(raw: bytes | str, release: str) -> FhirResource:
+def _parse_json(raw: bytes | str, release: str) -> tuple[FhirResource, dict[str, Any]]:
     try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        data = json.loads(raw, parse_float=Decimal, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}"
         raise FhirParseError(f"malformed JSON at {where}: {exc.msg}",
                              issues=[("", f"malformed JSON at {where}: {exc.msg}")]) from None
+    except UnicodeDecodeError as exc:
+        raise FhirParseError(f"FHIR JSON is not UTF-8: byte at offset {exc.start}",
+                             issues=[("", "not UTF-8")]) from None
     if not isinstance(data, dict):
         raise FhirParseError(f"FHIR JSON must be an object, got a {type(data).__name__}",
                              issues=[("", "not a JSON object")])
@@ -76,9 +91,13 @@ def _parse_json(raw: bytes | str, release: str) -> FhirResource:
                              issues=[("resourceType", "missing")])
     cls = model_class(rtype, release)
     try:
-        return cls.model_validate(data)
+        return cls.model_validate(data), data
     except ValidationError as exc:
         raise _invalid(rtype, exc) from None
+
+
+def _no_constant(name: str) -> Any:
+    raise FhirParseError(f"malformed JSON: {name} is not a JSON number", issues=[("", f"{name} in JSON")])
 
 
 def _parse_xml(raw: bytes, release: str) -> FhirResource:

@@ -72,10 +72,12 @@ def test_nested_errors_name_indexes_in_the_path() -> None:
     [
         ('{"resourceType": "Patientt"}', "json", "unknown FHIR resourceType 'Patientt' (FHIR R4B)"),
         ('{"resourceType": "HumanName"}', "json", "unknown FHIR resourceType 'HumanName' (FHIR R4B)"),
+        ('{"resourceType": "Observation", "valueQuantity": {"value": NaN}}', "json",
+         "malformed JSON: NaN is not a JSON number"),
         ('{"id": "1"}', "json", 'FHIR JSON has no "resourceType"'),
         ("[1, 2]", "json", "FHIR JSON must be an object, got a list"),
         ('{"resourceType": "Patient",\n  "birthDate": }', "json",
-         "malformed JSON at line 2 column 16: unexpected character, expected a JSON value"),
+         "malformed JSON at line 2 column 16: Expecting value"),
         ('<Patient xmlns="http://hl7.org/fhir"><id value="1"/></Pat', "xml",
          "malformed XML at line 1 column 58: expected '>'"),
         ('<Patient><id value="1"/></Patient>', "xml",

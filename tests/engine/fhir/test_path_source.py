@@ -80,3 +80,12 @@ def test_message_bundle_header_comes_from_messageheader() -> None:
     assert h["control_id"] == "MZ20240305083012007"
     assert (h["sending_facility"], h["sending_application"]) == ("宁波市第二医院", "MZGH")
     assert h["receiving_facility"] == "宁波市全民健康信息平台"
+
+
+def test_json_decimals_keep_their_written_precision() -> None:
+    """valueQuantity.value 0.10 reads as "0.10" (a float round trip would give "0.1")."""
+    raw = (b'{"resourceType":"Observation","status":"final","code":{"text":"PCT"},'
+           b'"valueQuantity":{"value":0.10,"unit":"%"}}')
+    src = open_source(raw, content_type="application/fhir+json")
+    assert src.get("Observation.valueQuantity.value") == "0.10"
+    assert src.get("Observation.valueQuantity.where(value > 0.05).unit") == "%"
