@@ -110,7 +110,8 @@ class DeliveryService:
     def registry(self) -> DatasetRegistry:
         """The dataset registry (the router's when it has one) for `keys: de` destinations."""
         if self._registry is None:
-            found = getattr(self.engine.router, "registry", None)
+            router = self.engine.router
+            found = getattr(router, "datasets", None) or getattr(router, "registry", None)
             if found is None:
                 from engine.datasets import DatasetRegistry
 

@@ -1,0 +1,159 @@
+"""HTTP destination against a real aiohttp sink on loopback: retries, Retry-After, permanent failures."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.config import Config
+from engine.runtime import Engine
+
+
+def _support() -> Any:
+    name = "yonglink_delivery_support"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "delivery_support.py")
+        assert spec is not None and spec.loader is not None
+        sys.modules[name] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+S = _support()
+
+
+def config(url: str, retry: str = "{initial_delay: 0.05, multiplier: 2, jitter: 0.2, max_attempts: 10}",
+           extra: str = "") -> str:
+    return f"""
+engine:
+  store: {{path: var/e.db}}
+  admin: {{enabled: false}}
+destinations:
+  - name: platform
+    type: http
+    retry: {retry}
+    http: {{url: "{url}/records"{extra}}}
+"""
+
+
+async def test_a_record_refused_with_503_three_times_is_delivered_once_on_the_fourth_attempt(
+        make_config: Callable[[str], Config], engine_factory: Callable[[Config], Any]) -> None:
+    sink = await S.Sink(script=[503, 503, 503]).start()
+    try:
+        engine: Engine = await engine_factory(make_config(config(sink.url)))
+        [mid] = await S.inject(engine, records=[{"patient_id": "42"}], destinations=("platform",))
+        await S.wait_for(lambda: sink.accepted)
+        await S.wait_for(lambda: S.rows(engine, "SELECT 1 FROM deliveries WHERE state = 'sent'"))
+        assert len(sink.requests) == 4 and len(sink.accepted) == 1
+        assert sink.accepted[0].body == b'{"patient_id":"42"}' and sink.accepted[0].message_id == mid
+        assert len({r.key for r in sink.requests}) == 1  # one Idempotency-Key across every attempt
+        gaps = [b.at - a.at for a, b in zip(sink.requests, sink.requests[1:], strict=False)]
+        for n, gap in enumerate(gaps):  # backoff 0.05 * 2**n, jitter at most -20 %
+            assert gap >= 0.05 * 2**n * 0.8 - 0.01
+        [(attempts, response)] = await S.rows(engine, "SELECT attempts, last_response FROM deliveries")
+        assert attempts == 4 and response.startswith("HTTP 200")
+    finally:
+        await sink.stop()
+
+
+async def test_retry_after_on_503_is_honoured(
+        make_config: Callable[[str], Config], engine_factory: Callable[[Config], Any]) -> None:
+    sink = await S.Sink(script=[503], retry_after="1").start()
+    try:
+        engine: Engine = await engine_factory(make_config(config(sink.url)))
+        await S.inject(engine, records=[{"patient_id": "1"}], destinations=("platform",))
+        await S.wait_for(lambda: sink.accepted)
+        assert sink.requests[1].at - sink.requests[0].at >= 0.95  # not the 0.05 s backoff
+    finally:
+        await sink.stop()
+
+
+async def test_retry_after_longer_than_max_delay_is_capped(
+        make_config: Callable[[str], Config], engine_factory: Callable[[Config], Any]) -> None:
+    sink = await S.Sink(script=[429], retry_after="3600").start()
+    try:
+        engine: Engine = await engine_factory(make_config(config(
+            sink.url, retry="{initial_delay: 0.05, max_delay: 0.2, jitter: 0}")))
+        await S.inject(engine, records=[{"patient_id": "1"}], destinations=("platform",))
+        await S.wait_for(lambda: sink.accepted, timeout=10)
+        assert sink.requests[1].at - sink.requests[0].at >= 0.19
+    finally:
+        await sink.stop()
+
+
+async def test_a_400_is_dead_after_one_attempt_with_the_status_and_body_in_the_reason(
+        make_config: Callable[[str], Config], engine_factory: Callable[[Config], Any]) -> None:
+    sink = await S.Sink(default=400).start()
+    try:
+        engine: Engine = await engine_factory(make_config(config(sink.url)))
+        [mid] = await S.inject(engine, records=[{"patient_id": "1"}], destinations=("platform",))
+        [dead] = await S.wait_for(lambda: S.rows(
+            engine, "SELECT message_id, destination, attempts, error, kind FROM dead_letters"))
+        assert dead[:3] == (mid, "platform", 1) and dead[4] == "delivery"
+        assert "HTTP 400" in dead[3] and "rejected: field x is bad" in dead[3]
+        assert len(sink.requests) == 1
+        [(state,)] = await S.rows(engine, "SELECT state FROM deliveries")
+        assert state == "dead"
+    finally:
+        await sink.stop()
+
+
+async def test_a_status_override_turns_409_into_success(
+        make_config: Callable[[str], Config], engine_factory: Callable[[Config], Any]) -> None:
+    sink = await S.Sink(default=409).start()
+    try:
+        engine: Engine = await engine_factory(make_config(config(
+            sink.url, retry='{status_overrides: {"409": success}}')))
+        await S.inject(engine, records=[{"patient_id": "1"}], destinations=("platform",))
+        await S.wait_for(lambda: S.rows(engine, "SELECT 1 FROM deliveries WHERE state = 'sent'"))
+    finally:
+        await sink.stop()
+
+
+async def test_bearer_token_comes_from_the_named_environment_variable(
+        make_config: Callable[[str], Config], engine_factory: Callable[[Config], Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiohttp import web
+
+    seen: list[str] = []
+
+    class AuthSink(S.Sink):  # type: ignore[misc,name-defined]
+        async def handle(self, request: web.Request) -> web.Response:
+            seen.append(request.headers.get("Authorization", ""))
+            return await super().handle(request)
+
+    monkeypatch.setenv("PLATFORM_TOKEN", "s3cret")
+    sink = await AuthSink().start()
+    try:
+        engine: Engine = await engine_factory(make_config(config(
+            sink.url, extra=", auth: {bearer_token_env: PLATFORM_TOKEN}")))
+        await S.inject(engine, records=[{"patient_id": "1"}], destinations=("platform",))
+        await S.wait_for(lambda: sink.accepted)
+        assert seen == ["Bearer s3cret"]
+    finally:
+        await sink.stop()
+
+
+async def test_a_refused_connection_is_retried_and_the_destination_shows_down(
+        make_config: Callable[[str], Config], engine_factory: Callable[[Config], Any]) -> None:
+    port = S_free_port()
+    engine: Engine = await engine_factory(make_config(config(
+        f"http://127.0.0.1:{port}", retry="{initial_delay: 0.01, max_delay: 0.02, max_attempts: 1000}")))
+    await S.inject(engine, records=[{"patient_id": "1"}], destinations=("platform",))
+    status = await S.wait_for(lambda: [d for d in engine.delivery.status() if d["state"] == "down"])
+    assert "ClientConnectorError" in status[0]["last_error"]["text"]
+    [(state, attempts)] = await S.rows(engine, "SELECT state, attempts FROM deliveries")
+    assert state == "queued" and attempts >= 3
+
+
+def S_free_port() -> int:  # noqa: N802 - reads as a helper of S
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
