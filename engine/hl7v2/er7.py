@@ -295,8 +295,10 @@ class Er7Message:
         if self._codec is None:
             from engine.hl7v2.charset import python_codec
 
+            # raw MSH-18: decoding it (for escapes) would itself need the codec
+            name = _first_component(self.encoding, self._msh(18))
             try:
-                self._codec = python_codec(self.charset) if self.charset else "utf-8"
+                self._codec = python_codec(name) if name and name != HL7_NULL else "utf-8"
             except LookupError:
                 self._codec = "latin-1"
         return self._codec
