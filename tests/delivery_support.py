@@ -21,7 +21,8 @@ from engine.runtime import Engine
 from engine.types import HL7V2, InboundMessage, MessageState, RouteResult
 
 
-async def inject(engine: Engine, *, records: list[dict[str, Any]] | None = None, destinations: tuple[str, ...],
+async def inject(engine: Engine, *, records: list[dict[str, Any]] | None = None,
+                 destinations: tuple[str, ...],
                  dataset: str = "person", route_id: str = "test_route", raw: bytes | None = None,
                  passthrough: bool = False, error: str | None = None, channel: str = "lab") -> list[str]:
     """Commit messages with their routed results exactly as the pipeline would; returns message ids."""
@@ -52,7 +53,8 @@ async def inject(engine: Engine, *, records: list[dict[str, Any]] | None = None,
     return ids
 
 
-async def wait_for(cond: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02) -> Any:
+async def wait_for(cond: Callable[[], Any], timeout: float = 20.0,  # noqa: ASYNC109 - a polling deadline
+                   interval: float = 0.02) -> Any:
     """Poll `cond` (sync or async) until truthy; fail the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:

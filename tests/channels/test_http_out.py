@@ -141,7 +141,7 @@ async def test_bearer_token_comes_from_the_named_environment_variable(
 
 async def test_a_refused_connection_is_retried_and_the_destination_shows_down(
         make_config: Callable[[str], Config], engine_factory: Callable[[Config], Any]) -> None:
-    port = S_free_port()
+    port = free_port()
     engine: Engine = await engine_factory(make_config(config(
         f"http://127.0.0.1:{port}", retry="{initial_delay: 0.01, max_delay: 0.02, max_attempts: 1000}")))
     await S.inject(engine, records=[{"patient_id": "1"}], destinations=("platform",))
@@ -151,7 +151,7 @@ async def test_a_refused_connection_is_retried_and_the_destination_shows_down(
     assert state == "queued" and attempts >= 3
 
 
-def S_free_port() -> int:  # noqa: N802 - reads as a helper of S
+def free_port() -> int:
     import socket
 
     with socket.socket() as s:
