@@ -7,9 +7,10 @@ from channels.base import Inbound, Outbound
 
 def inbound_types() -> dict[str, type[Inbound]]:
     """Config `channels[].type` → class. Imported lazily so one connector's deps don't load all."""
-    from channels import http, mllp
+    from channels import amqp, http, mllp
 
-    types: dict[str, type[Inbound]] = {"mllp": mllp.MllpInbound, "http": http.HttpInbound}
+    types: dict[str, type[Inbound]] = {"mllp": mllp.MllpInbound, "http": http.HttpInbound,
+                                       "amqp": amqp.AmqpInbound}
     return types
 
 

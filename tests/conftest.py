@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,3 +39,41 @@ async def engine_factory() -> AsyncIterator[Callable[[Config], object]]:
     yield start
     for engine in reversed(started):
         await engine.stop()
+
+
+# --- private RabbitMQ broker (owned by the HTTP/AMQP channel room; see tests/broker.py) -----------
+
+
+def _broker_module() -> Any:
+    """tests/broker.py, loaded by path: `tests` is not an importable package (--import-mode=importlib)."""
+    import importlib.util
+    import sys
+
+    name = "yonglink_tests_broker"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("broker.py"))
+        if spec is None or spec.loader is None:
+            raise ImportError("tests/broker.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def rabbitmq() -> Iterator[Any]:
+    """A private RabbitMQ for the whole session: `.url`, `.stop()`, `.start()` (same ports and data).
+
+    A broker that cannot start FAILS the tests using it, with the broker's log tail (never a skip).
+    Tests that stop it must start it again (the restart test does, in a `finally`).
+    """
+    broker = _broker_module().PrivateBroker()
+    try:
+        broker.start()
+    except Exception as exc:
+        broker.close()
+        pytest.fail(f"private RabbitMQ did not start: {exc}", pytrace=False)
+    try:
+        yield broker
+    finally:
+        broker.close()
