@@ -111,11 +111,11 @@ def source_org(route: Route, unit: Unit, errors: list[str]) -> str:
     return org or unit.sending_facility or ""
 
 
-def record_time(route: Route, unit: Unit, errors: list[str]) -> str:
+def record_time(route: Route, unit: Unit, source: Source, errors: list[str]) -> str:
     """DT15 of the record: `envelope.record_time`, else MSH-7 / meta.lastUpdated, else receipt time."""
     if route.record_time is not None:
         try:
-            value = apply_field(route.record_time, unit.source, {}, route.file)
+            value = apply_field(route.record_time, source, {}, route.file)
             if value:
                 return str(value)
         except MappingError as exc:
@@ -133,11 +133,11 @@ def record_time(route: Route, unit: Unit, errors: list[str]) -> str:
     return datetime.fromtimestamp(unit.received_at, formats.BEIJING).strftime("%Y%m%dT%H%M%S")
 
 
-def operation(route: Route, unit: Unit, errors: list[str]) -> str:
+def operation(route: Route, unit: Unit, source: Source, errors: list[str]) -> str:
     """create / update / delete: the route's `operation:`, else FHIR entry.request.method, else trigger."""
     if route.operation is not None:
         try:
-            return check_operation(apply_field(route.operation, unit.source, {}, route.file))
+            return check_operation(apply_field(route.operation, source, {}, route.file))
         except MappingError as exc:
             errors.append(f"{route.file}:{route.operation.line} operation: {exc}"
                           if not str(exc).startswith(route.file) else str(exc))
@@ -209,7 +209,8 @@ def map_one(route: Route, unit: Unit, source: Source, org: str, errors: list[str
     envelope = {
         "dataset": route.target, "dataset_version": dataset.version if dataset else "",
         "source_org": org, "source_message_id": unit.message_id,
-        "record_time": record_time(route, unit, errors), "operation": operation(route, unit, errors),
+        "record_time": record_time(route, unit, source, errors),
+        "operation": operation(route, unit, source, errors),
     }
     full = {"envelope": envelope, **record}
     if not errors and datasets is not None and route.target is not None:

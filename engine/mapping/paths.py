@@ -12,7 +12,10 @@ from collections.abc import Callable
 from typing import Literal
 
 from engine.errors import ConfigError, PathSyntaxError
-from engine.source import Source
+from engine.source import HEADER_KEYS, Source
+
+HEADER = "header."
+"""Prefix of a path that reads a `Source.header` key (``header.sending_facility``)."""
 
 Kind = Literal["hl7v2", "fhir", "any"]
 """The path language of a route: decided by its `match` (message_type → hl7v2, resource_type → fhir)."""
@@ -27,6 +30,10 @@ def check_path(kind: Kind, text: str, scope: Scope = "message") -> None:
     """Raise PathSyntaxError (or ConfigError for `any` routes) when `text` is not a valid path."""
     if not isinstance(text, str) or not text.strip():
         raise PathSyntaxError("a path must be a non-empty string", path=str(text))
+    if text.startswith(HEADER):
+        if text[len(HEADER):] not in HEADER_KEYS:
+            raise ConfigError(f"{text!r}: unknown header key (known: {', '.join(HEADER_KEYS)})")
+        return
     if kind == "hl7v2":
         from engine.hl7v2.path import compile_path
 
@@ -46,6 +53,9 @@ def check_path(kind: Kind, text: str, scope: Scope = "message") -> None:
 def getter(kind: Kind, text: str, scope: Scope = "message") -> Getter:
     """A function reading the first value at `text` (checked now)."""
     check_path(kind, text, scope)
+    if text.startswith(HEADER):
+        key = text[len(HEADER):]
+        return lambda s: s.header.get(key) or None
     if kind == "hl7v2" and scope == "message":
         from engine.hl7v2.path import compile_path
 

@@ -309,11 +309,12 @@ class _Loader:
                                                     prefix=f"{name}."))))
         route.each = tuple(groups)
         env_spec = self.keys(doc.get("envelope") or {}, ENVELOPE_KEYS, "envelope")
-        for key in ENVELOPE_KEYS:
+        for key in ENVELOPE_KEYS:  # source_org is decided before `records` splits the message
             if key in env_spec:
-                setattr(route, key, self.field(route, key, env_spec[key], {}, ("envelope", key), "message"))
+                scope = "message" if key == "source_org" else top
+                setattr(route, key, self.field(route, key, env_spec[key], {}, ("envelope", key), scope))
         if "operation" in doc:
-            route.operation = self.field(route, "operation", doc["operation"], {}, ("operation",), "message")
+            route.operation = self.field(route, "operation", doc["operation"], {}, ("operation",), top)
 
     def check_field(self, name: Any, known: Mapping[str, Any] | None, *key: str | int) -> Any:
         if not isinstance(name, str):

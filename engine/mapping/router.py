@@ -114,26 +114,34 @@ class Router:
 
 def fhir_units(data: dict[str, Any], release: str, base: Mapping[str, Any]) -> list[Unit]:
     """A FHIR resource as units: itself, and for splittable Bundles each entry resource too."""
-    from engine.fhir.source import FhirSource, fhir_header
+    from engine.fhir.source import FhirSource
 
-    whole = Unit(source=FhirSource(data, release=release), fhir=data, **base)
+    whole = Unit(source=FhirSource(data, release=release, header=_header(data, release, {})), fhir=data,
+                 **base)
     if data.get("resourceType") != "Bundle" or data.get("type") not in SPLIT_BUNDLE_TYPES:
         return [whole]
-    bundle_header = dict(whole.source.header)
-    meta_source = (data.get("meta") or {}).get("source")
-    if meta_source and not bundle_header.get("sending_facility"):
-        from engine.mapping.mapper import org_from_uri
-
-        bundle_header["sending_facility"] = org_from_uri(meta_source)
+    bundle_header = whole.source.header
     units = [whole]
     for entry in data.get("entry") or []:
         resource = entry.get("resource")
         if not isinstance(resource, dict) or (entry.get("search") or {}).get("mode") == "outcome":
             continue
-        header = fhir_header(resource, release)
-        for key in ("sending_facility", "sending_application", "receiving_facility", "trigger_event"):
-            header[key] = header.get(key) or bundle_header.get(key, "")
+        header = _header(resource, release, bundle_header)
         method = (entry.get("request") or {}).get("method")
         units.append(Unit(source=FhirSource(resource, release=release, header=header), fhir=resource,
                           request_method=method, **base))
     return units
+
+
+def _header(data: dict[str, Any], release: str, parent: Mapping[str, str]) -> dict[str, str]:
+    """FHIR header; sending_facility falls back to the parent Bundle's, then to this `meta.source`."""
+    from engine.fhir.source import fhir_header
+    from engine.mapping.mapper import org_from_uri
+
+    header = fhir_header(data, release)
+    for key in ("sending_facility", "sending_application", "receiving_facility", "trigger_event"):
+        header[key] = header.get(key) or parent.get(key, "")
+    meta_source = (data.get("meta") or {}).get("source")
+    if not header["sending_facility"] and isinstance(meta_source, str):
+        header["sending_facility"] = org_from_uri(meta_source)
+    return header
