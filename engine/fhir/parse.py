@@ -94,6 +94,30 @@ def _parse_json(raw: bytes | str, release: str) -> tuple[FhirResource, dict[str,
         return cls.model_validate(data), data
     except ValidationError as exc:
         raise _invalid(rtype, exc) from None
+    except KeyError:  # fhir_core raises KeyError for an unknown *nested* resourceType
+        issues = list(_unknown_nested(data, rtype, release))
+        if not issues:
+            raise
+        listed = "; ".join(f"{p}: {t}" for p, t in issues[:5])
+        raise FhirParseError(f"FHIR {rtype} is invalid: {listed}", issues=issues) from None
+
+
+def _unknown_nested(node: Any, path: str, release: str) -> list[tuple[str, str]]:
+    """(path, text) for every nested object whose resourceType has no model (entry, contained)."""
+    found: list[tuple[str, str]] = []
+    if isinstance(node, dict):
+        rtype = node.get("resourceType")
+        if isinstance(rtype, str) and "." in path:
+            try:
+                model_class(rtype, release)
+            except FhirParseError:
+                found.append((f"{path}.resourceType", f"unknown resourceType {rtype!r}"))
+        for key, value in node.items():
+            found += _unknown_nested(value, f"{path}.{key}", release)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _unknown_nested(value, f"{path}[{i}]", release)
+    return found
 
 
 def _no_constant(name: str) -> Any:

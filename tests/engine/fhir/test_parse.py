@@ -128,3 +128,13 @@ def test_searchset_outcome_entries_are_left_out() -> None:
 def test_every_fhir_sample_parses(name: str) -> None:
     """All FHIR samples are valid R4B."""
     parse_fhir(load(name), content_type="xml" if name.endswith(".xml") else "json")
+
+
+def test_unknown_resource_type_inside_a_bundle_is_located() -> None:
+    """fhir.resources fails with a bare KeyError there; we name the entry instead."""
+    raw = ('{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Patient"}},'
+           '{"resource":{"resourceType":"Observashun","status":"final"}}]}')
+    with pytest.raises(FhirParseError) as info:
+        parse_fhir(raw, content_type="json")
+    assert info.value.issues == [
+        ("Bundle.entry[1].resource.resourceType", "unknown resourceType 'Observashun'")]
