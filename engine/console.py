@@ -2,8 +2,8 @@
 
 The console is plain files under `engine/static/` (package data; no build step, no CDN, nothing fetched
 from anywhere but this engine). It reads the admin API (`/status`, `/history`, `/messages`, `/dlq`, ...)
-from the browser. `engine/admin.py` calls `add_routes(app, engine)`; the admin server's token check
-must let `/` and `/console/...` through (static files hold no data) and guard `/history` like `/status`.
+from the browser. `engine/admin.py` calls `add_routes(app, engine)`, which marks `/` and `/console/...`
+public (engine/admin_auth.py: static files hold no data); `/history` is guarded like `/status`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from engine.admin_auth import allow_anonymous
 from engine.history import History
 
 if TYPE_CHECKING:
@@ -32,11 +33,6 @@ _TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".
           ".json": "application/json"}
 
 
-def is_public(path: str) -> bool:
-    """True for the console's static files, which the admin token does not guard (they hold no data)."""
-    return path == "/" or path.startswith(STATIC_PREFIX)
-
-
 def add_routes(app: web.Application, engine: Engine) -> None:
     """Serve the console at `/` and `/console/...`, and the counters' history at `GET /history`."""
     history = History(engine)
@@ -50,7 +46,14 @@ def add_routes(app: web.Application, engine: Engine) -> None:
 
     app.on_startup.append(start_history)
     app.on_cleanup.append(stop_history)
+    async def console_info(request: web.Request) -> web.Response:
+        """Public facts the console needs before the token: whether one is required (no data)."""
+        return web.json_response({"token_required": bool(engine.config.engine.admin.token)},
+                                 headers={"Cache-Control": "no-store"})
+
+    allow_anonymous(app, "/", STATIC_PREFIX)  # static files and info.json hold no data
     app.router.add_get("/", index)
+    app.router.add_get(STATIC_PREFIX + "info.json", console_info)
     app.router.add_get(STATIC_PREFIX + "{path:.*}", static_file)
     app.router.add_get("/history", history_handler)
 

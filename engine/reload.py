@@ -94,6 +94,8 @@ def restart_required(old: Config, new: Config) -> list[str]:
         out.append("engine.store")
     if (o.admin.host, o.admin.port, o.admin.enabled) != (n.admin.host, n.admin.port, n.admin.enabled):
         out.append("engine.admin.listen")
+    if o.admin.token != n.admin.token:
+        out.append("engine.admin.token")
     if o.log != n.log:
         out.append("engine.log")
     return out

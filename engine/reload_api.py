@@ -2,18 +2,18 @@
 the last attempt. `engine/admin.py` calls `add_routes(app, engine)`.
 
 A refused reload answers 400 with every problem as `file:line` text in `errors`; the running config is
-untouched. When an admin token is configured, `POST /reload` needs it (the admin middleware sets
-`request["authorized"]`; without that middleware the bearer header is checked here).
+untouched. `POST /reload` needs the caller to be authorized (engine/admin_auth.py: the admin token when
+one is configured).
 """
 
 from __future__ import annotations
 
-import hmac
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from engine import reload as hot
+from engine.admin_auth import authorized
 
 if TYPE_CHECKING:
     from engine.runtime import Engine
@@ -23,9 +23,8 @@ def add_routes(app: web.Application, engine: Engine) -> None:
     """Register `POST /reload` and `GET /reload` on the admin application."""
 
     async def post_reload(request: web.Request) -> web.Response:
-        token = engine.config.engine.admin.token
-        if token and not _authorized(request, token):
-            raise web.HTTPUnauthorized(text="admin token required")
+        if not authorized(request):
+            raise web.HTTPForbidden(text="not authorized to reload the config")
         result = await hot.reload(engine)
         return web.json_response(result.to_dict(), status=200 if result.ok else 400)
 
@@ -38,11 +37,3 @@ def add_routes(app: web.Application, engine: Engine) -> None:
 
     app.router.add_post("/reload", post_reload)
     app.router.add_get("/reload", get_reload)
-
-
-def _authorized(request: web.Request, token: str) -> bool:
-    flag = request.get("authorized")
-    if flag is not None:
-        return bool(flag)
-    header = request.headers.get("Authorization", "")
-    return hmac.compare_digest(header.encode(), f"Bearer {token}".encode())

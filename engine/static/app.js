@@ -1,0 +1,182 @@
+// The console shell: header (config version, reload, token, language), hash routing between pages,
+// and the live poll: every 2 s GET /status and /history, handed to the page on screen.
+
+import { api, canAct, info, loadInfo, setToken, token } from "./api.js";
+import { lang, setLang, t } from "./i18n.js";
+import { fmtAge, fmtTime, h, mount, toast } from "./ui.js";
+import channels from "./pages/channels.js";
+import destinations from "./pages/destinations.js";
+import messages from "./pages/messages.js";
+import dlq from "./pages/dlq.js";
+import quality from "./pages/quality.js";
+
+const PAGES = { channels, destinations, messages, dlq, quality };
+const POLL_MS = 2000;
+
+const ctx = {
+  status: null,
+  history: null,
+  lastOk: 0,
+  error: null,
+  canAct,
+  refresh: () => poll(),
+};
+
+let current = null;
+let pollTimer = null;
+
+function pageFromHash() {
+  const name = (location.hash.replace(/^#\/?/, "").split(/[/?]/)[0]) || "channels";
+  return PAGES[name] ? name : "channels";
+}
+
+function show(force = true) {
+  const name = pageFromHash();
+  if (!force && current === PAGES[name]) return; // e.g. #/messages → #/messages/<id>: the page handles it
+  if (current && current.unmount) current.unmount();
+  current = PAGES[name];
+  for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.page === name);
+  const root = document.getElementById("page");
+  root.dataset.page = name;
+  mount(root);
+  current.mount(root, ctx);
+  if (ctx.status) current.update(ctx);
+}
+
+function translateStatic() {
+  document.title = t("app.title");
+  for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  document.getElementById("lang-select").value = lang();
+}
+
+function renderHeader() {
+  const cfg = ctx.status?.engine?.config;
+  const infoEl = document.getElementById("config-info");
+  if (cfg) {
+    mount(infoEl, h("span", { class: "muted" }, `${t("hdr.config")} `),
+      h("code", { id: "config-version", title: cfg.file || "" }, cfg.version || "?"),
+      h("span", { class: "muted" }, ` · ${t("hdr.loaded")} `),
+      h("span", { id: "config-loaded" }, fmtTime(cfg.loaded_at)));
+  }
+  const live = document.getElementById("live");
+  const ok = ctx.lastOk && !ctx.error;
+  live.className = `live ${ok ? "ok" : "bad"}`;
+  live.textContent = ok ? `● ${t("hdr.live")}` : `● ${t("hdr.offline")}`;
+  live.title = ctx.status?.engine
+    ? `yonglink ${ctx.status.engine.version} · ${t("hdr.uptime")} ${fmtAge(ctx.status.engine.uptime_seconds)}`
+    : "";
+  document.getElementById("reload-btn").disabled = !canAct();
+  renderBanner();
+}
+
+function renderBanner() {
+  const banner = document.getElementById("banner");
+  if (ctx.error && ctx.error.status === 401) {
+    banner.hidden = false;
+    banner.className = "banner warn";
+    banner.textContent = token() ? t("auth.rejected") : t("auth.required");
+  } else if (ctx.error) {
+    banner.hidden = false;
+    banner.className = "banner bad";
+    banner.textContent = `${t("hdr.offline")}: ${ctx.error.message}`;
+  } else {
+    banner.hidden = true;
+  }
+}
+
+function renderTokenForm() {
+  const form = document.getElementById("token-form");
+  if (token()) {
+    mount(form, h("span", { class: "token-set", id: "token-state" }, `🔑 ${t("auth.unlocked")}`),
+      h("button", { type: "button", class: "btn small", id: "token-clear", onclick: () => {
+        setToken("");
+        renderTokenForm();
+        show();
+        poll();
+      } }, t("auth.logout")));
+    return;
+  }
+  const input = h("input", { type: "password", id: "token-input", placeholder: t("auth.enter"),
+    "aria-label": t("auth.token"), size: 14 });
+  mount(form, input, h("button", { type: "submit", class: "btn small", id: "token-submit" }, t("auth.login")));
+  if (info.token_required) form.classList.add("needed");
+}
+
+async function submitToken(event) {
+  event.preventDefault();
+  const input = document.getElementById("token-input");
+  if (!input || !input.value) return;
+  setToken(input.value.trim());
+  try {
+    await api("status");
+  } catch (err) {
+    if (err.status === 401) {
+      setToken("");
+      toast(t("auth.rejected"), "error");
+      renderTokenForm();
+      return;
+    }
+  }
+  renderTokenForm();
+  show();
+  poll();
+}
+
+async function reloadConfig() {
+  const btn = document.getElementById("reload-btn");
+  btn.disabled = true;
+  btn.textContent = t("hdr.reloading");
+  try {
+    const res = await api("reload", { method: "POST" });
+    toast(`${t("hdr.reload_ok")}: ${res.version}`, "ok");
+  } catch (err) {
+    const errors = err.data && err.data.errors ? err.data.errors.join("\n") : err.message;
+    toast(`${t("hdr.reload_refused")}: ${errors}`, "error");
+  } finally {
+    btn.textContent = t("hdr.reload");
+    btn.disabled = !canAct();
+    poll();
+  }
+}
+
+async function poll() {
+  clearTimeout(pollTimer);
+  try {
+    const [status, history] = await Promise.all([api("status"), api("history").catch(() => null)]);
+    ctx.status = status;
+    ctx.history = history;
+    ctx.error = null;
+    ctx.lastOk = Date.now();
+  } catch (err) {
+    ctx.error = err;
+  }
+  renderHeader();
+  if (current && ctx.status && !ctx.error) {
+    try { current.update(ctx); } catch (err) { console.error(err); }
+  }
+  document.body.dataset.polls = String(Number(document.body.dataset.polls || 0) + 1);
+  pollTimer = setTimeout(poll, document.hidden ? POLL_MS * 5 : POLL_MS);
+}
+
+async function main() {
+  setLang(lang());
+  translateStatic();
+  await loadInfo();
+  renderTokenForm();
+  document.getElementById("token-form").addEventListener("submit", submitToken);
+  document.getElementById("reload-btn").addEventListener("click", reloadConfig);
+  document.getElementById("lang-select").addEventListener("change", (e) => {
+    setLang(e.target.value);
+    translateStatic();
+    renderTokenForm();
+    renderHeader();
+    show();
+  });
+  window.addEventListener("hashchange", () => show(false));
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) poll(); });
+  show();
+  await poll();
+  document.body.dataset.ready = "1";
+}
+
+main();

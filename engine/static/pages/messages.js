@@ -1,0 +1,173 @@
+// Messages: a search form over GET /messages and a detail view of one message's path
+// (received → processed with each route's result → each delivery and its attempts). Raw content and
+// mapped records are shown only when the admin token has been entered (the API decides what it sends).
+
+import { api, query, token } from "../api.js";
+import { t } from "../i18n.js";
+import { badge, epochOf, fmtTime, h, mount } from "../ui.js";
+
+const STATES = ["received", "mapped", "filtered", "failed", "rejected"];
+let form = null;
+let results = null;
+let detail = null;
+let pages = [];   // `before` cursors of pages shown so far (for "newest")
+let lastQuery = {};
+
+function field(name, label, input) {
+  return h("label", { class: "field" }, h("span", {}, label), input);
+}
+
+function channelOptions(ctx) {
+  const names = (ctx.status?.channels || []).map((c) => c.name);
+  return [h("option", { value: "" }, t("common.any")), ...names.map((n) => h("option", { value: n }, n))];
+}
+
+function itemsOf(data) {
+  if (Array.isArray(data)) return { items: data, next: null };
+  return { items: data?.items || data?.messages || [], next: data?.next_before ?? null };
+}
+
+async function search(before) {
+  const fd = new FormData(form);
+  lastQuery = {
+    channel: fd.get("channel"), control_id: fd.get("control_id")?.trim(), state: fd.get("state"),
+    facility: fd.get("facility")?.trim(), since: epochOf(fd.get("since")), until: epochOf(fd.get("until")),
+    limit: 50,
+  };
+  mount(results, h("p", { class: "muted" }, t("common.loading")));
+  let data;
+  try {
+    data = await api(`messages${query({ ...lastQuery, before })}`);
+  } catch (err) {
+    mount(results, h("p", { class: "error-text" }, err.message));
+    return;
+  }
+  const { items, next } = itemsOf(data);
+  const table = h("table", { class: "grid-table clickable", id: "messages-table" },
+    h("thead", {}, h("tr", {},
+      h("th", {}, t("msg.received_at")), h("th", {}, t("common.channel")), h("th", {}, t("msg.control_id")),
+      h("th", {}, t("msg.type")), h("th", {}, t("msg.facility")), h("th", {}, t("common.state")),
+      h("th", {}, t("common.error")))),
+    h("tbody", {}, items.length ? items.map((m) => h("tr", {
+      "data-message": m.id, tabindex: 0,
+      onclick: () => { location.hash = `#/messages/${encodeURIComponent(m.id)}`; },
+      onkeydown: (e) => { if (e.key === "Enter") location.hash = `#/messages/${encodeURIComponent(m.id)}`; },
+    },
+    h("td", { class: "nowrap" }, fmtTime(m.received_at)), h("td", {}, m.channel),
+    h("td", { class: "mono" }, m.control_id || ""), h("td", {}, m.message_type || ""),
+    h("td", {}, m.sending_facility || ""), h("td", {}, badge(m.state)),
+    h("td", { class: "err" }, m.error || ""))) : h("tr", {}, h("td", { colspan: 7, class: "empty" },
+      t("common.no_rows")))));
+  const nav = h("div", { class: "pager" },
+    pages.length ? h("button", { type: "button", class: "btn small", onclick: () => { pages = []; search(); } },
+      t("common.newest")) : null,
+    next ? h("button", { type: "button", class: "btn small", onclick: () => { pages.push(next); search(next); } },
+      t("common.older")) : null);
+  mount(results, h("div", { class: "table-wrap" }, table), nav);
+}
+
+function attemptsOf(d) {
+  for (const key of ["attempt_log", "history", "log", "attempts"]) {
+    if (Array.isArray(d[key])) return d[key];
+  }
+  return [];
+}
+
+function step(kind, title, time, body) {
+  return h("li", { class: `step step-${kind}` }, h("div", { class: "step-head" },
+    h("span", { class: "step-title" }, title), h("span", { class: "muted" }, time ? fmtTime(time) : "")), body);
+}
+
+function pre(text, id) {
+  return h("pre", { class: "payload", id }, text);
+}
+
+async function showDetail(id) {
+  mount(detail, h("p", { class: "muted" }, t("common.loading")));
+  detail.hidden = false;
+  let data;
+  try {
+    data = await api(`messages/${encodeURIComponent(id)}`);
+  } catch (err) {
+    mount(detail, h("p", { class: "error-text" }, err.status === 404 ? t("msg.not_found") : err.message));
+    return;
+  }
+  const m = data.message || data;
+  const res = data.results || m.results || [];
+  const deliveries = data.deliveries || m.deliveries || [];
+  const unlocked = Boolean(token());
+  const steps = [
+    step("received", `${t("msg.received")} · ${m.channel}`, m.received_at,
+      h("div", { class: "small" }, [
+        m.peer ? `${t("msg.peer")} ${m.peer}` : null, m.message_type, m.control_id && `MSH-10 ${m.control_id}`,
+        m.sending_facility && `MSH-4 ${m.sending_facility}`, m.charset].filter(Boolean).join(" · "))),
+  ];
+  if (m.state && m.state !== "received") {
+    steps.push(step(m.state, [badge(m.state), " ", t("msg.processed")], m.processed_at,
+      [m.error ? h("div", { class: "error-text" }, m.error) : null,
+        res.map((r) => h("div", { class: "route-result", "data-route": r.route_id },
+          h("strong", {}, r.route_id), r.dataset ? ` → ${r.dataset}` : "",
+          r.filtered ? h("span", { class: "muted" }, ` (${r.filtered})`) : null,
+          r.error ? h("div", { class: "error-text" }, r.error) : null,
+          unlocked && r.record ? h("details", {}, h("summary", {}, t("msg.record")),
+            pre(JSON.stringify(r.record, null, 2))) : null))]));
+  }
+  for (const d of deliveries) {
+    const attempts = attemptsOf(d);
+    steps.push(step(d.state || "queued", [badge(d.state), ` ${t("msg.delivery")} → ${d.destination}`],
+      d.last_attempt_at || d.updated_at || d.created_at,
+      [h("div", { class: "small" }, [d.route_id && `${t("msg.route")} ${d.route_id}`,
+        typeof d.attempts === "number" ? `${t("dlq.attempts")} ${d.attempts}` : null,
+        d.last_error || d.error].filter(Boolean).join(" · ")),
+      attempts.length ? h("table", { class: "attempts" }, h("tbody", {}, attempts.map((a, i) => h("tr", {},
+        h("td", {}, `#${a.attempt ?? i + 1}`),
+        h("td", { class: "nowrap" }, fmtTime(a.at ?? a.attempted_at ?? a.time ?? a.started_at)),
+        h("td", {}, badge(a.result ?? a.outcome ?? a.state ?? "")),
+        h("td", { class: "err" }, a.error ?? a.response ?? a.text ?? ""))))) : null]));
+  }
+  const raw = data.raw ?? m.raw;
+  mount(detail,
+    h("div", { class: "detail-head" }, h("h2", {}, `${t("msg.detail")} `, h("code", {}, m.id)),
+      h("button", { type: "button", class: "btn small", onclick: () => { location.hash = "#/messages"; } },
+        t("common.close"))),
+    h("h3", {}, t("msg.path")),
+    h("ol", { class: "timeline", id: "message-path" }, steps),
+    unlocked && raw ? [h("h3", {}, t("msg.raw")), pre(String(raw).replace(/\r\n?/g, "\n"), "message-raw")]
+      : !unlocked ? h("p", { class: "muted locked" }, `🔒 ${t("msg.token_to_view")}`) : null);
+}
+
+function route() {
+  const parts = location.hash.replace(/^#\/?/, "").split("/");
+  if (parts[0] === "messages" && parts[1]) showDetail(decodeURIComponent(parts[1]));
+  else if (detail) detail.hidden = true;
+}
+
+export default {
+  mount(root, ctx) {
+    form = h("form", { class: "filters", id: "messages-form", onsubmit: (e) => { e.preventDefault(); pages = []; search(); } },
+      field("control_id", t("msg.control_id"), h("input", { name: "control_id", value: lastQuery.control_id || "" })),
+      field("channel", t("common.channel"), h("select", { name: "channel" }, channelOptions(ctx))),
+      field("state", t("common.state"), h("select", { name: "state" },
+        h("option", { value: "" }, t("common.any")), STATES.map((s) => h("option", { value: s }, s)))),
+      field("facility", t("msg.facility"), h("input", { name: "facility", value: lastQuery.facility || "" })),
+      field("since", t("common.since"), h("input", { name: "since", type: "datetime-local" })),
+      field("until", t("common.until"), h("input", { name: "until", type: "datetime-local" })),
+      h("div", { class: "field buttons" }, h("button", { type: "submit", class: "btn primary" }, t("common.search")),
+        h("button", { type: "reset", class: "btn" }, t("common.clear"))));
+    results = h("div", { id: "messages-results" });
+    detail = h("section", { class: "card detail", id: "message-detail", hidden: true });
+    mount(root, h("h1", {}, t("msg.title")), form, h("div", { class: "split" }, results, detail));
+    window.addEventListener("hashchange", route);
+    route();
+    search();
+  },
+  update(ctx) {
+    const select = form?.querySelector("select[name=channel]");
+    if (select && select.options.length !== (ctx.status.channels || []).length + 1) {
+      const value = select.value;
+      mount(select, channelOptions(ctx));
+      select.value = value;
+    }
+  },
+  unmount() { window.removeEventListener("hashchange", route); },
+};
