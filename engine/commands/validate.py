@@ -1,4 +1,9 @@
-"""`yonglink validate --config F`: check the config (and its routes and tables) without starting."""
+"""`yonglink validate --config F [ROUTES...]`: check the config, its routes and every code table.
+
+Routes are compiled exactly as the engine compiles them (paths, transforms, tables, target fields
+against the dataset schema, destinations against the config); extra route files given on the command
+line are checked too. Any problem prints `file:line` and exits 1.
+"""
 
 from __future__ import annotations
 
@@ -10,21 +15,29 @@ from typing import Any
 def register(sub: Any) -> None:
     p = sub.add_parser("validate", help="check config, routes and tables; exit 0 when valid")
     p.add_argument("--config", "-c", default="config.example.yaml", help="config file (YAML)")
+    p.add_argument("routes", nargs="*", help="extra route files to check (e.g. mappings/*.yaml)")
     p.set_defaults(func=validate)
 
 
 def validate(args: argparse.Namespace) -> int:
     from engine.config import load_config
     from engine.errors import ConfigError
-    from engine.mapping import load_router
+    from engine.mapping import DEFAULT_TABLES_DIR, build_router, load_router
+    from engine.tables import load_tables
 
     try:
         config = load_config(args.config)
         router = load_router(config)
+        tables_dir = config.engine.tables_dir or DEFAULT_TABLES_DIR
+        tables = load_tables(tables_dir)
+        extra = build_router(args.routes, schemas_dir=config.engine.schemas_dir,
+                             tables_dir=tables_dir).routes if args.routes else []
     except ConfigError as exc:
         print(f"{exc}", file=sys.stderr)
         return 1
-    routes = getattr(router, "routes", [])
+    routes = router.routes
     print(f"{args.config}: valid ({len(config.channels)} channels, {len(config.destinations)} destinations,"
-          f" {len(routes)} routes)")
+          f" {len(routes)} routes, {len(tables)} code tables)")
+    if extra:
+        print(f"{len(extra)} route file(s) given on the command line: valid")
     return 0

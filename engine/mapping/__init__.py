@@ -23,7 +23,7 @@ DEFAULT_TABLES_DIR = REPO / "mappings" / "tables"
 DEFAULT_SCHEMAS_DIR = REPO / "schemas" / "ningbo"
 """Dataset schemas used when no config is given (route tests, `yonglink map` without --config)."""
 
-__all__ = ["DEFAULT_SCHEMAS_DIR", "DEFAULT_TABLES_DIR", "Route", "Router", "build_router", "load_router"]
+__all__ = ["DEFAULT_SCHEMAS_DIR", "DEFAULT_TABLES_DIR", "Route", "Router", "build_router", "expand_routes", "load_router"]
 
 
 def build_router(route_files: Iterable[str | Path], *, schemas_dir: str | Path = DEFAULT_SCHEMAS_DIR,
@@ -44,6 +44,22 @@ def build_router(route_files: Iterable[str | Path], *, schemas_dir: str | Path =
     return Router(routes, datasets=datasets, channel_routes=channel_routes, metrics=metrics)
 
 
+def expand_routes(patterns: Iterable[Path]) -> list[Path]:
+    """Config `routes:` entries are files or globs (``mappings/*.yaml``); a glob matching nothing is an
+    error, so a typo cannot silently leave the engine without routes."""
+    out: list[Path] = []
+    for pattern in patterns:
+        text = str(pattern)
+        if any(ch in text for ch in "*?["):
+            matches = sorted(Path(text).parent.glob(Path(text).name))
+            if not matches:
+                raise ConfigError(f"routes: {text!r} matches no file", key="routes")
+            out += matches
+        else:
+            out.append(Path(text))
+    return out
+
+
 def load_router(config: Config, *, metrics: Metrics | None = None) -> Router:
     """Load every route file named by the config (`routes:`), checked against its tables and schemas.
 
@@ -53,7 +69,7 @@ def load_router(config: Config, *, metrics: Metrics | None = None) -> Router:
     tables_dir = config.engine.tables_dir or DEFAULT_TABLES_DIR
     channel_routes = {ch.name: (frozenset(ch.routes) if ch.routes is not None else None)
                       for ch in config.channels}
-    router = build_router(config.routes, schemas_dir=config.engine.schemas_dir, tables_dir=tables_dir,
+    router = build_router(expand_routes(config.routes), schemas_dir=config.engine.schemas_dir, tables_dir=tables_dir,
                           metrics=metrics, channel_routes=channel_routes)
     known_dests = {d.name for d in config.destinations}
     for route in router.routes:
