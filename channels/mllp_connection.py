@@ -1,0 +1,184 @@
+"""One inbound MLLP connection as an `asyncio.Protocol` (cheaper per message than streams).
+
+Each complete frame becomes a task that commits the message; the tasks of one connection are chained so
+acknowledgments leave in the order the frames arrived (a sender may pipeline), while the commits
+themselves overlap and share group commits. One timer per connection enforces the idle timeout and the
+read timeout of a started frame; it is rescheduled from timestamps, not reset on every read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING
+
+import structlog
+
+from channels.mllp_framing import Discarded, FrameDecoder, Oversize, encode_frame
+from channels.mllp_handler import Reply, best_effort_header
+from engine.errors import Hl7ParseError
+
+if TYPE_CHECKING:
+    from channels.mllp import MllpInbound
+
+log = structlog.get_logger("yonglink.mllp")
+
+DEFAULT_MAX_IN_FLIGHT = 512
+"""Frames of one connection being committed at once before reading from it pauses (backpressure)."""
+
+
+class MllpConnection(asyncio.Protocol):
+    """Frames in, ACKs out, in order."""
+
+    def __init__(self, server: MllpInbound) -> None:
+        self.server = server
+        self.decoder = FrameDecoder(max_frame_bytes=server.max_frame_bytes)
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.closed = False
+        self.counted = False
+        self.tail: asyncio.Task[None] | None = None
+        self._in_flight = 0
+        self._paused = False
+        self._last_data = self.loop.time()
+        self._frame_started: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    # --- asyncio.Protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not isinstance(transport, asyncio.Transport):  # a server socket always gives one
+            transport.close()
+            return
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        if not self.server.admit(self):
+            log.warning("connection refused: max_connections reached", channel=self.server.name,
+                        peer=self.peer, max_connections=self.server.max_connections)
+            self.closed = True
+            transport.abort()
+            return
+        self.counted = True
+        self._schedule(self._last_data + self.server.idle_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        now = self._last_data = self.loop.time()
+        events = self.decoder.feed(data)
+        if self.decoder.in_frame:
+            if self._frame_started is None or events:
+                self._frame_started = now
+                self._schedule(now + self.server.read_timeout)
+        else:
+            self._frame_started = None
+        for event in events:
+            if type(event) is bytes:
+                self._submit(event)
+            elif isinstance(event, Discarded):
+                log.warning("bytes outside an MLLP frame discarded", channel=self.server.name,
+                            peer=self.peer, bytes=event.count)
+            elif isinstance(event, Oversize):
+                self._oversize(event)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self.server.release(self)
+
+    # --- frames ----------------------------------------------------------------------------------
+
+    def _submit(self, payload: bytes) -> None:
+        started = time.perf_counter()
+        self.tail = self.loop.create_task(self._reply(self.server.handler.handle(payload, self.peer),
+                                                      self.tail, started))
+        self._in_flight += 1
+        if self._in_flight >= DEFAULT_MAX_IN_FLIGHT and not self._paused and self.transport:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def _oversize(self, event: Oversize) -> None:
+        """AR for a frame over `max_frame_bytes`, then close (the rest of it is not read)."""
+        self.server.context.error(f"frame larger than max_frame_bytes ({event.limit}) from {self.peer}")
+        log.warning("oversize frame: AR sent, connection closed", channel=self.server.name,
+                    peer=self.peer, max_frame_bytes=event.limit)
+        exc = Hl7ParseError(f"message larger than max_frame_bytes ({event.limit} bytes)", code="207")
+
+        async def reject() -> Reply:
+            er7 = best_effort_header(_head_message(event.head), "latin-1")
+            code = "CR" if er7 is not None and er7.accept_ack_type else "AR"
+            ack = self.server.handler.acks.negative(er7, code, exc.reason, error_code=exc.code)
+            return Reply(ack.encode("utf-8", errors="replace"), close=True)
+
+        self.tail = self.loop.create_task(self._reply(reject(), self.tail, time.perf_counter()))
+        self._in_flight += 1
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    async def _reply(self, work: Awaitable[Reply], prev: asyncio.Task[None] | None, started: float) -> None:
+        """Await this frame's work, then the previous frame's ACK, then write this one."""
+        reply: Reply | None
+        try:
+            reply = await work
+        except Exception:
+            log.exception("unexpected error handling an MLLP frame", channel=self.server.name,
+                          peer=self.peer)
+            reply = Reply(None, close=True)
+        if prev is not None and not prev.done():
+            await prev
+        self._in_flight -= 1
+        if self._paused and self._in_flight < DEFAULT_MAX_IN_FLIGHT // 2 and not self.closed:
+            self._paused = False
+            if self.transport is not None:
+                self.transport.resume_reading()
+        if self.closed or self.transport is None or reply is None:
+            return
+        if reply.ack is not None:
+            self.transport.write(encode_frame(reply.ack))
+            self.server.observe_ack(time.perf_counter() - started)
+        if reply.close:
+            self.close()
+
+    # --- timeouts and closing ----------------------------------------------------------------------
+
+    def _schedule(self, when: float) -> None:
+        if self._timer is not None:
+            if self._timer.when() <= when:
+                return
+            self._timer.cancel()
+        self._timer = self.loop.call_at(when, self._check_timeouts)
+
+    def _check_timeouts(self) -> None:
+        self._timer = None
+        if self.closed:
+            return
+        now = self.loop.time()
+        started = self._frame_started
+        if started is not None and now - started >= self.server.read_timeout:
+            log.warning("read timeout: frame incomplete, connection closed", channel=self.server.name,
+                        peer=self.peer, buffered_bytes=self.decoder.buffered)
+            self.close()
+            return
+        idle_deadline = self._last_data + self.server.idle_timeout
+        if now >= idle_deadline and self._in_flight == 0:
+            log.info("idle timeout: connection closed", channel=self.server.name, peer=self.peer)
+            self.close()
+            return
+        nxt = max(idle_deadline, now + 0.01)
+        if started is not None:
+            nxt = min(nxt, started + self.server.read_timeout)
+        self._schedule(nxt)
+
+    def close(self) -> None:
+        """Close after pending writes are flushed; later ACKs of this connection are dropped."""
+        if not self.closed and self.transport is not None:
+            self.closed = True
+            self.transport.close()
+
+
+def _head_message(head: bytes) -> bytes:
+    """The first lines of an oversize frame, cut at a segment end so MSH parses (for MSA-2)."""
+    end = max(head.rfind(b"\r"), head.rfind(b"\n"))
+    return head[:end] if end > 0 else head
