@@ -92,6 +92,8 @@ class Sink:
     body: bytes = b'{"ok": true}'
     delay: float = 0.0
     fail_ids: set[str] = field(default_factory=set)
+    fail_body: dict[bytes, int] = field(default_factory=dict)
+    """Answer 503 to a request whose body contains the key, as many times as the value (-1: always)."""
     requests: list[Request] = field(default_factory=list)
     url: str = ""
     _runner: web.AppRunner | None = None
@@ -103,6 +105,10 @@ class Sink:
         status = self.script.pop(0) if self.script else self.default
         if request.headers.get("X-Message-Id") in self.fail_ids:
             status = 503
+        for needle, left in self.fail_body.items():
+            if needle in payload and left != 0:
+                self.fail_body[needle] = left - 1
+                status = 503
         self.requests.append(Request(at=time.monotonic(), key=request.headers.get("Idempotency-Key", ""),
                                      message_id=request.headers.get("X-Message-Id", ""), body=payload,
                                      status=status))
