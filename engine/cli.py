@@ -10,7 +10,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMANDS = ("run", "validate", "map", "test", "quality", "status")
+COMMANDS = ("run", "validate", "map", "test", "quality", "status", "messages")
 """Subcommand modules in `engine/commands/`, in the order `--help` lists them."""
 
 

@@ -27,14 +27,19 @@ DESTINATION_COLUMNS = ("DESTINATION", "TYPE", "STATE", "QUEUED", "RETRYING", "SE
                        "LAST ERROR")
 
 
-def register(sub: Any) -> None:
-    p = sub.add_parser("status", help="show channels, destinations and store of a running engine")
+def add_connection_options(p: argparse.ArgumentParser) -> None:
+    """`--url`, `--token`, `--timeout`: shared by the commands that talk to the admin API."""
     p.add_argument("--url", default=os.environ.get("YONGLINK_ADMIN_URL", DEFAULT_URL),
                    help=f"admin API base URL (default $YONGLINK_ADMIN_URL or {DEFAULT_URL})")
     p.add_argument("--token", default=os.environ.get("YONGLINK_ADMIN_TOKEN"),
                    help="admin bearer token (default $YONGLINK_ADMIN_TOKEN)")
-    p.add_argument("--json", action="store_true", help="print the raw /status JSON")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to wait for the API")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("status", help="show channels, destinations and store of a running engine")
+    add_connection_options(p)
+    p.add_argument("--json", action="store_true", help="print the raw /status JSON")
     p.set_defaults(func=status)
 
 

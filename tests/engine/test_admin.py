@@ -249,3 +249,11 @@ async def test_the_server_stops_even_while_a_client_keeps_a_connection_open(
     writer.close()
     with pytest.raises((ConnectionError, OSError)):
         await asyncio.open_connection(host, int(port))
+
+
+async def test_readyz_is_503_when_the_store_no_longer_commits(make_config: Callable[[str], Config],
+                                                              engine_factory: Factory) -> None:
+    engine = await start(make_config, engine_factory, LIVE_CHANNEL)
+    await engine.store.close()  # the writer is gone: nothing can commit any more
+    code, body, _ = await get(engine.admin.url + "/readyz")
+    assert code == 503 and body["reasons"] == ["store is not writable"]

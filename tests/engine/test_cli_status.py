@@ -109,3 +109,25 @@ def test_columns_line_up_with_chinese_text() -> None:
     lines = table(["A", "B"], [["宁波", 1], ["x", 22]]).splitlines()
     assert lines[1] == "宁波   1" and lines[2] == "x     22"
     assert duration(None) == "-" and duration(90061) == "1d 1h"
+
+
+async def test_messages_command_lists_matches_and_shows_one_in_full(
+        make_config: Callable[[str], Config], engine_factory: Callable[[Config], Any],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    engine: Engine = await engine_factory(make_config(CONFIG % TOKEN))
+    rt = engine.channels["his-adt"]
+    acc = await rt.accept(InboundMessage(channel="his-adt", raw=b"MSH|^~\\&|A|B|||1||ADT^A01|1|P|2.5\r",
+                                         content_type="x-application/hl7-v2+er7", received_at=time.time(),
+                                         control_id="CTRL42", message_type="ADT^A01", sending_facility="B"))
+    await rt.wait_processed(acc.message_id, timeout=5)
+    capsys.readouterr()
+    api = ("--url", engine.admin.url, "--token", TOKEN)
+    assert await run_cli("messages", *api, "--control-id", "CTRL42") == 0
+    header, row = cli_output(capsys).splitlines()[:2]
+    assert header.split()[:3] == ["RECEIVED", "ID", "CHANNEL"]
+    assert acc.message_id in row and "CTRL42" in row and "ADT^A01" in row
+    assert await run_cli("messages", *api, "--id", acc.message_id) == 0
+    doc = json.loads(cli_output(capsys))
+    assert doc["id"] == acc.message_id and doc["raw"].startswith("MSH|")
+    assert await run_cli("messages", *api, "--id", "NOPE") == 1
+    assert "no message NOPE" in capsys.readouterr().err
