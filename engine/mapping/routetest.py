@@ -15,7 +15,7 @@ A test file (``mappings/tests/*.yaml``; the routes tested are the ``*.yaml`` of 
           error: "birth_date: PID-7 '19851345' is not a valid date"   # substring of the error
 
 Other expectations: ``filtered: <reason substring>``, ``no_match: true`` (the route does not select the
-message), ``count: N`` (results of the route, e.g. one per DG1). Each case is mapped exactly as the engine
+message), ``count: N`` (results of the route, e.g. one per DG1), ``passthrough: true``. Each case is mapped exactly as the engine
 maps it (same selection), with message id ``TEST`` received at `RECEIVED_AT`.
 """
 
@@ -38,7 +38,7 @@ RECEIVED_AT = 1710000000.0
 """Fixed receipt time of test messages (2024-03-10 00:00 +08:00), so envelopes are reproducible."""
 TEST_MESSAGE_ID = "TEST"
 CASE_KEYS = ("name", "route", "input", "input_file", "content_type", "channel", "expect")
-EXPECT_KEYS = ("record", "contains", "error", "filtered", "no_match", "count")
+EXPECT_KEYS = ("record", "contains", "error", "filtered", "no_match", "count", "passthrough")
 
 
 @dataclass
@@ -145,6 +145,14 @@ def _prune(actual: Any, expected: Any) -> Any:
     return actual
 
 
+def _describe(r: RouteResult) -> str:
+    if r.error:
+        return r.error
+    if r.filtered is not None:
+        return f"filtered ({r.filtered})"
+    return "pass-through" if r.passthrough else "record"
+
+
 def run_case(router: Router, case: Case) -> CaseResult:
     """Map the case's input as the engine would and compare with the expectation."""
     msg = StoredMessage(id=TEST_MESSAGE_ID, channel=case.channel, received_at=RECEIVED_AT,
@@ -155,8 +163,7 @@ def run_case(router: Router, case: Case) -> CaseResult:
     results = [o.result for o in all_results if case.route is None or o.result.route_id == case.route
                or o.result.route_id.startswith(f"{case.route}#") or o.result.route_id == "(parse)"]
     exp = case.expect
-    describe = "; ".join(f"{r.route_id}: " + (r.error or (f"filtered ({r.filtered})" if r.filtered else "record"))
-                         for r in results) or "no route matched"
+    describe = "; ".join(f"{r.route_id}: " + _describe(r) for r in results) or "no route matched"
     if exp.get("no_match"):
         ok = not results
         return CaseResult(case, ok, "" if ok else f"expected no match, got {describe}", results)
@@ -176,6 +183,11 @@ def run_case(router: Router, case: Case) -> CaseResult:
         ok = first.filtered is not None and str(exp["filtered"]) in first.filtered
         return CaseResult(case, ok, "" if ok else f"expected filtered ({exp['filtered']}), got {describe}",
                           results)
+    if exp.get("passthrough"):
+        ok = first.passthrough
+        return CaseResult(case, ok, "" if ok else f"expected a pass-through result, got {describe}", results)
+    if "record" not in exp and "contains" not in exp:
+        return CaseResult(case, True, "", results)  # `count` alone
     if first.record is None:
         return CaseResult(case, False, f"expected a record, got {describe}", results)
     if "record" in exp and first.record != exp["record"]:
