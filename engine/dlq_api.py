@@ -1,19 +1,17 @@
 """Admin API routes for the dead-letter queue: list, show, replay (single or bulk), purge.
 
-`engine/admin.py` calls `add_routes(app, engine)`. The admin server's middleware decides who is
-authorized and sets `request["authorized"]` (and optionally `request["identity"]`); when it has not,
-the bearer token is checked here. Payloads (patient data) are shown only to a request that presented
-the admin token; with no token configured, payloads are never shown. Replay and purge need the token
-whenever one is configured.
+`engine/admin.py` calls `add_routes(app, engine)`. Who may do what follows engine/admin_auth.py (the
+same two flags the rest of the admin API reads): payloads (patient data) only when `raw_allowed`
+(the admin token, or a direct loopback client when no token is configured); replay and purge only when
+`authorized`. Without the admin middleware both flags are absent and the routes fail closed.
 
 Replay has two modes, chosen by the caller: `remap: false` (default) re-sends the stored payload (the
 destination was fixed); `remap: true` maps the stored raw message again (the route was fixed). Mapping
-dead letters always remap.
+dead letters always remap. Purges and replays are written to the `dlq_audit` table with who and when.
 """
 
 from __future__ import annotations
 
-import hmac
 import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -21,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from engine import deadletters, messages
+from engine.admin_auth import authorized, presented_token, raw_allowed
+from engine.admin_messages import parse_time
 from engine.deadletters import DeadLetterQuery
 from engine.errors import StoreError
 
@@ -41,13 +41,12 @@ def add_routes(app: web.Application, engine: Engine) -> None:
     app.router.add_delete("/dlq/{id}", api.purge)
 
 
-def _float(value: str | None, name: str) -> float | None:
+def _time(value: Any, name: str) -> float | None:
     if value in (None, ""):
         return None
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except ValueError:
-        raise web.HTTPBadRequest(text=f"{name}: expected epoch seconds") from None
+    if isinstance(value, int | float):
+        return float(value)
+    return parse_time(str(value), name)
 
 
 def query_from(params: Any) -> DeadLetterQuery:
@@ -63,8 +62,8 @@ def query_from(params: Any) -> DeadLetterQuery:
     return DeadLetterQuery(channel=params.get("channel") or None,
                            destination=params.get("destination") or None,
                            kind=kind, error=params.get("error") or None,
-                           since=_float(params.get("since"), "since"),
-                           until=_float(params.get("until"), "until"),
+                           since=_time(params.get("since"), "since"),
+                           until=_time(params.get("until"), "until"),
                            before=params.get("before") or None, limit=limit)
 
 
@@ -76,24 +75,13 @@ class DlqApi:
 
     # --- authorization ----------------------------------------------------------------------------
 
-    def _token_ok(self, request: web.Request) -> bool:
-        flag = request.get("authorized")
-        token = self.engine.config.engine.admin.token
-        if not token:
-            return False
-        if flag is not None:
-            return bool(flag)
-        header = request.headers.get("Authorization", "")
-        return hmac.compare_digest(header.encode(), f"Bearer {token}".encode())
-
-    def _require_write(self, request: web.Request) -> str:
-        """Who is acting; 401 when a token is configured and was not presented."""
-        if self.engine.config.engine.admin.token and not self._token_ok(request):
-            raise web.HTTPUnauthorized(text="admin token required")
-        identity = request.get("identity")
-        if identity:
-            return str(identity)
-        return "token" if self._token_ok(request) else "anonymous"
+    def _actor(self, request: web.Request) -> str:
+        """Who is acting (for the audit log); 403 when the caller may not act."""
+        if not authorized(request):
+            raise web.HTTPForbidden(text="not authorized to replay or purge dead letters")
+        if self.engine.config.engine.admin.token and presented_token(request):
+            return "admin-token"
+        return f"anonymous@{request.remote or '?'}"
 
     # --- handlers ---------------------------------------------------------------------------------
 
@@ -105,18 +93,18 @@ class DlqApi:
 
     async def show(self, request: web.Request) -> web.Response:
         dead_id = request.match_info["id"]
-        with_payload = self._token_ok(request)
+        with_payload = raw_allowed(request)
         item = await self.engine.store.read(lambda c: deadletters.get(c, dead_id, with_payload=with_payload))
         if item is None:
             raise web.HTTPNotFound(text=f"no dead letter {dead_id}")
         if not with_payload:
             item["payload_hidden"] = ("payload shown only with the admin token"
                                       if self.engine.config.engine.admin.token
-                                      else "configure engine.admin.token to view payloads")
+                                      else "payload shown only to loopback clients (or configure a token)")
         return web.json_response(item)
 
     async def replay_one(self, request: web.Request) -> web.Response:
-        who = self._require_write(request)
+        who = self._actor(request)
         body = await _json_body(request)
         dead_id = request.match_info["id"]
         result = await self.replay([dead_id], remap=bool(body.get("remap", False)), who=who)
@@ -129,7 +117,7 @@ class DlqApi:
         return web.json_response(result)
 
     async def replay_bulk(self, request: web.Request) -> web.Response:
-        who = self._require_write(request)
+        who = self._actor(request)
         body = await _json_body(request)
         q = query_from({**body, "limit": body.get("limit") or BULK_LIMIT})
         items = await self.engine.store.read(lambda c: deadletters.search(c, q))
@@ -137,7 +125,7 @@ class DlqApi:
         return web.json_response(result)
 
     async def purge(self, request: web.Request) -> web.Response:
-        who = self._require_write(request)
+        who = self._actor(request)
         dead_id = request.match_info["id"]
         now = time.time()
         done = await self.engine.store.write(lambda c: deadletters.purge(c, dead_id, now=now, who=who))
