@@ -9,7 +9,8 @@ Routes (every response is JSON, errors included, except `/metrics`, which is Pro
 - `GET /metrics` — Prometheus text; state gauges are refreshed from `/status` at scrape time.
 - `GET /messages`, `GET /messages/{id}` — engine/admin_messages.py.
 - `POST /channels/{name}/start|stop|pause|resume` — `Engine.control`.
-- `/dlq…` — engine/dlq_api.py (delivery room); `/` and its assets — engine/console.py (console room).
+- `/dlq…` — engine/dlq_api.py (delivery room); `/reload` — engine/reload_api.py; `/`, `/console/…` and
+  `/history` — engine/console.py (console room).
 
 Authorization (bearer token, loopback rule, the flags other rooms read) is engine/admin_auth.py.
 Access lines go through structlog: DEBUG for reads (the console polls every 2 s), INFO for actions.
@@ -27,7 +28,7 @@ import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from engine import admin_messages, dlq_api
+from engine import admin_messages, console, dlq_api, reload_api
 from engine.admin_auth import Handler, auth_middleware, authorized
 from engine.errors import StoreError
 from engine.metrics import CONTENT_TYPE
@@ -119,9 +120,8 @@ class AdminServer:
         r.add_post("/channels/{name}/{action}", self.control)
         admin_messages.add_routes(self.app, engine, json_response)
         dlq_api.add_routes(self.app, engine)
-        # TODO(console room): `from engine import console` at the top, then here
-        # `console.add_routes(self.app, engine)` once engine/console.py lands (it serves `/` and calls
-        # `admin_auth.allow_anonymous(app, "/", "/console/")` for its static files).
+        reload_api.add_routes(self.app, engine)
+        console.add_routes(self.app, engine)  # `/`, `/console/…` (public: no data), `/history`
         self._runner: web.AppRunner | None = None
         self.url = ""
 

@@ -115,6 +115,9 @@ async def test_healthz_needs_no_token_but_everything_else_does(make_config: Call
     assert 'error="invalid_token"' in resp.headers["WWW-Authenticate"]
     assert (await get(url + "/status", token=TOKEN))[0] == 200
     assert (await post(url + "/channels/lab/start"))[0] == 401
+    code, _, resp = await get(url + "/")  # the console's static files hold no data
+    assert code == 200 and resp.content_type == "text/html"
+    assert (await get(url + "/history"))[0] == 401 and (await get(url + "/reload"))[0] == 401
 
 
 async def test_errors_are_json_not_html(make_config: Callable[[str], Config],
