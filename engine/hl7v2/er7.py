@@ -14,7 +14,6 @@ MSH-1 is the field separator and MSH-2 the encoding characters, so ``MSH-9`` is 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from typing import Literal
 
@@ -22,15 +21,17 @@ from engine.errors import Hl7ParseError
 from engine.hl7v2.encoding import Encoding, encoding_of
 from engine.hl7v2.path import ALL, FIRST, Path, compile_path
 from engine.hl7v2.segment import HL7_NULL, Repetition, Segment, children_of
+from engine.hl7v2.validate import (
+    CONTROL_CHARS,
+    MSH_FIELD_NAMES,
+    VALID_NAMES,
+    bad_line,
+    check_name,
+    not_msh_reason,
+)
 from engine.source import Source
 
 __all__ = ["HL7_NULL", "Er7Message", "Repetition", "Segment"]
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_MSH_NAMES = {3: "sending application", 4: "sending facility", 5: "receiving application",
-              6: "receiving facility", 7: "date/time of message", 8: "security",
-              9: "message type", 10: "message control ID", 11: "processing ID", 12: "version ID"}
-
 
 def _first_component(enc: Encoding, raw: str) -> str:
     return raw.split(enc.repetition, 1)[0].split(enc.component, 1)[0]
@@ -77,8 +78,8 @@ class Er7Message:
         """
         text = text.lstrip("\ufeff\r\n\t ").rstrip("\r\n\t ")
         if not text.startswith("MSH"):
-            raise Hl7ParseError(_not_msh_reason(text), code="100", location="MSH")
-        bad = _CONTROL.search(text)
+            raise Hl7ParseError(not_msh_reason(text), code="100", location="MSH")
+        bad = CONTROL_CHARS.search(text)
         if bad:
             raise Hl7ParseError(
                 f"control character 0x{ord(bad.group()):02X} at offset {bad.start()}: binary or "
@@ -96,15 +97,15 @@ class Er7Message:
         enc = encoding_of(fs, msh[4:] if end < 0 else msh[4:end])
         by_name: dict[str, list[int]] = {}
         kept: list[str] = []
-        ok = _VALID_NAMES
+        ok = VALID_NAMES
         for i, line in enumerate(lines):
             if not line:
                 continue
             name = line[:3]
             if name not in ok:
-                _check_name(name, i, line, fs)
+                check_name(name, i, line, fs)
             if len(line) > 3 and line[3] != fs:
-                raise _bad_line(i, line, fs)
+                raise bad_line(i, line, fs)
             idxs = by_name.get(name)
             if idxs is None:
                 by_name[name] = [len(kept)]
@@ -119,7 +120,7 @@ class Er7Message:
         if count < 12:
             missing = count + 1
             raise Hl7ParseError(
-                f"MSH-{missing} {_MSH_NAMES[missing]} missing: MSH has only {count} fields, "
+                f"MSH-{missing} {MSH_FIELD_NAMES[missing]} missing: MSH has only {count} fields, "
                 "12 are required (truncated header?)", code="101", location=f"MSH^1^{missing}")
         if not msg.msh.fields[9]:
             raise Hl7ParseError("MSH-9 message type is empty", code="101", location="MSH^1^9")
@@ -305,30 +306,3 @@ class Er7Message:
 
     def __repr__(self) -> str:
         return f"<Er7Message {self.message_type} control_id={self.control_id!r}>"
-
-
-_VALID_NAMES: set[str] = set()
-"""Segment IDs already checked (a small cache: senders use a few dozen IDs)."""
-
-
-def _check_name(name: str, i: int, line: str, fs: str) -> None:
-    if not (len(name) == 3 and name.isascii() and name.isalnum() and name[0].isalpha()
-            and name.isupper()):
-        raise _bad_line(i, line, fs)
-    if len(_VALID_NAMES) < 1024:
-        _VALID_NAMES.add(name)
-
-
-def _bad_line(i: int, line: str, fs: str) -> Hl7ParseError:
-    return Hl7ParseError(f"line {i + 1} does not start with a segment ID followed by {fs!r} "
-                         f"(found {line[:4]!r})", code="100")
-
-
-def _not_msh_reason(text: str) -> str:
-    if not text:
-        return 'payload is empty, expected an HL7 v2 message starting with "MSH"'
-    hint = {"{": " (looks like JSON)", "[": " (looks like JSON)", "<": " (looks like XML)"}.get(text[0], "")
-    head = text[0] if hint else text[:3]
-    if head in ("FHS", "BHS"):
-        hint = " (a batch: split it with engine.hl7v2.batch.split_batch)"
-    return f'payload starts with "{head}"{hint}, expected "MSH"'

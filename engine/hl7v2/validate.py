@@ -1,0 +1,49 @@
+"""Why a text is not an HL7 v2 message: the checks `Er7Message.parse` runs and their reasons.
+
+Reasons are written for the person reading the ACK / the dead-letter view (HL7 v2.5.1 §2.14.9 MSH,
+§2.5.1 segment IDs, Table 0357 codes); they quote at most four characters of the payload, never
+field values (patient data).
+"""
+
+from __future__ import annotations
+
+import re
+
+from engine.errors import Hl7ParseError
+
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+"""C0 controls other than TAB, LF, CR (and DEL): binary data or leftover MLLP framing."""
+
+MSH_FIELD_NAMES = {3: "sending application", 4: "sending facility", 5: "receiving application",
+                   6: "receiving facility", 7: "date/time of message", 8: "security",
+                   9: "message type", 10: "message control ID", 11: "processing ID", 12: "version ID"}
+"""MSH-3..MSH-12 names, for 'MSH-9 message type missing'."""
+
+VALID_NAMES: set[str] = set()
+"""Segment IDs already checked (a small cache: senders use a few dozen IDs)."""
+
+
+def check_name(name: str, i: int, line: str, fs: str) -> None:
+    """Raise unless ``name`` is a segment ID: 3 ASCII upper-case letters/digits, a letter first."""
+    if not (len(name) == 3 and name.isascii() and name.isalnum() and name[0].isalpha()
+            and name.isupper()):
+        raise bad_line(i, line, fs)
+    if len(VALID_NAMES) < 1024:
+        VALID_NAMES.add(name)
+
+
+def bad_line(i: int, line: str, fs: str) -> Hl7ParseError:
+    """The error for line ``i`` (0-based) that is not ``<segment ID><field separator>...``."""
+    return Hl7ParseError(f"line {i + 1} does not start with a segment ID followed by {fs!r} "
+                         f"(found {line[:4]!r})", code="100")
+
+
+def not_msh_reason(text: str) -> str:
+    """Say what the payload starts with instead of MSH (JSON, XML, a batch header, ...)."""
+    if not text:
+        return 'payload is empty, expected an HL7 v2 message starting with "MSH"'
+    hint = {"{": " (looks like JSON)", "[": " (looks like JSON)", "<": " (looks like XML)"}.get(text[0], "")
+    head = text[0] if hint else text[:3]
+    if head in ("FHS", "BHS"):
+        hint = " (a batch: split it with engine.hl7v2.batch.split_batch)"
+    return f'payload starts with "{head}"{hint}, expected "MSH"'
