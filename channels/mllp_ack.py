@@ -150,7 +150,7 @@ class AckWriter:
                  location: str | None = None) -> str:
         """AE/AR/CE/CR with an ERR segment (ERR-2 location, ERR-3 Table 0357, ERR-4 E, ERR-8 text)."""
         msg = hdr.as_er7() if isinstance(hdr, MshHeader) else hdr
-        return build_ack(msg, code, text, error_code=error_code, location=location,
+        return build_ack(msg, code, printable(text), error_code=error_code, location=location,
                          control_id=self.next_control_id(), now=datetime.now().astimezone())
 
 
@@ -169,3 +169,11 @@ def wants_ack(mode: str, code: str) -> bool:
     if mode == "SU":
         return code in SUCCESS_CODES
     return True
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters shown as ``<0x0B>``: a reason may quote binary input, and a raw
+    0x0B or 0x1C in an ACK would break its MLLP frame."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else f"<0x{ord(ch):02X}>" for ch in text)

@@ -32,7 +32,7 @@ import structlog
 
 from channels.base import ChannelContext
 from channels.mllp_ack import AckWriter, MshHeader, read_header, wants_ack
-from engine.errors import Hl7ParseError, RejectedMessage, StoreError
+from engine.errors import CharsetError, Hl7ParseError, RejectedMessage, StoreError
 from engine.hl7v2.batch import split_batch
 from engine.hl7v2.charset import decode, python_codec, sniff_charset
 from engine.hl7v2.er7 import Er7Message
@@ -89,6 +89,8 @@ class MllpHandler:
                 if head.startswith(("FHS", "BHS")) or "\rMSH" in head or "\nMSH" in head:
                     return await self._batch(payload, text, label, codec, peer, received_at)
             hdr = read_header(text, payload, codec)
+        except CharsetError as exc:
+            return await self._reject(payload, _not_hl7(payload) or exc, label, codec, peer, received_at)
         except RejectedMessage as exc:
             return await self._reject(payload, exc, label, codec, peer, received_at)
         msg = self._inbound(hdr, payload, label, peer, received_at)
@@ -187,4 +189,19 @@ def best_effort_header(payload: bytes, codec: str) -> Er7Message | None:
             return Er7Message.parse(payload.decode(attempt))
         except (UnicodeDecodeError, LookupError, RejectedMessage):
             continue
+    return None
+
+
+def _not_hl7(payload: bytes) -> Hl7ParseError | None:
+    """For bytes that fail to decode: the structural reason instead, when they are not HL7 at all.
+
+    "byte 0x80 at offset 128 is not valid UTF-8" is true of binary garbage, but "payload starts with
+    ..., expected MSH" is what the sender needs to hear.
+    """
+    if payload.lstrip(b"\xef\xbb\xbf\r\n\t ").startswith((b"MSH", b"FHS", b"BHS")):
+        return None
+    try:
+        Er7Message.parse(payload.decode("latin-1"))
+    except Hl7ParseError as exc:
+        return exc
     return None
