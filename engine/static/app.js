@@ -86,8 +86,12 @@ function renderBanner() {
 
 function renderTokenForm() {
   const form = document.getElementById("token-form");
+  if (!info.token_required && !token()) {
+    mount(form); // no token configured: nothing to enter
+    return;
+  }
   if (token()) {
-    mount(form, h("span", { class: "token-set", id: "token-state" }, `🔑 ${t("auth.unlocked")}`),
+    mount(form, h("span", { class: "token-set", id: "token-state" }, t("auth.unlocked")),
       h("button", { type: "button", class: "btn small", id: "token-clear", onclick: () => {
         setToken("");
         renderTokenForm();
@@ -149,6 +153,7 @@ async function poll() {
     ctx.lastOk = Date.now();
   } catch (err) {
     ctx.error = err;
+    if (err.status === 401 && !document.getElementById("token-input") && !token()) renderTokenForm();
   }
   renderHeader();
   if (current && ctx.status && !ctx.error) {

@@ -104,8 +104,7 @@ export function sparkline(points, { width = 120, height = 28, windowSec = 60 } =
 /** A line chart of several named series [[t, v], ...] over the last `windowSec` seconds. */
 export function lineChart(series, { width = 640, height = 180, windowSec = 3600 } = {}) {
   const pad = { l: 44, r: 12, t: 10, b: 22 };
-  const el = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart", role: "img",
-    preserveAspectRatio: "none" });
+  const el = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, class: "chart", role: "img" });
   const now = Date.now() / 1000;
   const all = Object.values(series).flat();
   const max = Math.max(1, ...all.map((p) => p[1]));

@@ -62,7 +62,7 @@ function row(ch, ctx, rates) {
     COUNTERS.map((c) => h("td", { class: `num c-${c}`, "data-counter": c }, fmtNum(ch.counters?.[c] ?? 0))),
     h("td", { class: "rate" }, rateCell(pts)),
     h("td", { class: "num", "data-counter": "connections" }, fmtNum(ch.connections_open ?? 0)),
-    h("td", { class: "err", title: err ? err.text : "" },
+    h("td", { class: err ? "err" : "err none", title: err ? err.text : "" },
       err ? [h("span", { class: "muted" }, `${fmtClock(err.at)} `), err.text] : t("common.none")),
     h("td", { class: "actions" }, buttons));
 }

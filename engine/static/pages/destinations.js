@@ -32,7 +32,7 @@ function row(d) {
     h("td", { class: "num", "data-counter": "sent" }, fmtNum(d.sent ?? 0)),
     h("td", { class: `num ${d.dead ? "bad-text" : ""}`, "data-counter": "dead" }, fmtNum(d.dead ?? 0)),
     h("td", { class: `num ${age > 300 ? "warn-text" : ""}` }, fmtAge(age)),
-    h("td", { class: "err", title: err ? err.text : "" },
+    h("td", { class: err ? "err" : "err none", title: err ? err.text : "" },
       err ? [h("span", { class: "muted" }, `${fmtClock(err.at)} `), err.text] : t("common.none")));
 }
 
@@ -58,7 +58,8 @@ export default {
     mount(tbody, dests.length ? dests.map(row)
       : h("tr", {}, h("td", { colspan: 11, class: "empty" }, t("common.no_rows"))));
     const series = ctx.history?.destinations?.queue_depth || {};
-    mount(chartBox, lineChart(series, { windowSec: ctx.history?.destinations?.window_seconds || 3600 }));
+    mount(chartBox, lineChart(series, { width: Math.max(320, chartBox.clientWidth || 640), height: 200,
+      windowSec: ctx.history?.destinations?.window_seconds || 3600 }));
     mount(legend, Object.keys(series).map((name, i) => {
       const pts = series[name];
       const last = pts.length ? pts[pts.length - 1][1] : 0;

@@ -2,7 +2,7 @@
 // (received → processed with each route's result → each delivery and its attempts). Raw content and
 // mapped records are shown only when the admin token has been entered (the API decides what it sends).
 
-import { api, query, token } from "../api.js";
+import { api, info, query, token } from "../api.js";
 import { t } from "../i18n.js";
 import { badge, epochOf, fmtTime, h, mount } from "../ui.js";
 
@@ -95,7 +95,9 @@ async function showDetail(id) {
   const m = data.message || data;
   const res = data.results || m.results || [];
   const deliveries = data.deliveries || m.deliveries || [];
-  const unlocked = Boolean(token());
+  // The API decides (token, or a loopback client when no token is configured); with a token configured
+  // nothing is shown before it is entered.
+  const unlocked = Boolean(token()) || !info.token_required;
   const steps = [
     step("received", `${t("msg.received")} · ${m.channel}`, m.received_at,
       h("div", { class: "small" }, [
@@ -133,7 +135,10 @@ async function showDetail(id) {
     h("h3", {}, t("msg.path")),
     h("ol", { class: "timeline", id: "message-path" }, steps),
     unlocked && raw ? [h("h3", {}, t("msg.raw")), pre(String(raw).replace(/\r\n?/g, "\n"), "message-raw")]
-      : !unlocked ? h("p", { class: "muted locked" }, `🔒 ${t("msg.token_to_view")}`) : null);
+      : h("p", { class: "muted locked", id: "raw-locked", title: data.raw_hidden || "" }, t("msg.token_to_view")));
+  for (const tr of document.querySelectorAll("#messages-table tr[data-message]")) {
+    tr.classList.toggle("selected", tr.dataset.message === m.id);
+  }
 }
 
 function route() {

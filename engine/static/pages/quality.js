@@ -40,6 +40,7 @@ export default {
     const rows = [];
     for (const [org, byDs] of Object.entries(q.organisations || {})) {
       for (const [ds, slot] of Object.entries(byDs)) {
+        if (!(slot.mapped || slot.failed || slot.filtered)) continue;
         rows.push(h("tr", { "data-org": org, "data-dataset": ds, class: slot.failed ? "has-failures" : "" },
           h("td", {}, org), h("td", { class: "mono" }, ds),
           h("td", { class: "num" }, fmtNum(slot.mapped)),
