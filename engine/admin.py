@@ -31,6 +31,7 @@ from aiohttp.abc import AbstractAccessLogger
 from engine import admin_messages, console, dlq_api, reload_api
 from engine.admin_auth import Handler, auth_middleware, authorized
 from engine.errors import StoreError
+from engine.logs import mask_text
 from engine.metrics import CONTENT_TYPE
 from engine.types import ChannelState
 
@@ -90,6 +91,18 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         response = json_response({"error": "internal error (see the engine log)"}, status=500)
     metrics.admin_requests.labels(request.method, str(response.status)).inc()
     return response
+
+
+def mask_last_errors(status: dict[str, Any]) -> dict[str, Any]:
+    """Mask patient-data shapes in channel and destination error texts (a destination's error may quote
+    its response, which may quote the record): `/status` is for everyone who holds the token."""
+    for item in (*status.get("channels", ()), *status.get("destinations", ())):
+        err = item.get("last_error")
+        if isinstance(err, dict) and isinstance(err.get("text"), str):
+            item["last_error"] = {**err, "text": mask_text(err["text"])}
+        elif isinstance(err, str):
+            item["last_error"] = mask_text(err)
+    return status
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -159,7 +172,7 @@ class AdminServer:
         return json_response({"ready": True})
 
     async def status(self, request: web.Request) -> web.Response:
-        return json_response(self.engine.status())
+        return json_response(mask_last_errors(self.engine.status()))
 
     async def metrics(self, request: web.Request) -> web.Response:
         m = self.engine.metrics

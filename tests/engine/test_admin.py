@@ -260,3 +260,12 @@ async def test_readyz_is_503_when_the_store_no_longer_commits(make_config: Calla
     await engine.store.close()  # the writer is gone: nothing can commit any more
     code, body, _ = await get(engine.admin.url + "/readyz")
     assert code == 503 and body["reasons"] == ["store is not writable"]
+
+
+async def test_status_masks_patient_data_quoted_in_a_last_error(make_config: Callable[[str], Config],
+                                                                engine_factory: Factory) -> None:
+    engine = await start(make_config, engine_factory, config_text())
+    engine.channels["lab"].error("destination said: PID|1||330203199001011234^^^CHN||张三")
+    _, body, _ = await get(engine.admin.url + "/status")
+    text = body["channels"][0]["last_error"]["text"]
+    assert text.startswith("destination said:") and "330203199001011234" not in text and "张三" not in text

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 import structlog
 
+from channels.mllp_client import MllpClient
 from engine.config import Config, LogConfig
 from engine.logs import REDACTED, configure_logging, is_phi_key, mask_text, redact_phi
 from engine.runtime import Engine
@@ -24,6 +27,16 @@ ADDRESS = "浙江省宁波市海曙区中山西路100号"
 ADT = ("MSH|^~\\&|HIS|NBH|YONGLINK|NB|20240101120000||ADT^A01^ADT_A01|C900|P|2.5.1|||||CHN|UNICODE UTF-8\r"
        f"PID|1||P001^^^NBH^PI~{ID_NUMBER}^^^CHN^NNCHN||{NAME}^^^^^^L||19900101|M|||{ADDRESS}||{PHONE}\r")
 PHI = (NAME, ID_NUMBER, PHONE, "中山西路", "海曙区")
+
+MLLP_CONFIG = """
+engine:
+  store: {path: var/logs.db}
+  admin: {listen: "127.0.0.1:0"}
+channels:
+  - name: his-adt
+    type: mllp
+    mllp: {listen: "127.0.0.1:0"}
+"""
 
 CONFIG = """
 engine:
@@ -102,6 +115,33 @@ async def test_patient_data_never_reaches_the_log_at_info_while_a_message_is_pro
     assert rejected["detail"]["address_city"] == REDACTED and rejected["detail"]["dataset"] == "person"
     assert rejected["detail"]["contacts"][0]["guardian_name"] == REDACTED
     assert any(e.get("logger") == "aiohttp.server" for e in events)
+
+
+async def test_mllp_traffic_with_patient_data_leaves_none_in_the_log_or_in_status(
+        captured: Callable[[str], io.StringIO], make_config: Callable[[str], Config],
+        engine_factory: Callable[[Config], Any]) -> None:
+    """Over a real MLLP socket: a good message, one in a charset it does not declare, and stray bytes
+    outside a frame; the log (at INFO) and `/status` mention none of the patient's data."""
+    stream = captured("info")
+    engine: Engine = await engine_factory(make_config(MLLP_CONFIG))
+    host, port = engine.channels["his-adt"].describe()["listen"].rsplit(":", 1)
+    async with MllpClient(host, int(port)) as client:
+        ack = await client.send(ADT.encode())
+        assert b"MSA|AA|C900" in ack
+        bad = ADT.replace("C900", "C901").encode("gb18030")  # declares UTF-8, is GB 18030
+        assert b"MSA|AR|C901" in await client.send(bad)
+    _reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"stray {NAME} {ID_NUMBER}".encode() + b"\x0b" + ADT.replace("C900", "C902").encode()
+                 + b"\x1c\r")
+    await writer.drain()
+    await _reader.read(1)
+    writer.close()
+    async with aiohttp.ClientSession() as s, s.get(engine.admin.url + "/status") as r:
+        status = await r.text()
+    out = stream.getvalue()
+    assert "rejected input" in out
+    for datum in PHI:
+        assert datum not in out and datum not in status
 
 
 def test_debug_lines_keep_values_for_a_developer(captured: Callable[[str], io.StringIO]) -> None:
