@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from channels.mllp_client import MllpClient
 from engine.config import Config
 from engine.runtime import Engine
 from engine.types import InboundMessage
@@ -135,13 +136,18 @@ async def test_errors_are_json_not_html(make_config: Callable[[str], Config],
 
 async def test_metrics_count_messages_by_channel_and_outcome(make_config: Callable[[str], Config],
                                                              engine_factory: Factory) -> None:
-    engine = await start(make_config, engine_factory, config_text())
-    await accept(engine, "M1")
+    """Two messages over MLLP, one of them a retry: counted by outcome, each ACK's latency observed."""
+    engine = await start(make_config, engine_factory, LIVE_CHANNEL)
+    host, port = engine.channels["his-adt"].describe()["listen"].rsplit(":", 1)
+    async with MllpClient(host, int(port)) as client:
+        for cid in ("M1", "M1", "M2"):
+            assert b"MSA|AA|" + cid.encode() in await client.send(ADT.format(cid=cid).encode())
     code, text, resp = await get(engine.admin.url + "/metrics")
     assert code == 200 and resp.content_type == "text/plain"
-    assert 'yonglink_messages_total{channel="lab",outcome="received"} 1.0' in text
-    assert "# TYPE yonglink_ack_latency_seconds histogram" in text
-    assert 'yonglink_channel_state{channel="lab",state="stopped"} 1.0' in text
+    assert 'yonglink_messages_total{channel="his-adt",outcome="received"} 2.0' in text
+    assert 'yonglink_messages_total{channel="his-adt",outcome="duplicate"} 1.0' in text
+    assert 'yonglink_ack_latency_seconds_count{channel="his-adt"} 3.0' in text
+    assert 'yonglink_channel_state{channel="his-adt",state="started"} 1.0' in text
     assert "yonglink_store_size_bytes" in text and "# TYPE yonglink_queue_depth gauge" in text
 
 
