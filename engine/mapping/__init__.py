@@ -10,9 +10,11 @@ The route language is documented in docs/mapping.md.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 from pathlib import Path
 
 from engine.config import Config
+from engine.datasets import DatasetRegistry
 from engine.errors import ConfigError
 from engine.mapping.route import REPO, Route, load_routes
 from engine.mapping.router import Router
@@ -30,11 +32,10 @@ def build_router(route_files: Iterable[str | Path], *, schemas_dir: str | Path =
                  tables_dir: str | Path = DEFAULT_TABLES_DIR, metrics: Metrics | None = None,
                  channel_routes: dict[str, frozenset[str] | None] | None = None) -> Router:
     """Load tables, schemas and routes into a Router (no config needed: route tests, the CLI)."""
-    from engine.datasets import DatasetRegistry
     from engine.tables import load_tables
 
     tables = load_tables(tables_dir)
-    datasets = DatasetRegistry.load(schemas_dir)
+    datasets = _registry(Path(schemas_dir).resolve(), _stamp(Path(schemas_dir)))
 
     def on_unmapped(table: str) -> None:
         if metrics is not None:
@@ -42,6 +43,17 @@ def build_router(route_files: Iterable[str | Path], *, schemas_dir: str | Path =
 
     routes = load_routes(route_files, datasets=datasets, tables=tables, on_unmapped=on_unmapped)
     return Router(routes, datasets=datasets, channel_routes=channel_routes, metrics=metrics)
+
+
+@lru_cache(maxsize=8)
+def _registry(schemas_dir: Path, stamp: tuple[tuple[str, float], ...]) -> DatasetRegistry:
+    """Dataset registries are costly to compile (seconds) and immutable: reuse one per directory
+    while none of its files changed (tests and `yonglink test` build many routers)."""
+    return DatasetRegistry.load(schemas_dir)
+
+
+def _stamp(directory: Path) -> tuple[tuple[str, float], ...]:
+    return tuple((str(p), p.stat().st_mtime) for p in sorted(directory.rglob("*.json"))) if directory.is_dir() else ()
 
 
 def expand_routes(patterns: Iterable[Path]) -> list[Path]:
