@@ -57,7 +57,7 @@ class History:
             self._ring(self._received, name, CHANNEL_WINDOW).append((now, received))
         for name in set(self._received) - set(channels):  # channel removed by a reload
             del self._received[name]
-        dests = {d["name"]: int(d.get("queued", 0) or 0) + int(d.get("retrying", 0) or 0)
+        dests = {d["name"]: int(d.get("queued", 0) or 0)  # `queued` includes those waiting to retry
                  for d in status.get("destinations") or [] if isinstance(d, dict) and "name" in d}
         for name, depth in dests.items():
             self._ring(self._queued, name, QUEUE_WINDOW).append((now, depth))
