@@ -19,7 +19,6 @@ each frame is answered in `channels/mllp_handler.py`.
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -84,8 +83,6 @@ class MllpInbound(Inbound):
         self._server = await loop.create_server(
             lambda: MllpConnection(self), self.host, self.port, ssl=self._ssl_context(),
             reuse_address=True, backlog=1024)
-        for sock in self._server.sockets:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         log.info("mllp listening", channel=self.name, listen=self.describe()["listen"],
                  tls=bool(self.tls))
 

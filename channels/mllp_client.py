@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import socket
 import ssl
+from typing import cast
 
 from channels.mllp_framing import DEFAULT_MAX_FRAME_BYTES, Discarded, FrameDecoder, Oversize, encode_frame
 from engine.errors import TransientDeliveryError
@@ -31,8 +31,7 @@ class _ClientProtocol(asyncio.Protocol):
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if isinstance(transport, asyncio.Transport):
-            self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not an asyncio ABC subclass
 
     def data_received(self, data: bytes) -> None:
         for event in self.decoder.feed(data):
@@ -93,9 +92,6 @@ class MllpClient:
                 self.timeout)
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             raise TransientDeliveryError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
-        sock = proto.transport.get_extra_info("socket") if proto.transport else None
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._proto = proto
 
     async def send(self, payload: bytes) -> bytes:
