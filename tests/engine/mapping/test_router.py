@@ -1,0 +1,92 @@
+"""The Router as the engine uses it: parse, select, map, count quality and unmapped codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.mapping import build_router
+from engine.mapping.router import Router
+from engine.metrics import Metrics
+from engine.types import FHIR_JSON, HL7V2, MessageState, StoredMessage
+
+ROUTES = sorted(Path("mappings").glob("*.yaml"))
+SAMPLES = Path("tests/samples")
+
+
+@pytest.fixture(scope="module")
+def router() -> Router:
+    return build_router(ROUTES)
+
+
+def stored(raw: bytes, content_type: str = HL7V2, channel: str = "c", charset: str | None = None) -> StoredMessage:
+    return StoredMessage(id="M1", channel=channel, received_at=1710000000.0, content_type=content_type,
+                         state=MessageState.RECEIVED, raw=raw, charset=charset)
+
+
+def test_an_admission_feeds_every_route_that_matches(router: Router) -> None:
+    """ADT^A01 (inpatient, one DG1) → person, inpatient admission and diagnosis records."""
+    results = router.route(stored((SAMPLES / "adt_a01_v251_utf8.hl7").read_bytes()))
+    assert sorted((r.route_id, r.dataset) for r in results) == [
+        ("adt_diagnosis", "diagnosis"), ("adt_inpatient_admission", "inpatient_admission"),
+        ("adt_person", "person")]
+    assert all(r.record is not None and r.record["envelope"]["source_message_id"] == "M1" for r in results)
+
+
+def test_an_unparseable_message_is_one_error_result(router: Router) -> None:
+    """Bytes that are not HL7 give one `(parse)` result with the parser's reason."""
+    [result] = router.route(stored(b"PID|1||x"))
+    assert result.route_id == "(parse)" and result.error is not None and "expected \"MSH\"" in result.error
+
+
+def test_a_channel_routes_list_restricts_the_routes_it_feeds() -> None:
+    """With channel routes [adt_person] an A01 only yields the person record on that channel."""
+    restricted = build_router(ROUTES, channel_routes={"his": frozenset({"adt_person"}), "other": None})
+    raw = (SAMPLES / "adt_a01_v251_utf8.hl7").read_bytes()
+    assert [r.route_id for r in restricted.route(stored(raw, channel="his"))] == ["adt_person"]
+    assert len(restricted.route(stored(raw, channel="other"))) == 3
+
+
+def test_each_bundle_entry_is_routed_and_repeat_results_get_numbered_ids(router: Router) -> None:
+    """Two Patients in a transaction Bundle → two person results, ids adt… `fhir_patient_person` and `#2`."""
+    bundle = {"resourceType": "Bundle", "type": "transaction", "meta": {"source": "NBDYYY"}, "entry": [
+        {"resource": {"resourceType": "Patient", "id": "a", "name": [{"text": "甲"}], "gender": "male"},
+         "request": {"method": "POST", "url": "Patient"}},
+        {"resource": {"resourceType": "Patient", "id": "b", "name": [{"text": "乙"}], "gender": "female"},
+         "request": {"method": "DELETE", "url": "Patient/b"}}]}
+    results = router.route(stored(json.dumps(bundle).encode(), FHIR_JSON))
+    assert [r.route_id for r in results] == ["fhir_patient_person", "fhir_patient_person#2"]
+    assert [r.record["envelope"]["operation"] for r in results if r.record] == ["create", "delete"]
+
+
+def test_quality_counts_mapped_failed_and_field_problems_per_organisation() -> None:
+    """The snapshot counts per sending org and dataset, with missing and invalid fields."""
+    r = build_router(ROUTES)
+    r.route(stored((SAMPLES / "adt_a31_crlf.hl7").read_bytes()))
+    bad = b"MSH|^~\\&|HIS|NBX|EMPI|NBWJW|20240301||ADT^A04|T1|P|2.5.1\rPID|1||P1^^^NBX^PI||Wang||19851345|Q"
+    r.route(stored(bad))
+    orgs = r.quality_snapshot()["organisations"]
+    assert orgs["NBWJW"]["person"]["mapped"] == 1
+    assert "patient_id" not in orgs["NBWJW"]["person"]["fields"]  # A31 falls back to PID-3.1
+    assert orgs["NBWJW"]["person"]["fields"]["death_datetime"]["missing"] == 1
+    assert orgs["NBX"]["person"]["failed"] == 1
+    assert orgs["NBX"]["person"]["fields"]["birth_date"]["invalid"] == 1
+    assert orgs["NBX"]["person"]["fields"]["sex_code"]["invalid"] == 1
+
+
+def test_unmapped_codes_increment_the_metric_per_table() -> None:
+    """An unknown PID-8 code counts once in yonglink_unmapped_codes{table=...}."""
+    metrics = Metrics()
+    r = build_router(ROUTES, metrics=metrics)
+    r.route(stored(b"MSH|^~\\&|HIS|NBX|EMPI|NBWJW|20240301||ADT^A04|T1|P|2.5.1\rPID|1||P1^^^NBX^PI||Wang||19850312|Q"))
+    value = metrics.registry.get_sample_value("yonglink_unmapped_codes_total", {"table": "hl7_0001_to_gbt_2261_1"})
+    assert value == 1.0
+
+
+def test_gb18030_bytes_are_decoded_with_the_declared_charset(router: Router) -> None:
+    """MSH-18 GB 18030 (or the channel's charset) decodes Chinese names correctly."""
+    [person] = [r for r in router.route(stored((SAMPLES / "adt_a01_gb18030.hl7").read_bytes()))
+                if r.route_id == "adt_person"]
+    assert person.record is not None and person.record["name"] == "孙丽华"
