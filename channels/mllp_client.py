@@ -119,6 +119,14 @@ class MllpClient:
                 await self._drop()
                 raise
 
+    async def post(self, payload: bytes) -> None:
+        """Send one message that asks for no ACK (MSH-15 NE): nothing is awaited."""
+        async with self._lock:
+            await self.connect()
+            if self._proto is None or self._proto.transport is None:
+                raise TransientDeliveryError(f"not connected to {self.host}:{self.port}")
+            self._proto.transport.write(encode_frame(payload))
+
     async def close(self) -> None:
         await self._drop()
 

@@ -395,3 +395,37 @@ async def test_mutual_tls_accepts_a_client_with_a_cert_and_refuses_one_without(
         await conn.send(adt("TLS-2"))
         if await conn.reply() is None:
             raise ConnectionError("closed without a reply")
+
+
+# --- yonglink send --------------------------------------------------------------------------------
+
+
+async def test_yonglink_send_prints_one_line_per_message_and_exits_0_when_all_are_accepted(
+        tmp_path: Path, make_config: MakeConfig, engine_factory: Factory,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli import main
+
+    _, port = await start_engine(make_config, engine_factory)
+    lf_file = tmp_path / "one.hl7"
+    lf_file.write_bytes(adt("SEND-1").replace(b"\r", b"\n"))  # LF line ends, converted to CR
+    two = tmp_path / "two.hl7"
+    two.write_bytes(adt("SEND-2").replace(b"\r", b"\r\n") + adt("SEND-3"))  # CRLF, two MSH
+    batch = SAMPLES / "batch_adt_a04_fhs.hl7"
+    code = await asyncio.to_thread(main, ["send", "--port", str(port), str(lf_file), str(two), str(batch)])
+    lines = [line.split("\t") for line in capsys.readouterr().out.splitlines() if "\t" in line]
+    assert code == 0
+    assert [line[1:3] for line in lines[:3]] == [["SEND-1", "AA"], ["SEND-2", "AA"], ["SEND-3", "AA"]]
+    assert len(lines) == 6 and all(line[2] == "CA" for line in lines[3:])
+
+
+async def test_yonglink_send_exits_1_when_a_message_is_rejected(
+        tmp_path: Path, make_config: MakeConfig, engine_factory: Factory,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli import main
+
+    _, port = await start_engine(make_config, engine_factory)
+    bad = tmp_path / "bad.hl7"
+    bad.write_bytes(b"MSH|^~\\&|HIS|NBH|||20240101\r")
+    code = await asyncio.to_thread(main, ["send", "--port", str(port), str(bad)])
+    assert code == 1
+    assert "\tAR\tMSH-8 security missing" in capsys.readouterr().out
