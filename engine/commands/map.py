@@ -19,8 +19,10 @@ def register(sub: Any) -> None:
     p = sub.add_parser("map", help="map one message file with the routes and print the records as JSON")
     p.add_argument("--input", "-i", required=True, help="message file (HL7 v2 ER7, FHIR JSON or XML)")
     p.add_argument("--route", "-r", help="only this route id (default: every route that matches)")
-    p.add_argument("--keys", choices=("field", "de"), default="field", help="key records by field name or DE id")
-    p.add_argument("--config", "-c", help="config file: its routes, tables and schemas (default: mappings/*.yaml)")
+    p.add_argument("--keys", choices=("field", "de"), default="field",
+                   help="key records by field name or DE id")
+    p.add_argument("--config", "-c",
+                   help="config file: its routes, tables and schemas (default: mappings/*.yaml)")
     p.add_argument("--channel", default=None, help="pretend the message arrived on this channel")
     p.add_argument("--content-type", help="override the guessed content type")
     p.set_defaults(func=run)
@@ -28,7 +30,8 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.errors import ConfigError
-    from engine.mapping import REPO, build_router, load_router
+    from engine.mapping import build_router, load_router
+    from engine.mapping.route import REPO
     from engine.mapping.router import Router
     from engine.mapping.routetest import guess_content_type
     from engine.types import MessageState, StoredMessage
@@ -44,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return 1
     if args.route and args.route not in {r.id for r in router.routes}:
-        print(f"unknown route {args.route!r}; routes: {', '.join(r.id for r in router.routes)}", file=sys.stderr)
+        known = ", ".join(r.id for r in router.routes)
+        print(f"unknown route {args.route!r}; routes: {known}", file=sys.stderr)
         return 1
     path = Path(args.input)
     try:

@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for file in files:
         try:
-            route_files = tuple(sorted(map(str, args.routes))) if args.routes else tuple(map(str, routes_for(file)))
+            chosen = sorted(args.routes) if args.routes else routes_for(file)
+            route_files = tuple(map(str, chosen))
             if route_files not in routers:
                 routers[route_files] = build_router(list(map(Path, route_files)))
             cases = load_cases(file)

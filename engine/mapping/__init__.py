@@ -25,7 +25,8 @@ DEFAULT_TABLES_DIR = REPO / "mappings" / "tables"
 DEFAULT_SCHEMAS_DIR = REPO / "schemas" / "ningbo"
 """Dataset schemas used when no config is given (route tests, `yonglink map` without --config)."""
 
-__all__ = ["DEFAULT_SCHEMAS_DIR", "DEFAULT_TABLES_DIR", "Route", "Router", "build_router", "expand_routes", "load_router"]
+__all__ = ["DEFAULT_SCHEMAS_DIR", "DEFAULT_TABLES_DIR", "Route", "Router", "build_router", "expand_routes",
+           "load_router"]
 
 
 def build_router(route_files: Iterable[str | Path], *, schemas_dir: str | Path = DEFAULT_SCHEMAS_DIR,
@@ -53,7 +54,9 @@ def _registry(schemas_dir: Path, stamp: tuple[tuple[str, float], ...]) -> Datase
 
 
 def _stamp(directory: Path) -> tuple[tuple[str, float], ...]:
-    return tuple((str(p), p.stat().st_mtime) for p in sorted(directory.rglob("*.json"))) if directory.is_dir() else ()
+    if not directory.is_dir():
+        return ()
+    return tuple((str(p), p.stat().st_mtime) for p in sorted(directory.rglob("*.json")))
 
 
 def expand_routes(patterns: Iterable[Path]) -> list[Path]:
@@ -81,7 +84,8 @@ def load_router(config: Config, *, metrics: Metrics | None = None) -> Router:
     tables_dir = config.engine.tables_dir or DEFAULT_TABLES_DIR
     channel_routes = {ch.name: (frozenset(ch.routes) if ch.routes is not None else None)
                       for ch in config.channels}
-    router = build_router(expand_routes(config.routes), schemas_dir=config.engine.schemas_dir, tables_dir=tables_dir,
+    router = build_router(expand_routes(config.routes), schemas_dir=config.engine.schemas_dir,
+                          tables_dir=tables_dir,
                           metrics=metrics, channel_routes=channel_routes)
     known_dests = {d.name for d in config.destinations}
     for route in router.routes:

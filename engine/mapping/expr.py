@@ -234,7 +234,7 @@ def truthy(value: Any) -> bool:
     """Non-empty, and not the FHIR boolean ``false``."""
     if value is None or value == "" or value == [] or value is False:
         return False
-    return value != "false"
+    return bool(value != "false")
 
 
 def compile_condition(text: str, compile_path: Callable[[str], PathGetter]) -> Cond:

@@ -123,7 +123,8 @@ def table(snapshot: Mapping[str, Any], *, top_fields: int = 5) -> str:
              "WORST FIELDS (missing/invalid)"]
     for org, by_ds in snapshot.get("organisations", {}).items():
         for ds, slot in by_ds.items():
-            worst = sorted(slot["fields"].items(), key=lambda kv: -(kv[1]["invalid"] * 1000 + kv[1]["missing"]))
+            worst = sorted(slot["fields"].items(),
+                           key=lambda kv: (-kv[1]["invalid"], -kv[1]["missing"], kv[0]))
             shown = ", ".join(f"{k} {v['missing']}/{v['invalid']}" for k, v in worst[:top_fields])
             lines.append(f"{org:<20} {ds:<26} {slot['mapped']:>7} {slot['failed']:>7} {slot['filtered']:>8}  "
                          f"{shown}")

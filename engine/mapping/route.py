@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -177,8 +178,10 @@ class _Loader:
 
     def env(self, name: str, scope: paths.Scope) -> CompileEnv:
         kind = self.kind
-        return CompileEnv(tables=self.tables, on_unmapped=self.on_unmapped, name=name,
-                          compile_condition=lambda t: compile_condition(t, lambda p: paths.getter(kind, p, scope)))
+        def cond(text: str) -> Cond:
+            return compile_condition(text, lambda p: paths.getter(kind, p, scope))
+
+        return CompileEnv(tables=self.tables, on_unmapped=self.on_unmapped, name=name, compile_condition=cond)
 
     # --- the document ----------------------------------------------------------------------------
 
@@ -296,7 +299,7 @@ class _Loader:
             if not isinstance(group, str):
                 raise self.fail("expected a group path such as OBX[*]", "each", name, "group")
             kind = self.kind
-            self.guard(lambda: paths.check_path(kind, group), "each", name, "group")
+            self.guard(partial(paths.check_path, kind, group), "each", name, "group")
             scope = paths.group_scope(kind, group)
             when = self.condition(g["when"], scope, "each", name, "when") if "when" in g else None
             rows = g.get("fields") or {}
@@ -361,7 +364,7 @@ class _Loader:
         elif src == "paths":
             if not isinstance(value, list) or not value:
                 raise self.fail("expected a list of paths", *key, "paths")
-            getters = [self.guard(lambda p=p: paths.getter(kind, p, scope), *key, "paths") for p in value]
+            getters = [self.guard(partial(paths.getter, kind, p, scope), *key, "paths") for p in value]
             read = lambda source, rec: [g(source) for g in getters]  # noqa: E731
             text = "+".join(map(str, value))
         elif src == "const":
@@ -382,7 +385,7 @@ class _Loader:
         if not isinstance(steps_spec, list):
             raise self.fail("transforms: expected a list", *key, "transforms")
         env = self.env(f"{route.id}.{name}", scope)
-        steps = tuple(self.guard(lambda t=t: compile_transform(t, env), *key, "transforms", i)
+        steps = tuple(self.guard(partial(compile_transform, t, env), *key, "transforms", i)
                       for i, t in enumerate(steps_spec))
         return FieldMap(name=name, line=line, source_text=text, read=read, steps=steps)
 

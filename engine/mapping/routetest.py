@@ -15,8 +15,8 @@ A test file (``mappings/tests/*.yaml``; the routes tested are the ``*.yaml`` of 
           error: "birth_date: PID-7 '19851345' is not a valid date"   # substring of the error
 
 Other expectations: ``filtered: <reason substring>``, ``no_match: true`` (the route does not select the
-message), ``count: N`` (results of the route, e.g. one per DG1), ``passthrough: true``. Each case is mapped exactly as the engine
-maps it (same selection), with message id ``TEST`` received at `RECEIVED_AT`.
+message), ``count: N`` (results of the route, e.g. one per DG1), ``passthrough: true``. Each case is
+mapped exactly as the engine maps it (same selection), with message id ``TEST`` received at `RECEIVED_AT`.
 """
 
 from __future__ import annotations
@@ -168,10 +168,12 @@ def run_case(router: Router, case: Case) -> CaseResult:
         ok = not results
         return CaseResult(case, ok, "" if ok else f"expected no match, got {describe}", results)
     if not results:
+        others = [o.result.route_id for o in all_results]
         return CaseResult(case, False, "no route matched the input"
-                          + (f" (routes that did: {[o.result.route_id for o in all_results]})" if all_results else ""))
+                          + (f" (routes that did: {others})" if others else ""))
     if "count" in exp and len(results) != exp["count"]:
-        return CaseResult(case, False, f"expected {exp['count']} result(s), got {len(results)}: {describe}", results)
+        return CaseResult(case, False, f"expected {exp['count']} result(s), got {len(results)}: {describe}",
+                          results)
     first = results[0]
     if "error" in exp:
         want = str(exp["error"])

@@ -24,8 +24,9 @@ def fill_store(path: Path) -> None:
     conn = sqlite3.connect(path)
     conn.executescript(messages.DDL)
     for raw, facility in ((SAMPLE.read_bytes(), "NBDYYY"), (BAD, "NBX")):
-        acc = messages.insert(conn, InboundMessage(channel="c", raw=raw, content_type=HL7V2, received_at=1.7e9,
-                                                   sending_facility=facility), dedupe_window=0)
+        inbound = InboundMessage(channel="c", raw=raw, content_type=HL7V2, received_at=1.7e9,
+                                 sending_facility=facility)
+        acc = messages.insert(conn, inbound, dedupe_window=0)
         msg = StoredMessage(id=acc.message_id, channel="c", received_at=1.7e9, content_type=HL7V2,
                             state=MessageState.RECEIVED, raw=raw, sending_facility=facility)
         results = router.route(msg)
@@ -70,7 +71,8 @@ def test_yonglink_map_prints_records_and_which_routes_matched(capsys: pytest.Cap
     assert "adt_diagnosis, adt_inpatient_admission, adt_person" in capsys.readouterr().err
 
 
-def test_yonglink_map_exits_1_and_prints_the_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_yonglink_map_exits_1_and_prints_the_error(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """A message that fails mapping prints its error text and exits 1."""
     bad = tmp_path / "bad.hl7"
     bad.write_bytes(BAD)
@@ -78,7 +80,8 @@ def test_yonglink_map_exits_1_and_prints_the_error(tmp_path: Path, capsys: pytes
     assert "birth_date: PID-7 '19851345' is not a valid date" in capsys.readouterr().out
 
 
-def test_yonglink_test_prints_pass_fail_lines_with_a_diff(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_yonglink_test_prints_pass_fail_lines_with_a_diff(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
     """A failing case prints FAIL, the diff, and the command exits 1."""
     tests = tmp_path / "tests"
     tests.mkdir()
@@ -103,4 +106,4 @@ def test_yonglink_validate_checks_route_files(tmp_path: Path, capsys: pytest.Cap
     bad.write_text("id: x\nmatch: {message_type: ADT^A01}\ntarget: person\nfields:\n  name: {path: PID-5, "
                    "transforms: [titlecase]}\n", encoding="utf-8")
     assert main(["validate", "--config", str(config), str(bad)]) == 1
-    assert f"unknown transform 'titlecase'" in capsys.readouterr().err
+    assert "unknown transform 'titlecase'" in capsys.readouterr().err

@@ -38,7 +38,8 @@ def test_a_good_route_loads_compiled() -> None:
 
 
 @pytest.mark.parametrize(("old", "new", "message", "line"), [
-    ("transforms: [{lookup: hl7_0001_to_gbt_2261_1}]", "transforms: [lookupp]", "unknown transform 'lookupp'", 9),
+    ("transforms: [{lookup: hl7_0001_to_gbt_2261_1}]", "transforms: [lookupp]",
+     "unknown transform 'lookupp'", 9),
     ("name: PID-5.1", "nmae: PID-5.1", "unknown field 'nmae' for this dataset, did you mean 'name'", 6),
     ("hl7_0001_to_gbt_2261_1", "no_such_table", "unknown code table 'no_such_table'", 9),
     ("name: PID-5.1", "name: PID-5..1", "HL7 path 'PID-5..1': column 7", 6),
@@ -63,7 +64,7 @@ def test_a_bad_fhirpath_names_the_column(tmp_path: Path) -> None:
     """FHIR routes' paths are FHIRPath, syntax-checked at load."""
     text = GOOD.replace("message_type: ADT^A01", "resource_type: Patient").replace(
         "name: PID-5.1", "name: \"Patient.name.where(\"").replace("PID-8", "Patient.gender")
-    with pytest.raises(ConfigError, match="FHIRPath 'Patient.name.where\\(': column"):
+    with pytest.raises(ConfigError, match=r"FHIRPath 'Patient\.name\.where\(': column"):
         build_router([write(tmp_path, text)])
 
 

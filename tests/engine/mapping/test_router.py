@@ -21,7 +21,8 @@ def router() -> Router:
     return build_router(ROUTES)
 
 
-def stored(raw: bytes, content_type: str = HL7V2, channel: str = "c", charset: str | None = None) -> StoredMessage:
+def stored(raw: bytes, content_type: str = HL7V2, channel: str = "c",
+           charset: str | None = None) -> StoredMessage:
     return StoredMessage(id="M1", channel=channel, received_at=1710000000.0, content_type=content_type,
                          state=MessageState.RECEIVED, raw=raw, charset=charset)
 
@@ -81,7 +82,8 @@ def test_unmapped_codes_increment_the_metric_per_table() -> None:
     metrics = Metrics()
     r = build_router(ROUTES, metrics=metrics)
     r.route(stored(b"MSH|^~\\&|HIS|NBX|EMPI|NBWJW|20240301||ADT^A04|T1|P|2.5.1\rPID|1||P1^^^NBX^PI||Wang||19850312|Q"))
-    value = metrics.registry.get_sample_value("yonglink_unmapped_codes_total", {"table": "hl7_0001_to_gbt_2261_1"})
+    value = metrics.registry.get_sample_value("yonglink_unmapped_codes_total",
+                                              {"table": "hl7_0001_to_gbt_2261_1"})
     assert value == 1.0
 
 

@@ -56,7 +56,8 @@ def test_transforms_do_what_docs_mapping_md_says(spec: Any, value: Any, expected
 @pytest.mark.parametrize(("spec", "value", "message"), [
     ("required", None, "is required"), ({"required": "need it"}, "", "need it"),
     ("date", "19851345", "is not a valid date"), ("number", "abc", "is not a number"),
-    ({"number": {"type": "integer"}}, "1.5", "whole number"), ({"lookup": "sex"}, "X", "no mapping in code table sex"),
+    ({"number": {"type": "integer"}}, "1.5", "whole number"),
+    ({"lookup": "sex"}, "X", "no mapping in code table sex"),
     ({"regex": {"pattern": "^\\d+$", "on_mismatch": "error"}}, "x", "does not match"),
     ("resident_id", "330203198503120172", "wrong check character"),
 ])
@@ -77,7 +78,8 @@ def test_an_unmapped_code_is_reported_for_metrics_whatever_the_policy() -> None:
 
 
 @pytest.mark.parametrize(("spec", "message"), [
-    ("trimm", "did you mean 'trim'"), ({"lookup": "sexx"}, "did you mean 'sex'"), ({"trim": 1}, "no settings"),
+    ("trimm", "did you mean 'trim'"), ({"lookup": "sexx"}, "did you mean 'sex'"),
+    ({"trim": 1}, "no settings"),
     ({"split": {"sep": ",", "idx": 1}}, "did you mean 'index'"), ({"regex": "("}, "bad pattern"),
     ({"map": {"values": {1: "x"}}}, "quote codes"), ({"truncate": 0}, "positive"),
     ({"when": "PID-8 = 'x'"}, "expected"), ({"a": 1, "b": 2}, "one-key mapping"),
