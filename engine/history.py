@@ -1,6 +1,6 @@
 """Short in-memory history of the engine's counters, for the console's sparklines and charts.
 
-`/status` is a snapshot; ops want to see a trend. A `History` samples `engine.status()` every
+`/status` is a snapshot; ops want to see a trend. A `History` samples the counters `/status` shows every
 `DEFAULT_INTERVAL` seconds into ring buffers: received messages per channel (the console turns the
 deltas into messages per second over the last minute) and queue depth per destination over the last hour.
 Nothing is persisted: after a restart the history starts again, which is what a live view needs.
@@ -49,16 +49,19 @@ class History:
         return ring
 
     def sample(self, now: float | None = None) -> None:
-        """Take one sample of every channel's `received` counter and every destination's queue depth."""
+        """Take one sample of every channel's `received` counter and every destination's queue depth.
+
+        Reads the two parts of `engine.status()` it needs, not the whole (data quality can be large).
+        """
         now = time.time() if now is None else now
-        status = self.engine.status()
-        channels = {c["name"]: int(c.get("counters", {}).get("received", 0)) for c in status["channels"]}
+        channels = {name: int(rt.stats.counts.get("received", 0))
+                    for name, rt in self.engine.channels.items()}
         for name, received in channels.items():
             self._ring(self._received, name, CHANNEL_WINDOW).append((now, received))
         for name in set(self._received) - set(channels):  # channel removed by a reload
             del self._received[name]
         dests = {d["name"]: int(d.get("queued", 0) or 0)  # `queued` includes those waiting to retry
-                 for d in status.get("destinations") or [] if isinstance(d, dict) and "name" in d}
+                 for d in self.engine.delivery.status()}
         for name, depth in dests.items():
             self._ring(self._queued, name, QUEUE_WINDOW).append((now, depth))
         for name in set(self._queued) - set(dests):

@@ -3,7 +3,7 @@
 
 import { api, canAct, info, loadInfo, setToken, token } from "./api.js";
 import { lang, setLang, t } from "./i18n.js";
-import { fmtAge, fmtTime, h, mount, toast } from "./ui.js";
+import { fmtAge, fmtClock, fmtTime, h, mount, toast } from "./ui.js";
 import channels from "./pages/channels.js";
 import destinations from "./pages/destinations.js";
 import messages from "./pages/messages.js";
@@ -56,7 +56,8 @@ function renderHeader() {
     mount(infoEl, h("span", { class: "muted" }, `${t("hdr.config")} `),
       h("code", { id: "config-version", title: cfg.file || "" }, cfg.version || "?"),
       h("span", { class: "muted" }, ` · ${t("hdr.loaded")} `),
-      h("span", { id: "config-loaded" }, fmtTime(cfg.loaded_at)));
+      h("span", { id: "config-loaded" }, fmtTime(cfg.loaded_at)),
+      refusedChip());
   }
   const live = document.getElementById("live");
   const ok = ctx.lastOk && !ctx.error;
@@ -67,6 +68,15 @@ function renderHeader() {
     : "";
   document.getElementById("reload-btn").disabled = !canAct();
   renderBanner();
+}
+
+function refusedChip() {
+  const last = ctx.reload;
+  if (!last || last.ok) return null;
+  const text = (last.errors || []).join("\n");
+  return h("button", { type: "button", class: "chip-bad", id: "reload-refused", title: text,
+    onclick: () => toast(`${t("hdr.reload_refused")}: ${text}`, "error") },
+  `${t("hdr.reload_refused")} ${fmtClock(last.at)}`);
 }
 
 function renderBanner() {
@@ -146,9 +156,11 @@ async function reloadConfig() {
 async function poll() {
   clearTimeout(pollTimer);
   try {
-    const [status, history] = await Promise.all([api("status"), api("history").catch(() => null)]);
+    const [status, history, reload] = await Promise.all([
+      api("status"), api("history").catch(() => null), api("reload").catch(() => null)]);
     ctx.status = status;
     ctx.history = history;
+    ctx.reload = reload && reload.last;
     ctx.error = null;
     ctx.lastOk = Date.now();
   } catch (err) {

@@ -44,8 +44,17 @@ destinations:
       max_attempts: 1
     stub:
       fail_first: 1
+  - name: fifo_sink
+    type: stub
+    ordering: fifo
+    retry:
+      max_attempts: 10
+      initial_delay: 60s
+    stub:
+      fail_first: 100
 routes:
   - routes/*.yaml
+  - {person_route}
 """
 
 ROUTE = """\
@@ -56,10 +65,20 @@ match:
 passthrough: true
 destinations: [console_sink]
 """
+FIFO_ROUTE = """\
+# ORM^O01 goes to a strict-FIFO destination that keeps failing: its head blocks the queue.
+id: pass_orm
+match:
+  message_type: ORM^O01
+passthrough: true
+destinations: [fifo_sink]
+"""
+PERSON_ROUTE = Path(__file__).resolve().parents[2] / "mappings" / "adt_person.yaml"
+"""The shipped ADT → person route, so the data-quality page has a dataset to show."""
 
 
-def hl7(control_id: str) -> bytes:
-    return (f"MSH|^~\\&|HIS|NBH001|YL|YL|20240101120000||ADT^A01|{control_id}|P|2.5.1\r"
+def hl7(control_id: str, message_type: str = "ADT^A01") -> bytes:
+    return (f"MSH|^~\\&|HIS|NBH001|YL|YL|20240101120000||{message_type}|{control_id}|P|2.5.1\r"
             f"PID|1||{control_id}^^^^PI||DOE^JOHN||19800101|M\r").encode()
 
 
@@ -93,8 +112,10 @@ def start_engine(tmp_path: Path, make_config: Callable[[str], Config],
     async def start(*, token: str | None = None) -> Engine:
         (tmp_path / "routes").mkdir(exist_ok=True)
         (tmp_path / "routes" / "pass_adt.yaml").write_text(ROUTE, encoding="utf-8")
+        (tmp_path / "routes" / "pass_orm.yaml").write_text(FIFO_ROUTE, encoding="utf-8")
         token_line = f"    token: {token}\n" if token else ""
-        engine: Engine = await engine_factory(make_config(CONFIG.format(token=token_line)))
+        text = CONFIG.format(token=token_line, person_route=PERSON_ROUTE)
+        engine: Engine = await engine_factory(make_config(text))
         return engine
 
     return start
@@ -220,7 +241,30 @@ async def test_a_message_is_found_by_control_id_and_its_path_shown(
     await expect(path).to_contain_text("received · adt")
     await expect(path).to_contain_text("MSH-10 FIND-ME")
     await expect(path.locator(".step-mapped")).to_contain_text("pass_adt")
+    await expect(path.locator(".step-mapped")).to_contain_text("adt_person → person")
     await screenshot(page, "console-message")
+
+    await page.locator("nav a[data-page=quality]").click()
+    row = page.locator("#quality-table tr[data-org=NBH001][data-dataset=person]")
+    await expect(row.locator("td").nth(2)).to_have_text("2")
+    await screenshot(page, "console-quality")
+
+
+async def test_a_blocked_fifo_destination_shows_the_message_holding_it_up(
+        start_engine: Callable[..., Any], open_console: Any) -> None:
+    """A strict-FIFO destination whose head keeps failing shows its blocking message id, which links
+    to that message's detail."""
+    engine = await start_engine()
+    await send_mllp(listen(engine), [hl7("HEAD", "ORM^O01")])
+    head = await wait_for(lambda: next(d for d in engine.delivery.status()
+                                       if d["name"] == "fifo_sink")["blocked_message_id"])
+    page = await open_console(engine.admin.url, hash="#/destinations")
+    row = page.locator("tr[data-destination=fifo_sink]")
+    await expect(row.locator("a[data-blocked]")).to_have_text(head)
+    await expect(row.locator("td[data-counter=queued]")).to_have_text("1")
+    await expect(row).to_contain_text("stub failure 1 of 100")
+    await row.locator("a[data-blocked]").click()
+    await expect(page.locator("#message-path")).to_contain_text("MSH-10 HEAD")
 
 
 async def test_with_a_token_the_console_asks_for_it_and_keeps_it_for_the_session(
@@ -284,6 +328,7 @@ async def test_the_reload_button_applies_the_edited_config_and_shows_its_version
     await page.locator("#reload-btn").click()
     await expect(page.locator("#toast")).to_contain_text("config.yaml:")
     await expect(page.locator("#config-version")).to_have_text(new)
+    await expect(page.locator("#reload-refused")).to_be_visible()
 
 
 async def test_the_console_files_are_served_without_the_token_and_history_is_not(
