@@ -68,6 +68,8 @@ class HttpInbound(Inbound):
         self.auth = Authenticator(settings.get("auth") or {}, channel=name)
         self._tls = settings.get("tls")
         self._runner: web.AppRunner | None = None
+        self._ack_prefix = new_id()[-10:] + "-"
+        self._acks = 0
         self._observe: Callable[[float], None] | None = getattr(context, "observe_ack", None)
 
     # --- lifecycle --------------------------------------------------------------------------------
@@ -165,33 +167,45 @@ class HttpInbound(Inbound):
             return _too_large(self.max_body)
         started = time.perf_counter()
         items = hl7v2_items(raw, self._envelope(request), charset=charset or self.charset)
-        try:
-            results = await asyncio.gather(*(self._commit_hl7(item) for item in items))
-            status, code_of = 200, dict(zip(map(id, items), results, strict=True))
-        except StoreError as exc:
-            self.context.error(f"store failed: {exc}")
-            status, code_of = 503, {id(item): ("AE", "message not stored, retry later") for item in items}
-        acks = []
-        for item in items:
-            code, text = code_of[id(item)]
-            err = item.error
-            acks.append(build_ack(item.parsed, code, text, control_id=new_id()[-20:],
-                                  error_code=err.code if err else ("207" if code == "AE" else None),
-                                  location=err.location if err else None))
-        codec = items[0].codec
-        body = "".join(acks).encode(codec, errors="replace")
+        status, code, text, error_code, location = await self._commit_hl7(items)
+        first = items[0]
+        ack = build_ack(first.parsed, code, text, control_id=self._control_id(),
+                        error_code=error_code, location=location)
+        body = ack.encode(first.codec, errors="replace")
         if self._observe is not None:
             self._observe(time.perf_counter() - started)
         headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else None
         return web.Response(status=status, body=body, headers=headers,
-                            content_type="x-application/hl7-v2+er7", charset=codec)
+                            content_type="x-application/hl7-v2+er7", charset=first.codec)
 
-    async def _commit_hl7(self, item: Hl7Item) -> tuple[str, str]:
-        if item.error is not None:
-            await self.context.reject(item.inbound, item.error.reason)
-            return "AR", item.error.reason
-        await self.context.accept(item.inbound)
-        return "AA", ""
+    async def _commit_hl7(self, items: list[Hl7Item]) -> tuple[int, str, str, str | None, str | None]:
+        """Commit and choose the ACK as MLLP does: AA/AR, or CA/CR when MSH-15 asks for enhanced mode
+        (HL7 v2.5.1 §2.9.3); a batch gets one ACK for the first message, "batch of N messages accepted".
+        Returns (HTTP status, MSA-1, text, ERR-3 code, ERR-2 location)."""
+        first = items[0]
+        enhanced = first.parsed is not None and bool(first.parsed.accept_ack_type)
+        if first.error is not None:
+            try:
+                await self.context.reject(first.inbound, first.error.reason)
+            except StoreError as exc:  # still AR: the input is unacceptable whatever the store says
+                self.context.error(f"could not store rejected input: {exc}")
+            return (200, "CR" if enhanced else "AR", first.error.reason, first.error.code,
+                    first.error.location)
+        results = await asyncio.gather(*(self.context.accept(i.inbound) for i in items),
+                                       return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            self.context.error(f"store failed, answered AE / 503: {failed[0]}")
+            if not all(isinstance(f, StoreError) for f in failed):
+                raise failed[0]
+            return 503, "CE" if enhanced else "AE", "message not stored, retry later", "207", None
+        text = f"batch of {len(items)} messages accepted" if len(items) > 1 else ""
+        return 200, "CA" if enhanced else "AA", text, None, None
+
+    def _control_id(self) -> str:
+        """MSH-10 of our ACKs: unique, and within HL7 v2.5.1's 20 characters."""
+        self._acks += 1
+        return f"{self._ack_prefix}{self._acks}"
 
     # --- FHIR -------------------------------------------------------------------------------------
 

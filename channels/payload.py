@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from engine.errors import FhirParseError, RejectedMessage
+from engine.errors import FhirParseError, Hl7ParseError, RejectedMessage
 from engine.fhir.parse import parse_fhir, split_bundle, to_dict
 from engine.hl7v2.batch import split_batch
 from engine.hl7v2.charset import decode, python_codec, sniff_charset
@@ -89,36 +89,58 @@ class Envelope:
 def hl7v2_items(raw: bytes, env: Envelope, *, charset: str | None = None) -> list[Hl7Item]:
     """Decode (``charset``, else MSH-18, else UTF-8), split a batch, and parse each message.
 
-    A payload that cannot be decoded or split is one rejected item holding the raw bytes; in a batch,
-    each message that does not parse is a rejected item of its own and the others are accepted.
+    As MLLP does (channels/mllp_handler.py): if any message of a batch is unreadable, the whole payload
+    is ONE rejected item holding the raw bytes (header fields filled in where the MSH can be read), so
+    a sender never has to resend half a batch.
     """
     label = charset or sniff_charset(raw)
     whole = InboundMessage(channel=env.channel, raw=raw, content_type=HL7V2, received_at=env.received_at,
                            peer=env.peer, charset=label, dedupe_key=None, metadata=env.metadata)
     try:
         texts = split_batch(decode(raw, label))
+        parsed = []
+        for i, text in enumerate(texts, 1):
+            try:
+                parsed.append(Er7Message.parse(text))
+            except Hl7ParseError as exc:
+                if len(texts) == 1:
+                    raise
+                raise Hl7ParseError(f"batch message {i}: {exc.reason}", code=exc.code,
+                                    location=exc.location) from None
     except RejectedMessage as exc:
-        return [Hl7Item(whole, error=exc)]
+        header = best_effort_header(raw, label)
+        return [Hl7Item(_fields(whole, header) if header else whole, parsed=header, error=exc)]
     single = len(texts) == 1
     codec = python_codec(label or "UTF-8")  # decode() succeeded, so the label is known
     items = []
-    for i, text in enumerate(texts):
-        part = raw if single else text.encode(codec)
+    for i, (text, msg) in enumerate(zip(texts, parsed, strict=True)):
         key = env.key if single or env.key is None else f"{env.key}#{i}"
-        try:
-            msg = Er7Message.parse(text)
-        except RejectedMessage as exc:
-            items.append(Hl7Item(_replace(whole, raw=part), error=exc))
-            continue
-        facility, control = msg.sending_facility, msg.control_id
-        if key is None and control:
-            key = f"{facility}|{control}"  # as MLLP: MSH-4 + MSH-10 within the store's dedupe window
-        items.append(Hl7Item(_replace(
-            whole, raw=part, charset=label or msg.charset or None,
-            sending_application=msg.sending_application or None, sending_facility=facility or None,
-            control_id=control or None, message_type=msg.message_type or None, dedupe_key=key),
-            parsed=msg))
+        if key is None and msg.control_id:
+            key = f"{msg.sending_facility}|{msg.control_id}"  # as MLLP: MSH-4 + MSH-10
+        item = _fields(_replace(whole, raw=raw if single else text.encode(codec), dedupe_key=key), msg)
+        items.append(Hl7Item(item, parsed=msg))
     return items
+
+
+def _fields(msg: InboundMessage, er7: Er7Message) -> InboundMessage:
+    """The MSH header fields the store indexes (MSH-3, -4, -9, -10)."""
+    return _replace(msg, sending_application=er7.sending_application or None,
+                    sending_facility=er7.sending_facility or None, control_id=er7.control_id or None,
+                    message_type=er7.message_type or None)
+
+
+def best_effort_header(raw: bytes, label: str | None) -> Er7Message | None:
+    """The received MSH if it can be read at all (for MSA-2 and the swapped sender of an AR)."""
+    try:
+        codec = python_codec(label or "UTF-8")
+    except LookupError:
+        codec = "latin-1"
+    for attempt in (codec, "latin-1"):
+        try:
+            return Er7Message.parse(split_batch(raw.decode(attempt))[0])
+        except (UnicodeDecodeError, RejectedMessage):
+            continue
+    return None
 
 
 def fhir_messages(raw: bytes, env: Envelope, *, content_type: str, release: str = "R4B",

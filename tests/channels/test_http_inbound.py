@@ -93,16 +93,34 @@ async def test_the_content_type_charset_decodes_the_message_and_the_ack_uses_it(
     assert stored is not None and stored.charset == "GB18030" and raw == body
 
 
-async def test_a_batch_is_stored_as_one_message_each_and_answered_with_one_ack_each(
+async def test_a_batch_is_stored_as_one_message_each_and_answered_with_one_ack_as_mllp_does(
         make_config: Any, engine_factory: Any) -> None:
     engine, url = await start(make_config, engine_factory)
     batch = ("FHS|^~\\&|HIS|NBH\rBHS|^~\\&|HIS|NBH\r" + ADT.format(cid="B1") + ADT.format(cid="B2")
              + "BTS|2\rFTS|1\r").encode()
     async with aiohttp.ClientSession() as http, http.post(f"{url}/hl7v2", data=batch, headers=HL7) as resp:
         ack = (await resp.read()).decode()
-    assert "MSA|AA|B1" in ack and "MSA|AA|B2" in ack
+    assert "\rMSA|AA|B1|batch of 2 messages accepted" in ack
     stored = await all_messages(engine)
     assert [s[2].split(b"|")[9] for s in stored] == [b"B1", b"B2"]
+
+
+async def test_a_batch_with_an_unreadable_message_is_rejected_whole(make_config: Any,
+                                                                    engine_factory: Any) -> None:
+    engine, url = await start(make_config, engine_factory)
+    batch = (ADT.format(cid="B3") + "MSH|^~\\&|HIS\r").encode()
+    async with aiohttp.ClientSession() as http, http.post(f"{url}/hl7v2", data=batch, headers=HL7) as resp:
+        ack = (await resp.read()).decode()
+    assert "\rMSA|AR|B3|batch message 2: " in ack
+    assert [(s[1], s[2]) for s in await all_messages(engine)] == [("rejected", batch)]
+
+
+async def test_enhanced_mode_msh15_gets_a_ca_commit_acknowledgment(make_config: Any,
+                                                                   engine_factory: Any) -> None:
+    _, url = await start(make_config, engine_factory)
+    body = ADT.format(cid="E1").replace("|P|2.5.1\r", "|P|2.5.1|||AL|NE\r", 1).encode()
+    async with aiohttp.ClientSession() as http, http.post(f"{url}/hl7v2", data=body, headers=HL7) as resp:
+        assert "\rMSA|CA|E1" in (await resp.read()).decode()
 
 
 async def test_a_fhir_patient_in_json_is_stored_and_answered_201_with_its_id(
