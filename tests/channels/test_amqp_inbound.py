@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aio_pika
+import aiohttp
 import orjson
 import pytest
 
@@ -24,7 +25,7 @@ ORU = ("MSH|^~\\&|LIS|NBH|YONGLINK|NB|20240101120000||ORU^R01^ORU_R01|{cid}|P|2.
 CONFIG = """
 engine:
   store: {{path: var/e.db}}
-  admin: {{enabled: false}}
+  admin: {{listen: "127.0.0.1:0"}}
 channels:
   - name: mq
     type: amqp
@@ -69,6 +70,12 @@ async def queue_depth(url: str, queue: str) -> int:
 async def rows(engine: Engine) -> list[tuple[str, str | None]]:
     return await engine.store.read(
         lambda c: c.execute("SELECT state, control_id FROM messages ORDER BY seq").fetchall())
+
+
+async def readyz(engine: Engine) -> tuple[int, bool]:
+    """`GET /readyz` of the admin API: (status, whether the body names the reconnecting channel)."""
+    async with aiohttp.ClientSession() as http, http.get(f"{engine.admin.url}/readyz") as resp:
+        return resp.status, "reconnecting" in await resp.text()
 
 
 async def start_engine(make_config: Any, engine_factory: Any, rabbitmq: Any, extra: str = "",
@@ -167,6 +174,7 @@ async def test_a_broker_restart_mid_stream_loses_nothing_and_stores_nothing_twic
 
         await eventually(reconnecting, what="channel shows reconnecting")
         assert [c["state"] for c in engine.status()["channels"]] == ["reconnecting"]
+        assert await readyz(engine) == (503, True)
     finally:
         if not rabbitmq.running:
             await asyncio.to_thread(rabbitmq.start)
@@ -175,6 +183,7 @@ async def test_a_broker_restart_mid_stream_loses_nothing_and_stores_nothing_twic
         return rt.state is ChannelState.STARTED
 
     await eventually(started, what="channel back to started")
+    assert (await readyz(engine))[0] == 200
     await publish(rabbitmq.url, queue, [(ORU.format(cid=f"R{i}").encode(), None, f"r-{i}")
                                         for i in range(first, first + second)])
 
