@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -309,3 +312,45 @@ async def test_the_channel_shows_in_status_and_metrics_with_the_mllp_counters(
     assert 'yonglink_messages_total{channel="web",outcome="rejected"} 1.0' in text
     assert 'yonglink_ack_latency_seconds_count{channel="web"} 2.0' in text
     assert MessageState.REJECTED.value in {s[1] for s in await all_messages(engine)}
+
+
+def make_certs(tmp: Path) -> Path:
+    """A CA, a server cert for 127.0.0.1 and client certs `client` and `other`, via the openssl CLI."""
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=tmp, check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+        "-days", "2", "-subj", "/CN=yonglink test CA")
+    (tmp / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n", encoding="ascii")
+    for name in ("server", "client", "other"):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+            "-subj", f"/CN={name}")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", "san.ext")
+    return tmp
+
+
+async def test_mutual_tls_admits_an_allowed_client_403s_another_and_refuses_no_certificate(
+        make_config: Any, engine_factory: Any, tmp_path: Path) -> None:
+    (tmp_path / "certs").mkdir()
+    certs = make_certs(tmp_path / "certs")
+    tls = (f'    http:\n      listen: "127.0.0.1:0"\n      auth: {{allowed_clients: [client]}}\n'
+           f"      tls: {{cert: {certs}/server.pem, key: {certs}/server.key, ca: {certs}/ca.pem}}\n")
+    engine: Engine = await engine_factory(make_config(CONFIG.format(extra="").replace(
+        '    http:\n      listen: "127.0.0.1:0"\n      max_body_bytes: 64KiB\n', tls)))
+    url = engine.channels["web"].inbound.describe()["url"]  # type: ignore[union-attr]
+    assert url.startswith("https://")
+    statuses = []
+    for name in ("client", "other"):
+        ctx = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+        ctx.load_cert_chain(str(certs / f"{name}.pem"), str(certs / f"{name}.key"))
+        async with aiohttp.ClientSession() as http, http.post(
+                f"{url}fhir", data=orjson.dumps(PATIENT), headers=FJSON, ssl=ctx) as resp:
+            statuses.append(resp.status)
+    assert statuses == [201, 403]
+    anonymous = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+    with pytest.raises(aiohttp.ClientError):
+        async with aiohttp.ClientSession() as http, http.post(
+                f"{url}fhir", data=orjson.dumps(PATIENT), headers=FJSON, ssl=anonymous) as resp:
+            await resp.read()
+    assert len(await all_messages(engine)) == 1
