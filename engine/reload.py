@@ -23,6 +23,7 @@ import asyncio
 import signal
 import time
 import weakref
+from collections.abc import Coroutine
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -195,7 +196,7 @@ async def _apply_channels(engine: Engine, old: Config, new: Config, result: Relo
 
     for name in [n for n in engine.channels if n not in after]:  # removed: close the source
         rt = engine.channels[name]
-        await rt.halt(ChannelState.PAUSED)  # messages already accepted are still mapped
+        await _step(result, name, rt.halt(ChannelState.PAUSED))  # accepted messages are still mapped
         del engine.channels[name]
         result.channels_removed.append(name)
 
@@ -204,7 +205,7 @@ async def _apply_channels(engine: Engine, old: Config, new: Config, result: Relo
         rt = engine.channels[name]
         was_running = rt.state in RUNNING_STATES or rt.inbound is not None
         if rt.inbound is not None:
-            await rt.halt(ChannelState.STOPPED)
+            await _step(result, name, rt.halt(ChannelState.STOPPED))
         if not rt.config.enabled:
             rt.engine.pipeline.hold(name, False)
             rt.set_state(ChannelState.STOPPED)
@@ -221,9 +222,18 @@ async def _apply_channels(engine: Engine, old: Config, new: Config, result: Relo
 
     for name in to_start:
         rt = engine.channels[name]
-        await rt.start()
+        await _step(result, name, rt.start())
         if rt.state is ChannelState.ERROR and rt.stats.last_error:
             result.channel_errors[name] = rt.stats.last_error
+
+
+async def _step(result: ReloadResult, name: str, step: Coroutine[Any, Any, None]) -> None:
+    """Run one channel's stop or start; a failure is reported for that channel, the reload goes on."""
+    try:
+        await step
+    except Exception as exc:  # a connector's bug must not leave the other channels half reloaded
+        log.exception("channel reload step failed", channel=name)
+        result.channel_errors[name] = f"{type(exc).__name__}: {exc}"
 
 
 def install_sighup(engine: Engine) -> None:

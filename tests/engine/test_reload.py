@@ -299,3 +299,33 @@ def test_channel_comparison_ignores_line_numbers_and_route_lists() -> None:
     c = ChannelConfig(name="x", type="mllp", settings={"listen": "127.0.0.1:1"}, line=3)
     assert hot.connector_key(a) == hot.connector_key(b) != hot.connector_key(c)
 
+
+
+async def test_messages_keep_flowing_through_reloads_and_each_is_mapped_by_one_router(
+        engine: Engine, tmp_path: Path) -> None:
+    """While 300 messages stream over one connection, three reloads swap the routes: every message is
+    acknowledged, none is left unprocessed or failed, and each one's results come from exactly one
+    router (old or new, never a mix)."""
+    _, status = await api(engine, "GET", "/status")
+    client = await MllpClient.connect(listen_of(status, "adt"))
+
+    async def stream() -> list[str]:
+        return [await client.send(hl7(f"S{i}")) for i in range(300)]
+
+    sender = asyncio.create_task(stream())
+    for n in range(3):
+        routes = (ROUTE_ADT, ROUTE_ORM) if n % 2 == 0 else (ROUTE_ADT,)
+        write_config(tmp_path, lab_max=90 + n, routes=routes)
+        code, result = await api(engine, "POST", "/reload")
+        assert code == 200, result
+    acks = await sender
+    await client.close()
+
+    assert acks == ["AA"] * 300
+    await engine.pipeline.drain()
+    rows = await engine.store.read(lambda c: c.execute(
+        "SELECT m.state, count(r.route_id) FROM messages m LEFT JOIN results r ON r.message_id = m.id"
+        " WHERE m.control_id LIKE 'S%' GROUP BY m.id").fetchall())
+    assert len(rows) == 300
+    assert {state for state, _ in rows} == {"mapped"}
+    assert {n for _, n in rows} == {1}
