@@ -124,7 +124,9 @@ class HttpInbound(Inbound):
         if denied is not None:
             denied.force_close()
             return denied
-        if request.version >= (1, 1) and request.headers.get("Expect", "").lower() == "100-continue":
+        if request.headers.get("Expect", "").lower() != "100-continue":
+            return web.Response(status=417, text="only Expect: 100-continue is supported\n")
+        if request.version >= (1, 1):
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         return None
 

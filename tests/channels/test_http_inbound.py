@@ -354,3 +354,25 @@ async def test_mutual_tls_admits_an_allowed_client_403s_another_and_refuses_no_c
                 f"{url}fhir", data=orjson.dumps(PATIENT), headers=FJSON, ssl=anonymous) as resp:
             await resp.read()
     assert len(await all_messages(engine)) == 1
+
+
+async def test_an_authenticated_expect_100_continue_request_is_told_to_continue_and_answered_aa(
+        make_config: Any, engine_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YL_TEST_TOKEN", "secret-token")
+    monkeypatch.setenv("YL_TEST_KEY", "secret-key")
+    engine: Engine = await engine_factory(make_config(CONFIG.format(extra="").replace(
+        '    http:\n      listen: "127.0.0.1:0"\n      max_body_bytes: 64KiB\n', AUTH)))
+    port = engine.channels["web"].inbound.port  # type: ignore[union-attr]
+    body = ADT.format(cid="X100").encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /hl7v2 HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+                 b"Authorization: Bearer secret-token\r\n"
+                 b"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n" % len(body))
+    await writer.drain()
+    interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    writer.write(body)
+    await writer.drain()
+    final = await asyncio.wait_for(reader.readuntil(b"MSA|AA|X100"), 10)
+    writer.close()
+    await writer.wait_closed()
+    assert interim.startswith(b"HTTP/1.1 100 Continue") and final.startswith(b"HTTP/1.1 200")
