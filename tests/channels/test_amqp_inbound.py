@@ -211,3 +211,39 @@ async def test_fhir_payloads_are_chosen_by_content_type_and_deduplicated_by_mess
 
     await eventually(both_seen, what="both deliveries handled")
     assert len(await rows(engine)) == 1 and engine.channels["mq"].stats.counts["duplicate"] == 1
+
+
+async def test_a_store_failure_nacks_with_requeue_and_the_message_is_stored_once_the_store_recovers(
+        make_config: Any, engine_factory: Any, rabbitmq: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.errors import StoreError
+
+    engine, queue = await start_engine(make_config, engine_factory, rabbitmq)
+    rt = engine.channels["mq"]
+    real_write = engine.store.write
+    failures = 0
+
+    def failing_write(op: Any) -> Any:
+        nonlocal failures
+        failures += 1
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_exception(StoreError("disk full (simulated)"))
+        return fut
+
+    monkeypatch.setattr(engine.store, "write", failing_write)
+    await publish(rabbitmq.url, queue, [(ORU.format(cid="SF1").encode(), None, "sf-1")])
+
+    async def failed_twice() -> bool:
+        return failures >= 2  # the first nack(requeue=True) came back as a redelivery
+
+    await eventually(failed_twice, what="delivery redelivered after a store failure")
+    assert rt.stats.last_error is not None and "store failed" in rt.stats.last_error
+    assert await rows(engine) == []
+    monkeypatch.setattr(engine.store, "write", real_write)
+
+    async def stored() -> bool:
+        return len(await rows(engine)) == 1
+
+    await eventually(stored, what="stored after the store recovered")
+    await engine.control("mq", "stop")
+    assert [cid for _, cid in await rows(engine)] == ["SF1"]
+    assert await queue_depth(rabbitmq.url, queue) == 0

@@ -376,3 +376,24 @@ async def test_an_authenticated_expect_100_continue_request_is_told_to_continue_
     writer.close()
     await writer.wait_closed()
     assert interim.startswith(b"HTTP/1.1 100 Continue") and final.startswith(b"HTTP/1.1 200")
+
+
+async def test_a_store_failure_is_answered_503_with_ae_or_a_transient_outcome_never_positively(
+        make_config: Any, engine_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.errors import StoreError
+
+    engine, url = await start(make_config, engine_factory)
+
+    def failing_write(op: Any) -> Any:
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_exception(StoreError("disk full (simulated)"))
+        return fut
+
+    monkeypatch.setattr(engine.store, "write", failing_write)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{url}/hl7v2", data=ADT.format(cid="F1").encode(), headers=HL7) as resp:
+            assert resp.status == 503 and resp.headers["Retry-After"]
+            assert "\rMSA|AE|F1" in (await resp.read()).decode()
+        async with http.post(f"{url}/fhir", data=orjson.dumps(PATIENT), headers=FJSON) as resp:
+            assert resp.status == 503
+            assert orjson.loads(await resp.read())["issue"][0]["code"] == "transient"
