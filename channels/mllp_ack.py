@@ -28,6 +28,8 @@ class MshHeader:
     __slots__ = ("codec", "enc", "msh", "text")
 
     def __init__(self, text: str, enc: Encoding, msh: list[str], codec: str) -> None:
+        if len(msh) < 19:  # pad to MSH-19 so fields are plain indexing (msh[n - 1] is MSH-n)
+            msh = msh + [""] * (19 - len(msh))
         self.text, self.enc, self.msh, self.codec = text, enc, msh, codec
 
     def field(self, n: int) -> str:
@@ -37,7 +39,9 @@ class MshHeader:
     def first(self, n: int) -> str:
         """MSH-n first repetition, first component, escapes decoded."""
         enc = self.enc
-        raw = self.field(n).split(enc.repetition, 1)[0].split(enc.component, 1)[0]
+        raw = self.msh[n - 1]
+        if enc.component in raw or enc.repetition in raw:
+            raw = raw.split(enc.repetition, 1)[0].split(enc.component, 1)[0]
         if raw == '""':
             return ""
         return unescape(raw, enc, self.codec) if enc.escape in raw else raw
@@ -45,13 +49,13 @@ class MshHeader:
     @property
     def control_id(self) -> str:
         """MSH-10, escapes decoded."""
-        raw = self.field(10)
+        raw = self.msh[9]
         return unescape(raw, self.enc, self.codec) if self.enc.escape in raw else raw
 
     @property
     def message_type(self) -> str:
         """``MSH-9.1^MSH-9.2`` (``ADT^A01``), or MSH-9.1 alone."""
-        parts = self.field(9).split(self.enc.repetition, 1)[0].split(self.enc.component, 2)
+        parts = self.msh[8].split(self.enc.repetition, 1)[0].split(self.enc.component, 2)
         return f"{parts[0]}^{parts[1]}" if len(parts) > 1 and parts[1] else parts[0]
 
     @property
@@ -74,14 +78,16 @@ def read_header(text: str, raw: bytes, codec: str) -> MshHeader:
     a non-empty MSH-9, no second MSH and no control characters; anything else is handed to
     `Er7Message.parse` for the verdict and its precise reason.
     """
-    if text.startswith("MSH") and len(text) >= 8 and text.find("MSH", 3) < 0:
+    wide = codec.startswith(_WIDE)
+    second_msh = text.find("MSH", 3) if wide else raw.find(b"MSH", 3)
+    if text.startswith("MSH") and len(text) >= 8 and second_msh < 0:
         end = text.find("\r")
         if end < 0:
             end = text.find("\n")
         line = text if end < 0 else text[:end]
         msh = line.split(text[3])
         enc = _ENCODINGS.get(text[3] + msh[1]) if len(msh) > 1 else None
-        if enc is not None and len(msh) >= 12 and msh[8] and _no_control(text, raw, codec):
+        if enc is not None and len(msh) >= 12 and msh[8] and _no_control(text, raw, wide):
             return MshHeader(text, enc, msh, codec)
     msg = Er7Message.parse(text)  # raises the precise Hl7ParseError, or the header is fine after all
     enc = msg.encoding
@@ -89,18 +95,20 @@ def read_header(text: str, raw: bytes, codec: str) -> MshHeader:
     return MshHeader(msg.text, enc, msg.msh.raw.split(enc.field), codec)
 
 
+_WIDE = ("utf-16", "utf-32", "utf_16", "utf_32")
+"""Codecs whose bytes are not ASCII-compatible: byte-level checks do not apply."""
 _TEXT_BYTES = bytes([0x09, 0x0A, 0x0D]) + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
 """Bytes allowed in ER7 text in an ASCII-compatible charset; the rest are C0 controls and DEL."""
 
 
-def _no_control(text: str, raw: bytes, codec: str) -> bool:
+def _no_control(text: str, raw: bytes, wide: bool) -> bool:
     """True when the message has no control characters but TAB/LF/CR (binary data is not ER7).
 
     In ASCII-compatible charsets (UTF-8, GB 18030, ISO 8859) bytes below 0x20 are never part of a
     multi-byte character, so the raw bytes are checked with one C-speed `translate` (~1 µs for
     1.5 KB, where a regex on the text takes ~10 µs).
     """
-    if codec.startswith(("utf-16", "utf-32", "utf_16", "utf_32")):
+    if wide:
         return not any((ch < " " and ch not in "\t\n\r") or ch == "\x7f" for ch in text)
     return not raw.translate(None, _TEXT_BYTES)
 
@@ -111,7 +119,7 @@ class AckWriter:
     __slots__ = ("_count", "_prefix", "_second", "_stamp")
 
     def __init__(self, prefix: str) -> None:
-        self._prefix = prefix
+        self._prefix = "".join(ch for ch in prefix if ch.isascii() and (ch.isalnum() or ch == "-"))
         self._count = 0
         self._second = -1
         self._stamp = ""
@@ -134,13 +142,14 @@ class AckWriter:
             raise ValueError(f"{code} is not a positive acknowledgment")
         enc = hdr.enc
         fs, cs = enc.field, enc.component
-        f = hdr.field
-        trigger = f(9).split(enc.repetition, 1)[0].split(cs, 2)
+        m = hdr.msh  # m[n - 1] is MSH-n
+        trigger = m[8].split(enc.repetition, 1)[0].split(cs, 2)
         msg_type = f"ACK{cs}{trigger[1]}{cs}ACK" if len(trigger) > 1 and trigger[1] else "ACK"
-        acked = f(10)
-        msh = fs.join(("MSH", enc.msh2, f(5), f(6), f(3), f(4), self.stamp(), "", msg_type,
-                       escape(self.next_control_id(), enc), f(11) or "P", f(12) or "2.5.1"))
-        charset = f(18)
+        self._count += 1  # the new MSH-10: prefix is alphanumeric + "-", nothing to escape
+        msh = fs.join(("MSH", enc.msh2, m[4], m[5], m[2], m[3], self.stamp(), "", msg_type,
+                       f"{self._prefix}{self._count}", m[10] or "P", m[11] or "2.5.1"))
+        acked = m[9]
+        charset = m[17]
         if charset:
             msh += fs * 6 + charset
         text = escape(text, enc) if text else ""
