@@ -107,7 +107,7 @@ def check_resident_id(text: str) -> str:
     if not _ID18.match(value):
         raise MappingError("is not an 18-character resident ID number (GB 11643)", value=mask_id(value))
     try:
-        datetime.strptime(value[6:14], "%Y%m%d")
+        datetime(int(value[6:10]), int(value[10:12]), int(value[12:14]))
     except ValueError:
         raise MappingError("has no valid birth date at characters 7-14 (GB 11643)",
                            value=mask_id(value)) from None

@@ -9,7 +9,7 @@ load time, never per message.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from engine.errors import ConfigError, PathSyntaxError
 from engine.source import HEADER_KEYS, Source
@@ -62,7 +62,26 @@ def getter(kind: Kind, text: str, scope: Scope = "message") -> Getter:
         compiled = compile_path(text)
         # At message scope the source is an Er7Message, which reads compiled paths directly.
         return lambda s: s.get(compiled)  # type: ignore[arg-type]
+    if kind == "hl7v2" and scope == "segment" and not text[:1].isalpha():
+        return _segment_getter(text)
     return lambda s: s.get(text)
+
+
+def _segment_getter(text: str) -> Getter:
+    """A relative path read on one `Segment` (an `each` / `records` item) with the path compiled once:
+    the same rule as `Segment.get` (first non-empty, non-null value, escapes decoded)."""
+    from engine.hl7v2.path import compile_path
+    from engine.hl7v2.segment import HL7_NULL
+
+    compiled = compile_path(text, "field")
+
+    def get(source: Source) -> str | None:
+        seg: Any = source
+        for raw in seg.raw_values(compiled):
+            if raw and raw != HL7_NULL:
+                return seg.decode(raw)  # type: ignore[no-any-return]
+        return None
+    return get
 
 
 def all_getter(kind: Kind, text: str, scope: Scope = "message") -> AllGetter:

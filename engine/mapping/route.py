@@ -365,8 +365,13 @@ class _Loader:
             if not isinstance(value, list) or not value:
                 raise self.fail("expected a list of paths", *key, "paths")
             getters = [self.guard(partial(paths.getter, kind, p, scope), *key, "paths") for p in value]
-            read = lambda source, rec: [g(source) for g in getters]  # noqa: E731
             text = "+".join(map(str, value))
+            if s.get("transforms", [None])[0] == "first":
+                # `paths` + `first` is a coalesce: stop reading at the first value found (hot path).
+                s = {**s, "transforms": s["transforms"][1:]}
+                read = partial(_coalesce, tuple(getters))
+            else:
+                read = lambda source, rec: [g(source) for g in getters]  # noqa: E731
         elif src == "const":
             const = value
             read = lambda source, rec: const  # noqa: E731
@@ -388,6 +393,14 @@ class _Loader:
         steps = tuple(self.guard(partial(compile_transform, t, env), *key, "transforms", i)
                       for i, t in enumerate(steps_spec))
         return FieldMap(name=name, line=line, source_text=text, read=read, steps=steps)
+
+
+def _coalesce(getters: tuple[paths.Getter, ...], source: Source, record: Mapping[str, Value]) -> Value:
+    for get in getters:
+        value = get(source)
+        if value:
+            return value
+    return None
 
 
 def load_route(path: str | Path, *, datasets: DatasetRegistry | None, tables: Mapping[str, CodeTable],
