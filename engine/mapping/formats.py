@@ -5,6 +5,7 @@ Dates: HL7 v2 TS/DTM (HL7 v2.5.1 §2.A.22 DTM: ``YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]
 dataset formats D8 (``YYYYMMDD``) and DT15 (``YYYYMMDDThhmmss``). Missing time parts of a precise-to-the-
 day value are zero (HL7 "degree of precision"); a value with an offset is converted to Beijing time
 (UTC+08:00) unless the transform says `timezone: keep`; a value without offset is taken as local time.
+Conversions are memoised (pure functions; the OBX rows of a report share their timestamps).
 
 Resident ID numbers: GB 11643-1999 公民身份号码, 18 characters = 6-digit address code + 8-digit birth date
 + 3-digit sequence (odd = male) + check character by ISO 7064 MOD 11-2: weights 7 9 10 5 8 4 2 1 6 3 7 9
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta, timezone
+from functools import lru_cache
 
 from engine.errors import MappingError
 
@@ -70,6 +72,7 @@ def _local(dt: datetime, has_offset: bool, keep: bool) -> datetime:
     return dt
 
 
+@lru_cache(maxsize=4096)
 def to_d8(text: str, *, keep_timezone: bool = False) -> str:
     """HL7 TS / FHIR date(Time) → ``YYYYMMDD``; a value without a day is an error."""
     try:
@@ -83,6 +86,7 @@ def to_d8(text: str, *, keep_timezone: bool = False) -> str:
     return _local(dt, has_offset, keep_timezone).strftime("%Y%m%d")
 
 
+@lru_cache(maxsize=4096)
 def to_dt15(text: str, *, keep_timezone: bool = False) -> str:
     """HL7 TS / FHIR dateTime → ``YYYYMMDDThhmmss`` (Beijing time when the value has an offset)."""
     dt, has_offset, precision = parse_timestamp(text)
