@@ -48,6 +48,8 @@ STORE_RETRY_PAUSE = 1.0
 """Seconds a delivery whose commit failed waits before `nack(requeue=True)`."""
 DRAIN_TIMEOUT = 10.0
 """Seconds `stop()` waits for deliveries being committed before closing the connection."""
+CLOSE_TIMEOUT = 5.0
+"""Seconds to wait for basic.cancel / connection.close on a broker that may be half gone."""
 FATAL = (ChannelNotFoundEntity, ChannelAccessRefused, ChannelPreconditionFailed)
 """Errors at start that reconnecting cannot fix (missing queue, no permission, mismatched arguments)."""
 
@@ -101,7 +103,7 @@ class AmqpInbound(Inbound):
         except FATAL:
             raise
         except (AMQPError, OSError, TimeoutError) as exc:
-            self.context.error(f"cannot connect to the broker: {type(exc).__name__}: {exc}")
+            self.context.error(f"cannot connect to {self._safe_url()}: {type(exc).__name__}, retrying")
             connected = False
         self._supervisor = asyncio.create_task(self._supervise(url, connected),
                                                name=f"amqp-supervisor-{self.name}")
@@ -113,8 +115,8 @@ class AmqpInbound(Inbound):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), DRAIN_TIMEOUT)
         if self._connection is not None:
-            with contextlib.suppress(AMQPError, OSError, RuntimeError):
-                await self._connection.close()
+            with contextlib.suppress(AMQPError, OSError, RuntimeError, TimeoutError):
+                await asyncio.wait_for(self._connection.close(), CLOSE_TIMEOUT)
         if self._supervisor is not None:
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -168,7 +170,7 @@ class AmqpInbound(Inbound):
     async def _cancel(self) -> None:
         if self._queue is not None:
             with contextlib.suppress(AMQPError, OSError, RuntimeError, asyncio.TimeoutError):
-                await self._queue.cancel(self._consumer_tag)
+                await self._queue.cancel(self._consumer_tag, timeout=CLOSE_TIMEOUT)
 
     async def _supervise(self, url: str, connected: bool) -> None:
         """Wait for the connection (or channel) to close; then reconnect with backoff until it works."""
@@ -182,7 +184,7 @@ class AmqpInbound(Inbound):
                     return
                 try:
                     await self._connect(url)
-                except (AMQPError, OSError, TimeoutError) as exc:
+                except Exception as exc:  # whatever it is, keep trying: the state says reconnecting
                     self.context.error(f"reconnect attempt {attempt} failed: {type(exc).__name__}")
                     continue
                 attempt = 0

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -56,7 +56,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class HttpInbound(Inbound):
     """An aiohttp server for one channel; `describe()` shows where it listens."""
 
-    def __init__(self, *, name: str, settings: Any, context: ChannelContext) -> None:
+    def __init__(self, *, name: str, settings: Mapping[str, Any], context: ChannelContext) -> None:
         super().__init__(name=name, settings=settings, context=context)
         self.host, self.port = parse_listen(settings.get("listen", DEFAULT_LISTEN))
         self.base = "/" + str(settings.get("base_path", "/")).strip("/")

@@ -247,3 +247,24 @@ async def test_a_store_failure_nacks_with_requeue_and_the_message_is_stored_once
     await engine.control("mq", "stop")
     assert [cid for _, cid in await rows(engine)] == ["SF1"]
     assert await queue_depth(rabbitmq.url, queue) == 0
+
+
+async def test_a_channel_started_while_the_broker_is_unreachable_shows_reconnecting_and_stops_cleanly(
+        make_config: Any, engine_factory: Any) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"amqp://guest:secret@127.0.0.1:{port}/"
+    engine: Engine = await engine_factory(make_config(CONFIG.format(url=url, queue="q", extra="")))
+    rt = engine.channels["mq"]
+
+    async def reconnecting() -> bool:
+        return rt.state is ChannelState.RECONNECTING
+
+    await eventually(reconnecting, what="reconnecting while the broker is unreachable")
+    [channel] = engine.status()["channels"]
+    assert channel["state"] == "reconnecting" and "secret" not in str(channel)
+    assert await readyz(engine) == (503, True)
+    assert await engine.control("mq", "stop") is ChannelState.STOPPED
