@@ -157,7 +157,9 @@ channels:
 
 
 _ENGINE_SNIPPET = """
-import asyncio, sys
+import asyncio, os, sys
+if os.environ.get("BENCH_SWITCH_INTERVAL"):  # GIL hand-off experiment (see the report in the docstring)
+    sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
 from engine.config import load_config
 from engine.logs import configure_logging
 from engine.runtime import Engine
@@ -196,6 +198,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per run")
     parser.add_argument("--connections", default="1,8,32")
     parser.add_argument("--store-dir", help="directory for the SQLite store (default: a temp dir in ./var)")
+    parser.add_argument("--switch-interval", type=float,
+                        help="sys.setswitchinterval() for the engine process (GIL hand-off experiment)")
     parser.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--load", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -211,10 +215,13 @@ def main() -> int:
     base = Path(args.store_dir) if args.store_dir else REPO / "var"
     base.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=base, prefix="bench-mllp-") as tmp:
+        if args.switch_interval:
+            os.environ["BENCH_SWITCH_INTERVAL"] = str(args.switch_interval)
         engine, engine_port = _spawn_engine(Path(tmp))
         echo, echo_port = _spawn_echo()
         try:
-            print(f"store: {tmp} (synchronous=FULL); message {sum(map(len, adt_parts())) + 8} bytes; "
+            swi = f"; engine switch interval {args.switch_interval}s" if args.switch_interval else ""
+            print(f"store: {tmp} (synchronous=FULL){swi}; message {sum(map(len, adt_parts())) + 8} bytes; "
                   f"{args.seconds:g}s per run; cpus: {os.cpu_count()}")
             print(f"{'conns':>5} | {'engine msg/s':>12} {'p50 ms':>7} {'p99 ms':>7} | "
                   f"{'echo msg/s':>10} {'p50 ms':>7} {'p99 ms':>7} | ratio")

@@ -165,7 +165,8 @@ class MllpConnection(asyncio.Protocol):
             log.info("idle timeout: connection closed", channel=self.server.name, peer=self.peer)
             self.close()
             return
-        nxt = max(idle_deadline, now + 0.01)
+        # Still committing or waiting for the pipeline: not idle; look again within a second.
+        nxt = idle_deadline if idle_deadline > now else now + min(1.0, self.server.idle_timeout)
         if started is not None:
             nxt = min(nxt, started + self.server.read_timeout)
         self._schedule(nxt)
