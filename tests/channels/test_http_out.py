@@ -157,3 +157,48 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def test_fhir_resources_go_to_their_type_bundles_to_the_base_and_operation_outcomes_are_kept(
+        make_config: Callable[[str], Config], engine_factory: Callable[[Config], Any]) -> None:
+    from aiohttp import web
+
+    paths: list[tuple[str, str, str]] = []
+    outcome = (b'{"resourceType": "OperationOutcome", "issue": [{"severity": "information", "code":'
+               b' "informational", "diagnostics": "created"}]}')
+
+    class FhirSink(S.Sink):  # type: ignore[misc,name-defined]
+        async def handle(self, request: web.Request) -> web.Response:
+            body = await request.read()
+            paths.append((request.method, request.path, request.content_type))
+            if b"Bad" in body:
+                bad = (b'{"resourceType": "OperationOutcome", "issue": [{"severity": "error",'
+                       b' "code": "invalid", "diagnostics": "Patient.gender: unknown code"}]}')
+                return web.Response(status=422, body=bad, content_type="application/fhir+json")
+            return web.Response(status=201, body=outcome, content_type="application/fhir+json")
+
+    sink = await FhirSink().start()
+    try:
+        engine: Engine = await engine_factory(make_config(f"""
+engine:
+  store: {{path: var/e.db}}
+  admin: {{enabled: false}}
+destinations:
+  - name: fhir
+    type: fhir
+    ordering: fifo
+    fhir: {{base_url: "{sink.url}/fhir/"}}
+"""))
+        await S.inject(engine, destinations=("fhir",), records=[
+            {"resourceType": "Patient", "id": "p1"},
+            {"resourceType": "Bundle", "type": "transaction", "entry": []},
+            {"resourceType": "Patient", "name": [{"text": "Bad"}]}])
+        [(error,)] = await S.wait_for(lambda: S.rows(engine, "SELECT error FROM dead_letters"))
+        assert "HTTP 422" in error and "error invalid: Patient.gender: unknown code" in error
+        assert paths == [("POST", "/fhir/Patient", "application/fhir+json"),
+                         ("POST", "/fhir", "application/fhir+json"),
+                         ("POST", "/fhir/Patient", "application/fhir+json")]
+        sent = await S.rows(engine, "SELECT last_response FROM deliveries WHERE state = 'sent'")
+        assert sent == [("HTTP 201: OperationOutcome: information informational: created",)] * 2
+    finally:
+        await sink.stop()
