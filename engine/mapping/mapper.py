@@ -163,6 +163,14 @@ def run_route(route: Route, unit: Unit, datasets: DatasetRegistry | None) -> lis
     except FilteredMessage as drop:
         return [Outcome(RouteResult(route_id=route.id, dataset=route.target, filtered=drop.reason,
                                     destinations=dests), org, route.target, [])]
+    if route.validate_structure:
+        from engine.mapping.structure import structure_problem
+
+        problem = structure_problem(str(getattr(source, "text", "")))
+        if problem is not None:
+            error = f"{route.file}:{route.line_of('validate')} validate: structure: {problem}"
+            return [Outcome(RouteResult(route_id=route.id, dataset=route.target, error=error,
+                                        destinations=dests), org, route.target, [])]
     if route.passthrough:
         return [Outcome(RouteResult(route_id=route.id, passthrough=True, destinations=dests), org, None, [])]
     return [map_one(route, unit, item, org, list(org_errors), datasets) for item in items]

@@ -27,8 +27,8 @@ from engine.tables import CodeTable
 REPO = Path(__file__).resolve().parents[2]
 """The repository root: route files inside it are named relative to it in errors."""
 
-TOP_KEYS = ("id", "description", "match", "filter", "target", "records", "passthrough", "operation",
-            "envelope", "fields", "each", "destinations")
+TOP_KEYS = ("id", "description", "match", "filter", "validate", "target", "records", "passthrough",
+            "operation", "envelope", "fields", "each", "destinations")
 MATCH_KEYS = ("channels", "message_type", "resource_type", "when")
 FIELD_KEYS = ("path", "paths", "all", "const", "header", "field", "transforms")
 EACH_KEYS = ("group", "when", "fields")
@@ -100,6 +100,8 @@ class Route:
     record_time: FieldMap | None = None
     destinations: tuple[str, ...] = ()
     destinations_line: int = 0
+    validate_structure: bool = False
+    """`validate: structure`: hl7apy structure/datatype validation before mapping (HL7 v2 only)."""
     field_lines: dict[str, int] = field(default_factory=dict)
 
     def matches(self, channel: str | None, source: Source) -> bool:
@@ -194,6 +196,13 @@ class _Loader:
         self.match(route, doc.get("match"))
         self.kind = route.kind
         route.filters = tuple(self.filters(doc.get("filter")))
+        route.field_lines["validate"] = self.line("validate")
+        if "validate" in doc:
+            if doc["validate"] not in ("structure", "none"):
+                raise self.fail("validate: expected structure or none", "validate")
+            if doc["validate"] == "structure" and route.kind != "hl7v2":
+                raise self.fail("validate: structure applies to HL7 v2 routes (message_type)", "validate")
+            route.validate_structure = doc["validate"] == "structure"
         route.passthrough = bool(doc.get("passthrough", False))
         dests = doc.get("destinations", [])
         if not isinstance(dests, list) or not all(isinstance(d, str) for d in dests):

@@ -92,3 +92,16 @@ def test_gb18030_bytes_are_decoded_with_the_declared_charset(router: Router) -> 
     [person] = [r for r in router.route(stored((SAMPLES / "adt_a01_gb18030.hl7").read_bytes()))
                 if r.route_id == "adt_person"]
     assert person.record is not None and person.record["name"] == "孙丽华"
+
+
+def test_validate_structure_rejects_messages_hl7apy_finds_malformed(tmp_path: Path) -> None:
+    """`validate: structure` runs hl7apy strict validation first: ADT^A28 without PV1 fails, A31 passes."""
+    route = tmp_path / "strict.yaml"
+    route.write_text("id: strict\nmatch: {message_type: ADT^A28|ADT^A31}\nvalidate: structure\n"
+                     "passthrough: true\n", encoding="utf-8")
+    r = build_router([route])
+    [ok] = r.route(stored((SAMPLES / "adt_a31_crlf.hl7").read_bytes()))
+    assert ok.passthrough and ok.error is None
+    [bad] = r.route(stored((SAMPLES / "adt_a28_zpi.hl7").read_bytes()))
+    expected = "validate: structure: ValidationError: Missing required child ADT_A05.PV1"
+    assert bad.error is not None and expected in bad.error
