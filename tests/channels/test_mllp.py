@@ -431,3 +431,18 @@ async def test_yonglink_send_exits_1_when_a_message_is_rejected(
     code = await asyncio.to_thread(main, ["send", "--port", str(port), str(bad)])
     assert code == 1
     assert "\tAR\tMSH-8 security missing" in capsys.readouterr().out
+
+
+async def test_rejections_and_discarded_bytes_log_no_patient_data(
+        make_config: MakeConfig, engine_factory: Factory, capsys: pytest.CaptureFixture[str]) -> None:
+    _, port = await start_engine(make_config, engine_factory)
+    conn = await RawConnection.open(port)
+    await conn.send(b"PID|1||330203198503120171^^^CHN^NNCHN||WANG^JIANGUO\r" + encode_frame(
+        b"PID|1||330203198503120171^^^CHN^NNCHN||WANG^JIANGUO\r"), framed=False)
+    reply = await conn.reply()
+    await conn.close()
+    assert reply is not None and segments(reply)["MSA"][1] == "AR"
+    out = capsys.readouterr()
+    logged = out.out + out.err
+    assert "rejected input" in logged and "outside an MLLP frame" in logged
+    assert "JIANGUO" not in logged and "330203198503120171" not in logged
