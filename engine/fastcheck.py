@@ -10,6 +10,7 @@ a schema using anything else simply has no fast path. A differential test keeps 
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -66,10 +67,35 @@ def _to_draft7(node: Any) -> Any:
     return node
 
 
+_COMPILED: dict[str, Callable[[Any], Any]] = {}
+"""Generated validators by schema text: compiling costs ~0.1 s a schema, so a process does it once."""
+
+
 def compile_fast(schema: Mapping[str, Any], documents: Mapping[str, Mapping[str, Any]]) -> FastCheck | None:
-    """A fast validity check for `schema` ($refs resolved in `documents` by `$id`), or None."""
+    """A fast validity check for `schema` ($refs resolved in `documents` by `$id`), or None.
+
+    Code generation is deferred to the first check and shared by every registry in the process, so
+    engine start-up (and a test suite starting many engines) does not pay for datasets it never sees.
+    """
     if not _portable(schema) or not all(_portable(d) for d in documents.values()):
         return None
+    key = json.dumps([schema, documents], sort_keys=True, ensure_ascii=False)
+
+    def check(record: Any) -> bool:
+        validate = _COMPILED.get(key)
+        if validate is None:
+            validate = _COMPILED[key] = _generate(schema, documents)
+        try:
+            validate(record)
+        except fastjsonschema.JsonSchemaException:
+            return False
+        return True
+
+    return check
+
+
+def _generate(schema: Mapping[str, Any],
+              documents: Mapping[str, Mapping[str, Any]]) -> Callable[[Any], Any]:
     converted = {uri: _to_draft7(copy.deepcopy(dict(doc))) for uri, doc in documents.items()}
     for doc in converted.values():
         doc["$schema"] = "http://json-schema.org/draft-07/schema#"
@@ -79,13 +105,4 @@ def compile_fast(schema: Mapping[str, Any], documents: Mapping[str, Mapping[str,
     def resolve(uri: str) -> Any:
         return converted[uri]
 
-    validate = fastjsonschema.compile(root, handlers={"https": resolve, "http": resolve}, formats={})
-
-    def check(record: Any) -> bool:
-        try:
-            validate(record)
-        except fastjsonschema.JsonSchemaException:
-            return False
-        return True
-
-    return check
+    return fastjsonschema.compile(root, handlers={"https": resolve, "http": resolve}, formats={})
