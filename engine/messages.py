@@ -159,7 +159,8 @@ class MessageQuery:
 
 def search(conn: sqlite3.Connection, q: MessageQuery) -> list[StoredMessage]:
     """Newest first, metadata only (no raw bytes)."""
-    where, args = [], []
+    where: list[str] = []
+    args: list[Any] = []
     for column, value in (("channel", q.channel), ("control_id", q.control_id), ("state", q.state),
                           ("sending_facility", q.sending_facility), ("message_type", q.message_type)):
         if value is not None:
