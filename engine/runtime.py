@@ -231,6 +231,9 @@ class Engine:
         stop_requested = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop_requested.set)
+        from engine.reload import install_sighup
+
+        install_sighup(self)  # SIGHUP: re-read config and routes, validated first
         await stop_requested.wait()
         log.info("signal received, stopping")
         await self.stop()
