@@ -71,15 +71,16 @@ class MshHeader:
             return None
 
 
-def read_header(text: str, raw: bytes, codec: str) -> MshHeader:
+def read_header(text: str, raw: bytes, codec: str, *, single: bool = False) -> MshHeader:
     """Read the MSH of ``text`` (decoded from ``raw``); raise `Hl7ParseError` if it is unusable.
 
     The fast path takes a text that starts with MSH, has known encoding characters, at least MSH-12,
     a non-empty MSH-9, no second MSH and no control characters; anything else is handed to
-    `Er7Message.parse` for the verdict and its precise reason.
+    `Er7Message.parse` for the verdict and its precise reason. ``single=True``: the caller already
+    checked that "MSH" occurs only at the start.
     """
     wide = codec.startswith(_WIDE)
-    second_msh = text.find("MSH", 3) if wide else raw.find(b"MSH", 3)
+    second_msh = -1 if single else (text.find("MSH", 3) if wide else raw.find(b"MSH", 3))
     if text.startswith("MSH") and len(text) >= 8 and second_msh < 0:
         end = text.find("\r")
         if end < 0:

@@ -84,11 +84,12 @@ class MllpHandler:
         codec = self._codec(label)
         try:
             text = decode(payload, label)
-            if not payload.startswith(b"MSH") or b"\rMSH" in payload or b"\nMSH" in payload:
+            single = payload.startswith(b"MSH") and payload.find(b"MSH", 3) < 0  # one scan, common case
+            if not single:
                 head = text.lstrip("\ufeff\r\n\t ")
                 if head.startswith(("FHS", "BHS")) or "\rMSH" in head or "\nMSH" in head:
                     return await self._batch(payload, text, label, codec, peer, received_at)
-            hdr = read_header(text, payload, codec)
+            hdr = read_header(text, payload, codec, single=single)
         except CharsetError as exc:
             return await self._reject(payload, _not_hl7(payload) or exc, label, codec, peer, received_at)
         except RejectedMessage as exc:
