@@ -7,7 +7,7 @@ is a bare aio-pika consumer with the same prefetch that acks each delivery at on
 nothing; the candidate is a real yonglink engine (SQLite store, group commit) with an AMQP channel.
 Both run in this process against the same private RabbitMQ (tests/broker.py), in the same run.
 
-    .venv/bin/python bench/amqp_ingest.py [--messages 10000] [--senders 8] [--prefetch 200] [--url URL]
+    .venv/bin/python bench/amqp_ingest.py [--messages 6000] [--senders 8] [--prefetch 200] [--url URL]
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ channels:
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--messages", type=int, default=10000)
+    ap.add_argument("--messages", type=int, default=6000)
     ap.add_argument("--senders", type=int, default=8)
     ap.add_argument("--prefetch", type=int, default=200)
     ap.add_argument("--url", help="an existing broker (default: start a private one)")
@@ -152,7 +152,7 @@ async def main() -> None:
         url = broker.url
     try:
         with tempfile.TemporaryDirectory(prefix="yonglink-bench-") as tmp:
-            await bare(url, 2000, args.senders, args.prefetch)  # warm-up
+            await bare(url, 1000, args.senders, args.prefetch)  # warm-up
             base = await bare(url, args.messages, args.senders, args.prefetch)
             ours = await yonglink(url, args.messages, args.senders, args.prefetch, Path(tmp))
     finally:
