@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -150,11 +150,21 @@ class DestinationWorker:
                 await self._sleep(next_at)
 
     async def _attempt_parallel(self, row: Pending, slots: asyncio.Semaphore) -> None:
+        """The slot is freed as soon as the send returns; the row stays claimed until its outcome commits
+        (so a group commit's fsync latency does not cap the sends in flight)."""
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                slots.release()
+
         try:
-            await self._attempt(row)
+            await self._attempt(row, on_sent=release)
         finally:
             self.inflight.pop(row.id, None)
-            slots.release()
+            release()
 
     # --- fifo -------------------------------------------------------------------------------------
 
@@ -196,8 +206,8 @@ class DestinationWorker:
 
     # --- one attempt ------------------------------------------------------------------------------
 
-    async def _attempt(self, row: Pending) -> bool:
-        """Send once and record the outcome durably; True when sent."""
+    async def _attempt(self, row: Pending, on_sent: Callable[[], None] | None = None) -> bool:
+        """Send once and record the outcome durably; True when sent. `on_sent` runs when the send is over."""
         if self.outbound is None:
             return False
         attempt = row.attempts + 1
@@ -210,8 +220,12 @@ class DestinationWorker:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if on_sent is not None:
+                on_sent()
             await self._record_failure(row, attempt, as_delivery_error(exc))
             return False
+        if on_sent is not None:
+            on_sent()
         now = time.time()
         try:
             await self.store.write(lambda c: queue.mark_sent(c, row.id, attempts=attempt, now=now,

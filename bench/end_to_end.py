@@ -1,0 +1,189 @@
+"""End-to-end benchmark: MLLP in → route (ADT^A01 → person record, or pass-through) → HTTP sink.
+
+    .venv/bin/python bench/end_to_end.py [--seconds 10] [--connections 32] [--mode person|passthrough]
+                                         [--outage SECONDS] [--store-dir DIR]
+
+Three processes: the engine (`Engine.run_until_signalled`, an MLLP channel, one route, an `http`
+destination), an aiohttp sink that counts distinct `Idempotency-Key`s (a delivery counts once it is
+sink-confirmed), and the MLLP load generator of bench/mllp_ingest.py (each connection sends a 1.5 KB
+ADT^A01 and waits for its ACK). Reports the ACKed ingest rate, the sink-confirmed delivery rate over
+the whole run (first send → last delivery), and how long the backlog took to drain after the load
+stopped. `--outage S` makes the sink answer 503 for the first S seconds of the load (the backlog then
+drains through the retry policy); the issue's 10-minute outage run is `--seconds 600 --outage 600`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _ingest_module() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_mllp_ingest", REPO / "bench" / "mllp_ingest.py")
+    if spec is None or spec.loader is None:
+        raise ImportError("bench/mllp_ingest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- the sink ----------------------------------------------------------------------------------------
+
+
+async def _sink(outage_until_flag: str) -> None:
+    from aiohttp import web
+
+    keys: set[str] = set()
+    state = {"requests": 0, "outage": outage_until_flag == "1", "last": 0.0}
+
+    async def receive(request: web.Request) -> web.Response:
+        await request.read()
+        state["requests"] += 1
+        if state["outage"]:
+            return web.Response(status=503, text="outage")
+        keys.add(request.headers.get("Idempotency-Key", ""))
+        state["last"] = time.time()
+        return web.Response(status=201, text="ok")
+
+    async def count(request: web.Request) -> web.Response:
+        return web.json_response({"delivered": len(keys), "requests": state["requests"], "last": state["last"]})
+
+    async def outage(request: web.Request) -> web.Response:
+        state["outage"] = request.query.get("on") == "1"
+        return web.json_response({"outage": state["outage"]})
+
+    app = web.Application()
+    app.router.add_post("/in", receive)
+    app.router.add_get("/count", count)
+    app.router.add_post("/outage", outage)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    print(site._server.sockets[0].getsockname()[1], flush=True)  # type: ignore[union-attr]
+    await asyncio.Event().wait()
+
+
+def _get(url: str, method: str = "GET") -> Any:
+    req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+# --- orchestration -------------------------------------------------------------------------------------
+
+
+def _write_config(tmp: Path, sink_port: int, mode: str) -> Path:
+    if mode == "person":
+        route = (REPO / "mappings" / "adt_person.yaml").read_text(encoding="utf-8")
+        route = route.replace("destinations: []", "destinations: [sink]")
+    else:
+        route = "id: adt_passthrough\nmatch: {message_type: ADT^A01}\npassthrough: true\ndestinations: [sink]\n"
+    (tmp / "route.yaml").write_text(route, encoding="utf-8")
+    config = tmp / "bench.yaml"
+    config.write_text(f"""
+engine:
+  store: {{path: {tmp / 'bench.db'}}}
+  admin: {{enabled: false}}
+  log: {{format: json, level: warning}}
+  tables: {REPO / 'mappings' / 'tables'}
+channels:
+  - name: bench
+    type: mllp
+    mllp: {{listen: "127.0.0.1:0"}}
+destinations:
+  - name: sink
+    type: http
+    concurrency: 32
+    retry: {{initial_delay: 0.5, max_delay: 5s}}
+    http: {{url: "http://127.0.0.1:{sink_port}/in"}}
+routes: [route.yaml]
+""", encoding="utf-8")
+    return config
+
+
+def _spawn(argv: list[str], **kw: Any) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, **kw)
+    line = proc.stdout.readline() if proc.stdout else ""
+    return proc, int(line)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="seconds of MLLP load")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--mode", choices=("person", "passthrough"), default="person")
+    parser.add_argument("--outage", type=float, default=0.0, help="sink answers 503 for the first S seconds")
+    parser.add_argument("--store-dir", help="directory for the SQLite store (default: a temp dir in ./var)")
+    parser.add_argument("--sink", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    ingest = _ingest_module()
+    runner = ingest._runner()
+    if args.sink is not None:
+        runner(_sink(args.sink))
+        return 0
+
+    base = Path(args.store_dir) if args.store_dir else REPO / "var"
+    base.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=base, prefix="bench-e2e-") as tmp:
+        sink, sink_port = _spawn([sys.executable, __file__, "--sink", "1" if args.outage else "0"])
+        config = _write_config(Path(tmp), sink_port, args.mode)
+        engine, mllp_port = _spawn([sys.executable, "-c", ingest._ENGINE_SNIPPET, str(config)])
+        sink_url = f"http://127.0.0.1:{sink_port}"
+        try:
+            print(f"mode {args.mode}; {args.connections} MLLP connections; {args.seconds:g}s load; "
+                  f"outage {args.outage:g}s; cpus {os.cpu_count()}", flush=True)
+            start = time.time()
+            load = subprocess.Popen([sys.executable, str(REPO / "bench" / "mllp_ingest.py"), "--load",
+                                     str(mllp_port), str(args.connections), str(args.seconds), "e2e"],
+                                    stdout=subprocess.PIPE, text=True)
+            if args.outage:
+                time.sleep(args.outage)
+                _get(f"{sink_url}/outage?on=0", "POST")
+                outage_end = time.time()
+                print(f"outage over after {outage_end - start:.1f}s; backlog "
+                      f"{_get(f'{sink_url}/count')['requests']} refused requests so far", flush=True)
+            out, _ = load.communicate()
+            load_end = time.time()
+            ingest_result = json.loads(out)
+            # every ACKed message must reach the sink: wait until the count stops growing
+            last, stable_since = -1, time.time()
+            while time.time() - stable_since < 3.0:
+                now_count = _get(f"{sink_url}/count")
+                if now_count["delivered"] != last:
+                    last, stable_since = now_count["delivered"], time.time()
+                time.sleep(0.2)
+            done = _get(f"{sink_url}/count")
+            finished = done["last"] or load_end
+            total = done["delivered"]
+            print(f"ingest (ACKed, measured window): {ingest_result['msgs_per_s']:,.0f} msg/s, "
+                  f"p50 {ingest_result['p50_ms']:.2f} ms, p99 {ingest_result['p99_ms']:.2f} ms")
+            print(f"delivered (sink-confirmed, distinct keys): {total:,} in {finished - start:.1f}s = "
+                  f"{total / max(finished - start, 1e-9):,.0f} msg/s; sink saw {done['requests']:,} requests")
+            print(f"backlog drained {max(0.0, finished - load_end):.1f}s after the load stopped")
+        finally:
+            for proc in (engine, sink):
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
