@@ -59,7 +59,8 @@ async def _sink(outage_until_flag: str) -> None:
         return web.Response(status=201, text="ok")
 
     async def count(request: web.Request) -> web.Response:
-        return web.json_response({"delivered": len(keys), "requests": state["requests"], "last": state["last"]})
+        return web.json_response({"delivered": len(keys), "requests": state["requests"],
+                                  "last": state["last"]})
 
     async def outage(request: web.Request) -> web.Response:
         state["outage"] = request.query.get("on") == "1"
@@ -91,7 +92,8 @@ def _write_config(tmp: Path, sink_port: int, mode: str) -> Path:
         route = (REPO / "mappings" / "adt_person.yaml").read_text(encoding="utf-8")
         route = route.replace("destinations: []", "destinations: [sink]")
     else:
-        route = "id: adt_passthrough\nmatch: {message_type: ADT^A01}\npassthrough: true\ndestinations: [sink]\n"
+        route = ("id: adt_passthrough\nmatch: {message_type: ADT^A01}\npassthrough: true\n"
+                 "destinations: [sink]\n")
     (tmp / "route.yaml").write_text(route, encoding="utf-8")
     config = tmp / "bench.yaml"
     config.write_text(f"""
