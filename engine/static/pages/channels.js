@@ -41,7 +41,7 @@ async function act(ctx, name, action) {
 
 function rateCell(pts) {
   const last = pts.length ? pts[pts.length - 1][1] : 0;
-  return [sparkline(pts), h("span", { class: "rate-now" }, last.toFixed(1))];
+  return [sparkline(pts, { width: 96 }), h("span", { class: "rate-now" }, last.toFixed(1))];
 }
 
 function row(ch, ctx, rates) {
