@@ -46,6 +46,7 @@ class DeliveryService:
         self.destinations: dict[str, DestinationConfig] = {d.name: d for d in engine.config.destinations}
         self.workers: dict[str, DestinationWorker] = {}
         self._counts: dict[str, dict[str, Any]] = {}
+        self._sent_at_start: dict[str, int] = {}
         self._dirty = asyncio.Event()
         self._registry: DatasetRegistry | None = None
         self._house: asyncio.Task[None] | None = None
@@ -148,6 +149,7 @@ class DeliveryService:
             worker.on_change = self._dirty.set
             self.workers[name] = worker
             await worker.start()
+        self._sent_at_start = await self.engine.store.read(queue.sent_counts)
         await self._refresh()
         self._house = asyncio.create_task(self._housekeeping(), name="yonglink-delivery-housekeeping")
 
@@ -178,6 +180,8 @@ class DeliveryService:
 
     async def _refresh(self) -> None:
         self._counts = await self.engine.store.read(queue.destination_counts)
+        for name, worker in self.workers.items():
+            self._counts.setdefault(name, {})["sent"] = self._sent_at_start.get(name, 0) + worker.sent
         m = self.engine.metrics
         for name in self.destinations:
             c = self._counts.get(name, {})

@@ -72,6 +72,7 @@ class DestinationWorker:
         self.last_error: str | None = connector_error
         self.last_error_at: float | None = time.time() if connector_error else None
         self.failures = 0
+        self.sent = 0
         self._failures_since_summary = 0
         self._last_summary = 0.0
         self._event = asyncio.Event()
@@ -234,6 +235,7 @@ class DestinationWorker:
             self._log.error("cannot record a sent delivery; it will be sent again", message_id=row.message_id)
             return False
         self.metrics.deliveries.labels(self.name, "sent").inc()
+        self.sent += 1
         self._set_success()
         self._changed()
         return True

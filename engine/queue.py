@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(destination, next_attempt_at) WHERE state = 'queued';
 CREATE INDEX IF NOT EXISTS deliveries_fifo ON deliveries(destination, seq) WHERE state = 'queued';
+CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries(destination) WHERE state = 'dead';
 CREATE INDEX IF NOT EXISTS deliveries_sent ON deliveries(last_attempt_at)
     WHERE state = 'sent' AND payload IS NOT NULL;
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -218,22 +219,31 @@ def mark_dead(conn: sqlite3.Connection, item: Pending, *, attempts: int, now: fl
 # --- status and retention ----------------------------------------------------------------------
 
 
+def _blank() -> dict[str, Any]:
+    return {"queued": 0, "retrying": 0, "sent": 0, "dead": 0, "dead_letters": 0, "oldest_queued": None}
+
+
+def sent_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    """Sent deliveries per destination: a full scan, so only at start-up (workers count from there)."""
+    return dict(conn.execute("SELECT destination, count(*) FROM deliveries WHERE state = 'sent'"
+                             " GROUP BY destination").fetchall())
+
+
 def destination_counts(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
-    """Per destination: queued, retrying (queued with attempts > 0), sent, dead, oldest queued time."""
+    """Per destination: queued, retrying (queued with attempts > 0), dead, dead letters, oldest queued.
+
+    Reads only the queued and dead rows (partial indexes), never the ever-growing sent history.
+    """
     out: dict[str, dict[str, Any]] = {}
-    for dest, state, retrying, n, oldest in conn.execute(
-            "SELECT destination, state, attempts > 0, count(*), min(created_at) FROM deliveries"
-            " GROUP BY destination, state, attempts > 0"):
-        d = out.setdefault(dest, {"queued": 0, "retrying": 0, "sent": 0, "dead": 0, "oldest_queued": None})
-        d[state] = d.get(state, 0) + n
-        if state == "queued":
-            if retrying:
-                d["retrying"] += n
-            if d["oldest_queued"] is None or oldest < d["oldest_queued"]:
-                d["oldest_queued"] = oldest
+    for dest, n, retrying, oldest in conn.execute(
+            "SELECT destination, count(*), sum(attempts > 0), min(created_at) FROM deliveries"
+            " WHERE state = 'queued' GROUP BY destination"):
+        out.setdefault(dest, _blank()).update(queued=n, retrying=retrying or 0, oldest_queued=oldest)
+    for dest, n in conn.execute("SELECT destination, count(*) FROM deliveries WHERE state = 'dead'"
+                                " GROUP BY destination"):
+        out.setdefault(dest, _blank())["dead"] = n
     for dest, n in conn.execute("SELECT destination, count(*) FROM dead_letters GROUP BY destination"):
-        out.setdefault(dest or "", {"queued": 0, "retrying": 0, "sent": 0, "dead": 0,
-                                    "oldest_queued": None})["dead_letters"] = n
+        out.setdefault(dest or "", _blank())["dead_letters"] = n
     return out
 
 
