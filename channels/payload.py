@@ -156,6 +156,9 @@ def fhir_messages(raw: bytes, env: Envelope, *, content_type: str, release: str 
         raise FhirParseError(f"body is a {rtype}, the URL names {expected_type}",
                              issues=[("resourceType", f"expected {expected_type}, got {rtype}")])
     entries = split_bundle(resource) if split else [resource]
+    if not entries:
+        raise FhirParseError(f"{rtype} has no entry resource to store",
+                             issues=[(f"{rtype}.entry", "no entry with a resource")])
     data = to_dict(resource)
     key = env.key or _bundle_key(env.channel, data) or _version_key(env.channel, data)
     base = InboundMessage(channel=env.channel, raw=raw, content_type=_fhir_type(content_type),

@@ -397,3 +397,15 @@ async def test_a_store_failure_is_answered_503_with_ae_or_a_transient_outcome_ne
         async with http.post(f"{url}/fhir", data=orjson.dumps(PATIENT), headers=FJSON) as resp:
             assert resp.status == 503
             assert orjson.loads(await resp.read())["issue"][0]["code"] == "transient"
+
+
+async def test_a_transaction_bundle_without_entries_is_a_400_on_bundle_entry(make_config: Any,
+                                                                            engine_factory: Any) -> None:
+    engine, url = await start(make_config, engine_factory)
+    empty = {"resourceType": "Bundle", "type": "transaction"}
+    async with aiohttp.ClientSession() as http, \
+            http.post(f"{url}/fhir", data=orjson.dumps(empty), headers=FJSON) as resp:
+        assert resp.status == 400
+        outcome = orjson.loads(await resp.read())
+    assert outcome["issue"][0]["expression"] == ["Bundle.entry"]
+    assert [s[1] for s in await all_messages(engine)] == ["rejected"]
