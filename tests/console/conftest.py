@@ -22,14 +22,15 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 def chromium_path() -> str:
-    """The Chromium binary, or a test failure saying how to install it."""
-    candidates = [os.environ.get("YONGLINK_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-                  shutil.which("chromium-browser")]
+    """The Chromium binary (`YONGLINK_CHROMIUM` when set, else the Debian one), or a test failure."""
+    override = os.environ.get("YONGLINK_CHROMIUM")
+    candidates = [override] if override else ["/usr/bin/chromium", shutil.which("chromium"),
+                                              shutil.which("chromium-browser")]
     for found in candidates:
         if found and Path(found).is_file() and os.access(found, os.X_OK):
             return found
-    pytest.fail("headless Chromium not found: install the Debian package `chromium` (make test does) "
-                "or set YONGLINK_CHROMIUM", pytrace=False)
+    pytest.fail(f"headless Chromium not found ({override or '/usr/bin/chromium'}): install the Debian "
+                "package `chromium` (make test does) or set YONGLINK_CHROMIUM", pytrace=False)
 
 
 OpenConsole = Callable[..., Awaitable[Any]]
@@ -39,7 +40,8 @@ OpenConsole = Callable[..., Awaitable[Any]]
 async def open_console(tmp_path: Path) -> AsyncIterator[OpenConsole]:
     """`page = await open_console(url, locale="en-GB")`: a fresh browser profile on the console, ready.
 
-    Page errors (uncaught exceptions in the console's JavaScript) fail the test.
+    Page errors (uncaught exceptions in the console's JavaScript) fail the test, and so does any request
+    to somewhere other than the engine (the console must work without a CDN or any other network).
     """
     try:
         from playwright.async_api import async_playwright
@@ -47,6 +49,7 @@ async def open_console(tmp_path: Path) -> AsyncIterator[OpenConsole]:
         pytest.fail("the playwright Python package is missing (pip install -e '.[test]')", pytrace=False)
     executable = chromium_path()
     errors: list[str] = []
+    foreign: list[str] = []
     contexts: list[Any] = []
     async with async_playwright() as pw:
 
@@ -59,6 +62,9 @@ async def open_console(tmp_path: Path) -> AsyncIterator[OpenConsole]:
             context.set_default_timeout(15_000)
             page = context.pages[0] if context.pages else await context.new_page()
             page.on("pageerror", lambda exc: errors.append(str(exc)))
+            origin = url.rstrip("/") + "/"
+            page.on("request", lambda req: None if req.url.startswith(origin) or req.url.startswith("data:")
+                    else foreign.append(req.url))
             await page.goto(url + "/" + hash)
             await page.wait_for_function("document.body.dataset.ready === '1'")
             return page
@@ -67,6 +73,7 @@ async def open_console(tmp_path: Path) -> AsyncIterator[OpenConsole]:
         for context in contexts:
             await context.close()
     assert not errors, f"JavaScript errors in the console: {errors}"
+    assert not foreign, f"the console fetched from outside the engine: {foreign}"
 
 
 @pytest.fixture
