@@ -52,8 +52,11 @@ class ChannelContext(Protocol):
     async def reject(self, msg: InboundMessage, reason: str) -> str:
         """Store input that cannot be acknowledged positively (state `rejected`); returns its id."""
 
-    async def wait_processed(self, message_id: str, timeout: float) -> ProcessingOutcome | None:
+    async def wait_processed(self, message_id: str, timeout: float) -> ProcessingOutcome | None:  # noqa: ASYNC109
         """Wait until the pipeline decided this message (for `ack: after_processing`); None on timeout."""
+
+    def observe_ack(self, seconds: float) -> None:
+        """Record the time from a complete inbound message to its acknowledgement being sent."""
 
     def error(self, text: str) -> None:
         """Record the channel's last error (no patient data in `text`) for `/status`."""

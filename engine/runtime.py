@@ -75,7 +75,7 @@ class ChannelRuntime:
         self.error(f"rejected input: {reason}")
         return acc.message_id
 
-    async def wait_processed(self, message_id: str, timeout: float) -> ProcessingOutcome | None:
+    async def wait_processed(self, message_id: str, timeout: float) -> ProcessingOutcome | None:  # noqa: ASYNC109
         return await self.engine.pipeline.wait(message_id, timeout)
 
     def error(self, text: str) -> None:
