@@ -95,7 +95,7 @@ def org_from_uri(uri: str) -> str:
 
 def source_org(route: Route, unit: Unit, errors: list[str]) -> str:
     """Sending organisation: the route's `envelope.source_org`, else MSH-4 / MessageHeader.source.name,
-    else FHIR meta.source / managingOrganization identifier, else the channel's sending facility."""
+    else FHIR meta.source, else the Organization the resource references, else the channel's facility."""
     if route.source_org is not None:
         try:
             value = apply_field(route.source_org, unit.source, {}, route.file)
@@ -103,11 +103,7 @@ def source_org(route: Route, unit: Unit, errors: list[str]) -> str:
                 return str(value)
         except MappingError as exc:
             errors.append(str(exc))
-    org = unit.source.header.get("sending_facility") or ""
-    if not org and unit.fhir is not None:
-        meta_source = (unit.fhir.get("meta") or {}).get("source")
-        managing = ((unit.fhir.get("managingOrganization") or {}).get("identifier") or {}).get("value")
-        org = org_from_uri(meta_source) if meta_source else (managing or "")
+    org = unit.source.header.get("sending_facility") or ""  # FHIR: see engine.mapping.router._header
     return org or unit.sending_facility or ""
 
 

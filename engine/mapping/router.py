@@ -144,4 +144,40 @@ def _header(data: dict[str, Any], release: str, parent: Mapping[str, str]) -> di
     meta_source = (data.get("meta") or {}).get("source")
     if not header["sending_facility"] and isinstance(meta_source, str):
         header["sending_facility"] = org_from_uri(meta_source)
+    if not header["sending_facility"]:
+        header["sending_facility"] = referenced_org(data) or ""
     return header
+
+
+ORG_ELEMENTS = ("managingOrganization", "serviceProvider", "custodian", "organization", "performer",
+                "issuer", "actor", "qualification", "entry", "resource", "assigner")
+"""Where a resource names the organisation it comes from (searched in this order, a few levels deep)."""
+
+
+def referenced_org(data: Any, depth: int = 0) -> str | None:
+    """The organisation a FHIR resource (or Bundle) names: an Organization resource's identifier, or a
+    ``Organization/<id>`` reference (its identifier value when given, else the id)."""
+    if depth > 6:
+        return None
+    if isinstance(data, list):
+        for item in data:
+            found = referenced_org(item, depth + 1)
+            if found:
+                return found
+        return None
+    if not isinstance(data, dict):
+        return None
+    if data.get("resourceType") == "Organization":
+        ident = data.get("identifier") or []
+        value = ident[0].get("value") if ident and isinstance(ident[0], dict) else None
+        return str(value or data.get("id") or "") or None
+    ref = data.get("reference")
+    if isinstance(ref, str) and ref.startswith("Organization/"):
+        ident = data.get("identifier") or {}
+        return str(ident.get("value") or ref.split("/", 2)[1]) or None
+    for key in ORG_ELEMENTS:
+        if key in data:
+            found = referenced_org(data[key], depth + 1)
+            if found:
+                return found
+    return None
