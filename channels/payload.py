@@ -135,9 +135,13 @@ def best_effort_header(raw: bytes, label: str | None) -> Er7Message | None:
         codec = python_codec(label or "UTF-8")
     except LookupError:
         codec = "latin-1"
+    start = raw.find(b"MSH")
+    if start < 0:
+        return None
+    line = raw[start:].replace(b"\n", b"\r").split(b"\r", 1)[0]  # the MSH segment alone
     for attempt in (codec, "latin-1"):
         try:
-            return Er7Message.parse(split_batch(raw.decode(attempt))[0])
+            return Er7Message.parse(line.decode(attempt))
         except (UnicodeDecodeError, RejectedMessage):
             continue
     return None
