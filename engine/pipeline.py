@@ -29,6 +29,9 @@ DEFAULT_QUEUE_SIZE = 10_000
 DEFAULT_BATCH = 256
 """Messages mapped per outcome transaction."""
 
+MAX_SLICE = 0.002
+"""Seconds of mapping after which the pipeline yields to the event loop (bounds ACK latency spikes)."""
+
 log = structlog.get_logger("yonglink.pipeline")
 
 RouteFn = Callable[[StoredMessage], list[RouteResult]]
@@ -167,7 +170,11 @@ class Pipeline:
         if not batch:
             return
         decided: list[tuple[StoredMessage, MessageState, str | None, list[RouteResult]]] = []
+        slice_started = time.perf_counter()
         for msg in batch:
+            if time.perf_counter() - slice_started > MAX_SLICE:
+                await asyncio.sleep(0)  # let ACKs out between messages: mapping shares the loop
+                slice_started = time.perf_counter()
             try:
                 results = self.route(msg)
             except Exception as exc:  # a router bug fails this message, visibly, not the engine
