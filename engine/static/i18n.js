@@ -52,6 +52,7 @@ const LABELS = {
     "state.failed": "failed", "state.rejected": "rejected", "state.queued": "queued",
     "state.sent": "sent", "state.dead": "dead",
     "lang.label": "Language",
+    "chart.now": "now", "chart.minutes_ago": "-{n}m", "chart.spark_title": "now {last} msg/s, peak {peak}",
   },
   zh: {
     "app.title": "yonglink 运维控制台",
@@ -102,6 +103,7 @@ const LABELS = {
     "state.failed": "失败", "state.rejected": "已拒收", "state.queued": "排队", "state.sent": "已发送",
     "state.dead": "死信",
     "lang.label": "语言",
+    "chart.now": "现在", "chart.minutes_ago": "-{n} 分钟", "chart.spark_title": "当前 {last} 条/秒，峰值 {peak}",
   },
 };
 

@@ -96,7 +96,8 @@ export function sparkline(points, { width = 120, height = 28, windowSec = 60 } =
   }
   const last = pts.length ? pts[pts.length - 1][1] : 0;
   const title = svg("title", {});
-  title.textContent = `${last} msg/s, max ${max === 1 && !pts.some((p) => p[1] >= 1) ? 0 : max}`;
+  const peak = Math.max(0, ...pts.map((p) => p[1]));
+  title.textContent = t("chart.spark_title", { last, peak });
   el.append(title);
   return el;
 }
@@ -123,7 +124,7 @@ export function lineChart(series, { width = 640, height = 180, windowSec = 3600 
     const tx = x(now - mins * 60);
     const label = svg("text", { x: tx, y: height - 6, class: "axis",
       "text-anchor": mins === 60 ? "start" : mins === 0 ? "end" : "middle" });
-    label.textContent = mins ? `-${mins}m` : "now";
+    label.textContent = mins ? t("chart.minutes_ago", { n: mins }) : t("chart.now");
     el.append(label);
   }
   let i = 0;
