@@ -1,7 +1,9 @@
 """One destination's delivery worker: claims due rows, sends them, records the outcome, backs off.
 
 `parallel` (default): up to `concurrency` sends in flight, due rows taken by due time, so a retrying
-(poison) delivery never holds back the rows behind it. `fifo`: strict creation order per destination,
+(poison) delivery never holds back the rows behind it. A destination that is `down` (several failures
+in a row) is probed with one delivery at a time, with a backoff pause after each failed probe.
+`fifo`: strict creation order per destination,
 or per `order_key` value (e.g. a patient id); a head that fails blocks its key until it is sent or dead.
 
 Rows are claimed in memory (the `inflight` set), never marked in the store, so a crash leaves them
@@ -27,7 +29,7 @@ from engine.config import DestinationConfig
 from engine.errors import DeliveryError, StoreError
 from engine.metrics import Metrics
 from engine.queue import Pending
-from engine.retry import RetryPolicy, as_delivery_error, retry_delay, should_dead_letter
+from engine.retry import RetryPolicy, as_delivery_error, compute_backoff, retry_delay, should_dead_letter
 from engine.store import Store
 from engine.types import DeliveryItem
 
@@ -142,6 +144,9 @@ class DestinationWorker:
                 self._log.error("cannot claim deliveries; retrying")
                 await asyncio.sleep(1.0)
                 continue
+            if self.state == "down" and rows:
+                await self._probe(rows[0])
+                continue
             for row in rows:
                 self.inflight[row.id] = row
             for row in rows:
@@ -149,6 +154,17 @@ class DestinationWorker:
                 self._spawn(self._attempt_parallel(row, slots))
             if len(rows) < limit:
                 await self._sleep(next_at)
+
+    async def _probe(self, row: Pending) -> None:
+        """While `down`, send one delivery at a time and pause (backoff) after each failure: a long
+        outage costs one attempt per pause, not one per queued message, and no CPU."""
+        self.inflight[row.id] = row
+        try:
+            sent = await self._attempt(row)
+        finally:
+            self.inflight.pop(row.id, None)
+        if not sent:
+            await asyncio.sleep(compute_backoff(min(self.failures, 64), self.policy, self.rng))
 
     async def _attempt_parallel(self, row: Pending, slots: asyncio.Semaphore) -> None:
         """The slot is freed as soon as the send returns; the row stays claimed until its outcome commits
