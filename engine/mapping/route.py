@@ -111,7 +111,7 @@ class Route:
         header = source.header
         if self.kind != "any" and header.get("kind") != self.kind:
             return False
-        if self.kind == "hl7v2" and self.message_types:
+        if self.kind == "hl7v2" and (self.message_types or self.message_codes):
             mtype = header.get("message_type", "")
             if mtype not in self.message_types and header.get("message_code", "") not in self.message_codes:
                 return False

@@ -4,9 +4,10 @@ Selection is the same everywhere (engine pipeline, ``yonglink map``, route tests
 ``routes:`` list (if any), the route's ``match.channels``, HL7 message type / FHIR resourceType, then
 ``match.when``. A FHIR Bundle of type transaction / batch / message / collection / searchset is first
 offered whole to routes whose resource_type is ``Bundle`` (a lab report needs its DiagnosticReport and
-Observations together), then each entry is routed on its own; results are concatenated. When one route
-maps several entries of a Bundle, the second and later results get route ids ``<id>#2``, ``#3`` ...
-(the store keeps one result per message and route id).
+Observations together), then each entry is routed on its own; results are concatenated. An HL7 v2
+batch stored whole is split the same way. When one route maps several entries of a Bundle, the second
+and later results get route ids ``<id>#2``, ``#3`` ... (the store keeps one result per message and
+route id).
 """
 
 from __future__ import annotations
@@ -99,11 +100,16 @@ class Router:
         base = {"message_id": msg.id, "received_at": msg.received_at, "channel": msg.channel,
                 "sending_facility": msg.sending_facility}
         if ctype in HL7_CONTENT_TYPES:
+            from engine.hl7v2.batch import split_batch
             from engine.hl7v2.charset import decode, sniff_charset
             from engine.hl7v2.er7 import Er7Message
 
             text = decode(raw, msg.charset or sniff_charset(raw))
-            return [Unit(source=Er7Message.parse(text), **base)]  # type: ignore[arg-type]
+            # A batch (FHS/BHS or several MSH) stored whole: each message is routed on its own.
+            head = text.lstrip("\ufeff\r\n\t ")[:3]
+            batch = head in ("FHS", "BHS") or "\rMSH" in text or "\nMSH" in text
+            return [Unit(source=Er7Message.parse(t), **base)  # type: ignore[arg-type]
+                    for t in (split_batch(text) if batch else [text])]
         if ctype in FHIR_CONTENT_TYPES:
             from engine.fhir.parse import parse_fhir, to_dict
 

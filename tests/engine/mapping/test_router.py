@@ -105,3 +105,22 @@ def test_validate_structure_rejects_messages_hl7apy_finds_malformed(tmp_path: Pa
     [bad] = r.route(stored((SAMPLES / "adt_a28_zpi.hl7").read_bytes()))
     expected = "validate: structure: ValidationError: Missing required child ADT_A05.PV1"
     assert bad.error is not None and expected in bad.error
+
+
+def test_a_batch_stored_whole_is_routed_message_by_message(router: Router) -> None:
+    """An FHS/BHS batch of ADT^A04s yields one person result per message (ids adt_person, #2 ...)."""
+    results = [r for r in router.route(stored((SAMPLES / "batch_adt_a04_fhs.hl7").read_bytes()))
+               if r.route_id.startswith("adt_person")]
+    assert len(results) >= 2 and results[1].route_id == "adt_person#2"
+
+
+def test_match_channels_and_wildcard_message_types_select_routes(tmp_path: Path) -> None:
+    """`match.channels` limits a route to its channels; `ADT^*` matches every ADT trigger."""
+    route = tmp_path / "r.yaml"
+    route.write_text("id: any_adt\nmatch: {channels: [his], message_type: 'ADT^*'}\npassthrough: true\n",
+                     encoding="utf-8")
+    r = build_router([route])
+    raw = (SAMPLES / "adt_a03_lf.hl7").read_bytes()
+    assert [x.route_id for x in r.route(stored(raw, channel="his"))] == ["any_adt"]
+    assert r.route(stored(raw, channel="lab")) == []
+    assert r.route(stored((SAMPLES / "oru_r01_v251_cbc.hl7").read_bytes(), channel="his")) == []
