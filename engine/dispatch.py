@@ -3,8 +3,8 @@
 `parallel` (default): up to `concurrency` sends in flight, due rows taken by due time, so a retrying
 (poison) delivery never holds back the rows behind it. A destination that is `down` (several failures
 in a row) is probed with one delivery at a time, with a backoff pause after each failed probe.
-`fifo`: strict creation order per destination,
-or per `order_key` value (e.g. a patient id); a head that fails blocks its key until it is sent or dead.
+`fifo`: strict creation order per destination, or per `order_key` value (e.g. a patient id); a head
+that fails blocks its key until it is sent or dead.
 
 Rows are claimed in memory (the `inflight` set), never marked in the store, so a crash leaves them
 queued and they are sent again after restart with the same delivery id. Claims run through
