@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Install the real servers the test suite starts: Debian's rabbitmq-server and chromium.
+# Install the real servers the test suite starts: Debian's rabbitmq-server and chromium (+ CJK font).
 # Idempotent: does nothing when they are already there. Needs root (CI runs as root) or sudo.
 set -euo pipefail
 need=()
 command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# Chinese glyphs for the console screenshots the browser tests save (labels are zh/en).
+dpkg -s fonts-wqy-zenhei >/dev/null 2>&1 || need+=(fonts-wqy-zenhei)
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
