@@ -31,7 +31,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from engine.errors import ConfigError
     from engine.mapping import build_router, load_router
-    from engine.mapping.route import REPO
+    from engine.mapping.model import REPO
     from engine.mapping.router import Router
     from engine.mapping.routetest import guess_content_type
     from engine.types import MessageState, StoredMessage

@@ -3,7 +3,8 @@
 `load_router(config)` loads the code tables, the dataset schemas and every route file named by the
 config, compiled once; the returned `Router` maps each stored message (`Router.route`). Modules:
 `route` (loader/compiler), `paths`, `expr` (conditions), `transforms`, `formats` (dates, GB 11643),
-`mapper` (one route on one message), `router`, `quality`, `routetest` (route test runner).
+`model` (a compiled route), `mapper` (one route on one message), `router`, `quality`, `structure`
+(hl7apy validation), `routetest` (route test runner).
 The route language is documented in docs/mapping.md.
 """
 
@@ -16,7 +17,8 @@ from pathlib import Path
 from engine.config import Config
 from engine.datasets import DatasetRegistry
 from engine.errors import ConfigError
-from engine.mapping.route import REPO, Route, load_routes
+from engine.mapping.model import REPO, Route
+from engine.mapping.route import load_routes
 from engine.mapping.router import Router
 from engine.metrics import Metrics
 

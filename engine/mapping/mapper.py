@@ -16,7 +16,7 @@ from typing import Any
 from engine.datasets import DatasetRegistry
 from engine.errors import FilteredMessage, MappingError
 from engine.mapping import formats
-from engine.mapping.route import FieldMap, Route, check_operation
+from engine.mapping.model import FieldMap, Route, check_operation
 from engine.source import Source
 from engine.types import RouteResult
 

@@ -10,22 +10,26 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from engine.config import KeyPath, load_yaml_with_lines
-from engine.datasets import Dataset, DatasetRegistry
+from engine.datasets import DatasetRegistry
 from engine.errors import ConfigError, PathSyntaxError
 from engine.mapping import paths
 from engine.mapping.expr import Cond, compile_condition
-from engine.mapping.transforms import CompileEnv, Step, Value, compile_transform
+from engine.mapping.model import (
+    EachMap,
+    FieldMap,
+    FilterRule,
+    Reader,
+    Route,
+    display_name,
+)
+from engine.mapping.transforms import CompileEnv, Value, compile_transform
 from engine.source import Source
 from engine.tables import CodeTable
-
-REPO = Path(__file__).resolve().parents[2]
-"""The repository root: route files inside it are named relative to it in errors."""
 
 TOP_KEYS = ("id", "description", "match", "filter", "validate", "target", "records", "passthrough",
             "operation", "envelope", "fields", "each", "destinations")
@@ -34,105 +38,6 @@ FIELD_KEYS = ("path", "paths", "all", "const", "header", "field", "transforms")
 EACH_KEYS = ("group", "when", "fields")
 FILTER_KEYS = ("drop_when", "keep_when", "reason")
 ENVELOPE_KEYS = ("source_org", "record_time")
-OPERATIONS = ("create", "update", "delete")
-
-Reader = Callable[[Source, Mapping[str, Value]], Value]
-"""Reads a field's raw value: (source, fields mapped so far) -> value."""
-
-
-@dataclass(frozen=True)
-class FieldMap:
-    """One compiled target field: where it reads, what it does to the value, and where it is written."""
-
-    name: str
-    line: int
-    source_text: str
-    read: Reader
-    steps: tuple[Step, ...]
-
-
-@dataclass(frozen=True)
-class EachMap:
-    """An array field built from a repeating group: one row per group item (`each:`)."""
-
-    name: str
-    line: int
-    group: str
-    when: Cond | None
-    fields: tuple[FieldMap, ...]
-
-
-@dataclass(frozen=True)
-class FilterRule:
-    """Drop the message when `drop` is True and the condition holds (or `keep_when` fails)."""
-
-    cond: Cond
-    drop_when_true: bool
-    reason: str
-    line: int
-
-
-@dataclass
-class Route:
-    """A compiled route. `file` is the display name used in errors."""
-
-    id: str
-    file: str
-    line: int
-    description: str = ""
-    kind: paths.Kind = "any"
-    channels: frozenset[str] | None = None
-    message_types: frozenset[str] = frozenset()
-    message_codes: frozenset[str] = frozenset()
-    resource_types: frozenset[str] = frozenset()
-    when: Cond | None = None
-    filters: tuple[FilterRule, ...] = ()
-    target: str | None = None
-    records: str | None = None
-    """A repeating group (``DG1[*]``): one record per item, fields read relative to it."""
-    dataset: Dataset | None = None
-    target_line: int = 0
-    passthrough: bool = False
-    fields: tuple[FieldMap, ...] = ()
-    each: tuple[EachMap, ...] = ()
-    operation: FieldMap | None = None
-    source_org: FieldMap | None = None
-    record_time: FieldMap | None = None
-    destinations: tuple[str, ...] = ()
-    destinations_line: int = 0
-    validate_structure: bool = False
-    """`validate: structure`: hl7apy structure/datatype validation before mapping (HL7 v2 only)."""
-    field_lines: dict[str, int] = field(default_factory=dict)
-
-    def matches(self, channel: str | None, source: Source) -> bool:
-        """The engine's selection: channel, kind, message/resource type, then the `when` condition."""
-        if self.channels is not None and channel not in self.channels:
-            return False
-        header = source.header
-        if self.kind != "any" and header.get("kind") != self.kind:
-            return False
-        if self.kind == "hl7v2" and (self.message_types or self.message_codes):
-            mtype = header.get("message_type", "")
-            if mtype not in self.message_types and header.get("message_code", "") not in self.message_codes:
-                return False
-        if self.kind == "fhir" and self.resource_types:
-            if header.get("resource_type", "") not in self.resource_types:
-                return False
-        return self.when is None or self.when(source, None)
-
-    def line_of(self, field_name: str) -> int:
-        """The line of a target field (row fields as ``results.unit``), else the `target:` line."""
-        return self.field_lines.get(field_name) or self.target_line or self.line
-
-
-def display_name(path: Path) -> str:
-    """`mappings/adt_person.yaml` for files in the repo, the path as given otherwise."""
-    try:
-        return path.resolve().relative_to(REPO).as_posix()
-    except ValueError:
-        return str(path)
-
-
 class _Loader:
     """Compiles one parsed route document; `fail` attaches file:line to every ConfigError."""
 
@@ -440,12 +345,3 @@ def load_routes(files: Iterable[str | Path], *, datasets: DatasetRegistry | None
         by_id[route.id] = route
         routes.append(route)
     return routes
-
-
-def check_operation(value: Value) -> str:
-    """An `operation:` result must be create, update or delete."""
-    if value not in OPERATIONS:
-        from engine.errors import MappingError
-
-        raise MappingError(f"must be one of {', '.join(OPERATIONS)}")
-    return str(value)

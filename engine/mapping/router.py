@@ -19,8 +19,8 @@ from typing import Any
 from engine.datasets import DatasetRegistry
 from engine.errors import EngineError
 from engine.mapping.mapper import Outcome, Unit, run_route
+from engine.mapping.model import Route
 from engine.mapping.quality import QualityCounter, dataset_fields
-from engine.mapping.route import Route
 from engine.metrics import Metrics
 from engine.source import FHIR_CONTENT_TYPES, HL7_CONTENT_TYPES
 from engine.types import RouteResult, StoredMessage

@@ -30,7 +30,7 @@ from typing import Any
 
 from engine.config import load_yaml_with_lines
 from engine.errors import ConfigError
-from engine.mapping.route import REPO, display_name
+from engine.mapping.model import REPO, display_name
 from engine.mapping.router import Router
 from engine.types import FHIR_JSON, FHIR_XML, HL7V2, MessageState, RouteResult, StoredMessage
 
