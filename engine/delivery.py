@@ -87,7 +87,6 @@ class DeliveryService:
                                  dataset=r.dataset, channel=message.channel, payload=payload,
                                  content_type=ctype, order_value=order_value, now=now):
                     wake.add(name)
-        self._dirty.set()
         return wake
 
     def _payload(self, conn: sqlite3.Connection, message: StoredMessage, r: RouteResult,
@@ -123,6 +122,8 @@ class DeliveryService:
     # --- after the commit -------------------------------------------------------------------------
 
     def wake(self, destinations: set[str]) -> None:
+        """After the commit, on the event loop (`record` runs on the store's writer thread)."""
+        self._dirty.set()
         for name in destinations:
             worker = self.workers.get(name)
             if worker is not None:
@@ -134,6 +135,8 @@ class DeliveryService:
 
     async def start(self) -> None:
         """Start a worker per enabled destination; queued rows (also those in flight at a crash) resume."""
+        if any(d.options.get("keys") == "de" for d in self.destinations.values()):
+            self.registry()  # load now, not on the store's writer thread inside a transaction
         types = outbound_types()
         for name, dest in self.destinations.items():
             if dest.options.get("enabled", True) is False:
