@@ -10,6 +10,9 @@ ADT^A01 and waits for its ACK). Reports the ACKed ingest rate, the sink-confirme
 the whole run (first send → last delivery), and how long the backlog took to drain after the load
 stopped. `--outage S` makes the sink answer 503 for the first S seconds of the load (the backlog then
 drains through the retry policy); the issue's 10-minute outage run is `--seconds 600 --outage 600`.
+`--backlog N` instead writes N queued deliveries into the store before the engine starts (a restart
+after a long outage), then reports the time to the first delivery, the drain rate and the engine's
+peak RSS (the issue's 1,000,000 case: `--backlog 1000000`).
 """
 
 from __future__ import annotations
@@ -117,6 +120,75 @@ routes: [route.yaml]
     return config
 
 
+def _prefill(db: Path, n: int) -> None:
+    """N mapped messages, each with a queued delivery to `sink`, as a crash would leave them."""
+    import sqlite3
+
+    from engine import messages, queue
+    from engine.ids import new_id
+    from engine.store import CORE_DDL
+
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    for ddl in (CORE_DDL, messages.DDL, queue.DDL):
+        conn.executescript(ddl)
+    now = time.time()
+    payload = json.dumps({"patient_id": "0001234567", "name": "x" * 8, "sex_code": "1"}).encode()
+    conn.execute("BEGIN")
+    for start in range(0, n, 50_000):
+        ids = [(new_id(now), i) for i in range(start, min(n, start + 50_000))]
+        conn.executemany("INSERT INTO messages (id, channel, received_at, content_type, state) VALUES"
+                         " (?, 'bench', ?, 'x-application/hl7-v2+er7', 'mapped')", [(m, now) for m, _ in ids])
+        conn.executemany("INSERT INTO deliveries (id, message_id, destination, route_id, dataset, state,"
+                         " attempts, next_attempt_at, created_at, content_type, payload) VALUES"
+                         " (?, ?, 'sink', 'adt_person', 'person', 'queued', 0, ?, ?, 'application/json', ?)",
+                         [(new_id(now), m, now, now, payload) for m, _ in ids])
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _backlog_run(args: argparse.Namespace, tmp: Path, ingest: Any) -> None:
+    sink, sink_port = _spawn([sys.executable, __file__, "--sink", "0"])
+    sink_url = f"http://127.0.0.1:{sink_port}"
+    config = _write_config(tmp, sink_port, args.mode)
+    t0 = time.time()
+    _prefill(tmp / "bench.db", args.backlog)
+    print(f"backlog of {args.backlog:,} queued deliveries written in {time.time() - t0:.1f}s", flush=True)
+    start = time.time()
+    engine, _ = _spawn([sys.executable, "-c", ingest._ENGINE_SNIPPET, str(config)])
+    try:
+        first = None
+        peak = 0.0
+        while True:
+            peak = max(peak, _rss_mb(engine.pid))
+            done = _get(f"{sink_url}/count")["delivered"]
+            if done and first is None:
+                first = time.time() - start
+            if done >= args.backlog:
+                break
+            time.sleep(0.5)
+        elapsed = time.time() - start
+        print(f"first delivery {first:.1f}s after the engine was started; {args.backlog:,} delivered in "
+              f"{elapsed:.1f}s = {args.backlog / elapsed:,.0f} msg/s; engine peak RSS {peak:.0f} MB")
+    finally:
+        for proc in (engine, sink):
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 def _spawn(argv: list[str], **kw: Any) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=REPO,
                             env={**os.environ, "PYTHONPATH": str(REPO)}, **kw)
@@ -130,6 +202,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--mode", choices=("person", "passthrough"), default="person")
     parser.add_argument("--outage", type=float, default=0.0, help="sink answers 503 for the first S seconds")
+    parser.add_argument("--backlog", type=int, default=0, help="restart with N queued deliveries instead")
     parser.add_argument("--store-dir", help="directory for the SQLite store (default: a temp dir in ./var)")
     parser.add_argument("--sink", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -142,6 +215,9 @@ def main() -> int:
     base = Path(args.store_dir) if args.store_dir else REPO / "var"
     base.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=base, prefix="bench-e2e-") as tmp:
+        if args.backlog:
+            _backlog_run(args, Path(tmp), ingest)
+            return 0
         sink, sink_port = _spawn([sys.executable, __file__, "--sink", "1" if args.outage else "0"])
         config = _write_config(Path(tmp), sink_port, args.mode)
         engine, mllp_port = _spawn([sys.executable, "-c", ingest._ENGINE_SNIPPET, str(config)])
