@@ -81,6 +81,7 @@ class DestinationWorker:
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._log = log.bind(destination=self.name)
+        self._sent_counter = metrics.deliveries.labels(self.name, "sent")
         self.on_change: Any = None  # set by DeliveryService: called after every recorded outcome
 
     # --- lifecycle --------------------------------------------------------------------------------
@@ -233,7 +234,8 @@ class DestinationWorker:
                             route_id=row.route_id, dataset=row.dataset,
                             metadata={"channel": row.channel or ""})
         try:
-            result = await asyncio.wait_for(self.outbound.send(item), SEND_TIMEOUT)
+            async with asyncio.timeout(SEND_TIMEOUT):
+                result = await self.outbound.send(item)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -250,7 +252,7 @@ class DestinationWorker:
         except StoreError:
             self._log.error("cannot record a sent delivery; it will be sent again", message_id=row.message_id)
             return False
-        self.metrics.deliveries.labels(self.name, "sent").inc()
+        self._sent_counter.inc()
         self.sent += 1
         self._set_success()
         self._changed()
