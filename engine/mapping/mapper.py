@@ -70,7 +70,11 @@ def shown(value: Any) -> str:
 
 def apply_field(fm: FieldMap, source: Source, record: Mapping[str, Any], file: str) -> Any:
     """Read and transform one field; MappingError text is the full located message."""
-    value = fm.read(source, record)
+    try:
+        value = fm.read(source, record)
+    except MappingError as exc:  # a FHIRPath that fails at run time on this input
+        raise MappingError(f"{file}:{fm.line} {fm.name}: {exc}", field=fm.name, path=fm.source_text,
+                           route=file, line=fm.line) from None
     for step in fm.steps:
         before = value
         try:

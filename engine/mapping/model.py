@@ -104,7 +104,12 @@ class Route:
         if self.kind == "fhir" and self.resource_types:
             if header.get("resource_type", "") not in self.resource_types:
                 return False
-        return self.when is None or self.when(source, None)
+        if self.when is None:
+            return True
+        try:
+            return self.when(source, None)
+        except MappingError:  # a condition that cannot be evaluated on this input does not select it
+            return False
 
     def line_of(self, field_name: str) -> int:
         """The line of a target field (row fields as ``results.unit``), else the `target:` line."""

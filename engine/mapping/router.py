@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from engine.datasets import DatasetRegistry
-from engine.errors import EngineError
+from engine.errors import EngineError, MappingError
 from engine.mapping.mapper import Outcome, Unit, run_route
 from engine.mapping.model import Route
 from engine.mapping.quality import QualityCounter, dataset_fields
@@ -71,7 +71,14 @@ class Router:
         seen: dict[str, int] = {}
         for unit in units:
             for route in self.select(msg.channel, unit, only=only):
-                for out in run_route(route, unit, self.datasets):
+                try:
+                    route_outcomes = run_route(route, unit, self.datasets)
+                except MappingError as exc:  # e.g. a FHIRPath that fails at run time on this input
+                    result = RouteResult(route_id=route.id, dataset=route.target,
+                                         error=f"{route.file}: {exc}", destinations=route.destinations)
+                    org = unit.source.header.get("sending_facility") or ""
+                    route_outcomes = [Outcome(result, org, route.target, [])]
+                for out in route_outcomes:
                     n = seen[route.id] = seen.get(route.id, 0) + 1
                     if n > 1:
                         out.result = replace(out.result, route_id=f"{route.id}#{n}")

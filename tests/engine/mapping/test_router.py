@@ -124,3 +124,16 @@ def test_match_channels_and_wildcard_message_types_select_routes(tmp_path: Path)
     assert [x.route_id for x in r.route(stored(raw, channel="his"))] == ["any_adt"]
     assert r.route(stored(raw, channel="lab")) == []
     assert r.route(stored((SAMPLES / "oru_r01_v251_cbc.hl7").read_bytes(), channel="his")) == []
+
+
+def test_a_fhirpath_failing_at_run_time_fails_only_that_route(tmp_path: Path) -> None:
+    """A path that errors on this input (a function applied to several items) is that route's error."""
+    route = tmp_path / "r.yaml"
+    route.write_text("id: fp\nmatch: {resource_type: Patient}\ntarget: person\nfields:\n"
+                     "  name: Patient.name.text.substring(0, 2)\n  sex_code: {const: '1'}\n",
+                     encoding="utf-8")
+    r = build_router([route])
+    patient = {"resourceType": "Patient", "meta": {"source": "X"},
+               "name": [{"text": "甲乙"}, {"text": "丙丁"}]}
+    [result] = r.route(stored(json.dumps(patient).encode(), FHIR_JSON))
+    assert result.error is not None and result.error.startswith(f"{route}:5 name: FHIRPath")
