@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from engine.datasets import FieldInfo, iter_fields
+from engine.datasets import FieldInfo
 
 UNKNOWN_ORG = "(unknown)"
 _FIELD_IN_ERROR = re.compile(r"(?:^|; )\S+:\d+ ([A-Za-z_][\w.\[\]]*): ")
@@ -138,7 +138,6 @@ __all__ = [
     "dataset_fields",
     "from_store",
     "invalid_fields",
-    "iter_fields",
     "missing_fields",
     "table",
 ]
