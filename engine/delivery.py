@@ -172,6 +172,7 @@ class DeliveryService:
             except TimeoutError:
                 pass
             self._dirty.clear()
+            started = time.monotonic()
             try:
                 await self._refresh()
                 if time.time() >= next_prune:
@@ -179,7 +180,8 @@ class DeliveryService:
                     await self.prune()
             except StoreError as exc:
                 log.error("delivery housekeeping failed", error=str(exc))
-            await asyncio.sleep(REFRESH_EVERY)
+            # a huge backlog makes the count slow: refresh less often rather than steal CPU from sending
+            await asyncio.sleep(max(REFRESH_EVERY, 20 * (time.monotonic() - started)))
 
     async def _refresh(self) -> None:
         self._counts = await self.engine.store.read(queue.destination_counts)
