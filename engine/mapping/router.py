@@ -42,6 +42,7 @@ class Router:
         self.metrics = metrics
         self.fhir_release = fhir_release
         self.quality = QualityCounter(dataset_fields(datasets))
+        self._candidates: dict[tuple[str, str, str, str], list[Route]] = {}
 
     # --- the engine's contract -------------------------------------------------------------------
 
@@ -89,10 +90,28 @@ class Router:
                     outcomes.append(out)
         return outcomes
 
+    def candidates(self, header: Mapping[str, str]) -> list[Route]:
+        """Routes that could match a message with this header (by kind and type), in load order.
+
+        An index only: `Route.matches` still decides. Cached per (kind, type, code, resourceType).
+        """
+        key = (header.get("kind", ""), header.get("message_type", ""), header.get("message_code", ""),
+               header.get("resource_type", ""))
+        found = self._candidates.get(key)
+        if found is None:
+            kind, mtype, mcode, rtype = key
+            found = [r for r in self.routes if r.kind == "any" or (r.kind == kind and (
+                (kind == "hl7v2" and (not (r.message_types or r.message_codes) or mtype in r.message_types
+                                      or mcode in r.message_codes))
+                or (kind == "fhir" and (not r.resource_types or rtype in r.resource_types))))]
+            if len(self._candidates) < 1024:  # bounded: types come from the wire
+                self._candidates[key] = found
+        return found
+
     def select(self, channel: str | None, unit: Unit, *, only: str | None = None) -> Iterable[Route]:
         """The routes whose match selects this unit, in load order."""
         allowed = self.channel_routes.get(channel) if channel is not None else None
-        for route in self.routes:
+        for route in self.candidates(unit.source.header):
             if only is not None and route.id != only:
                 continue
             if allowed is not None and route.id not in allowed:
