@@ -107,3 +107,17 @@ def test_yonglink_validate_checks_route_files(tmp_path: Path, capsys: pytest.Cap
                    "transforms: [titlecase]}\n", encoding="utf-8")
     assert main(["validate", "--config", str(config), str(bad)]) == 1
     assert "unknown transform 'titlecase'" in capsys.readouterr().err
+
+
+def test_yonglink_map_with_a_config_uses_its_routes_and_channel_restrictions(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--config loads the config's routes; --channel applies that channel's `routes:` list."""
+    mappings = Path("mappings").resolve()
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "engine:\n  store: {path: y.db}\n"
+        "channels:\n  - {name: his, type: mllp, enabled: false, mllp: {listen: '127.0.0.1:0'},\n"
+        "     routes: [adt_person]}\n"
+        f"routes: ['{mappings}/*.yaml']\n", encoding="utf-8")
+    assert main(["map", "--config", str(config), "--channel", "his", "--input", str(SAMPLE)]) == 0
+    assert [i["route"] for i in json.loads(capsys.readouterr().out)] == ["adt_person"]
