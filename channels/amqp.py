@@ -78,8 +78,8 @@ class AmqpInbound(Inbound):
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._observe: Callable[[float], None] | None = getattr(context, "observe_ack", None)
-        self._count: Callable[[str], None] | None = getattr(context, "count", None)
+        self._observe: Callable[[float], None] = context.observe_ack
+        self._count: Callable[[str], None] = context.count
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -231,8 +231,7 @@ class AmqpInbound(Inbound):
             self._inflight -= 1
             if self._inflight == 0:
                 self._idle.set()
-        if self._observe is not None:
-            self._observe(time.perf_counter() - started)
+        self._observe(time.perf_counter() - started)
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         body = message.body
@@ -279,8 +278,7 @@ class AmqpInbound(Inbound):
         return {b"{": "fhir_json", b"<": "fhir_xml"}.get(head, "hl7v2")
 
     async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
-        if self._count is not None:
-            self._count("rejected")
+        self._count("rejected")
         self.context.error(f"rejected input dead-lettered: {reason}")
         await _settle(message.reject(requeue=False))
 

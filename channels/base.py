@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
@@ -45,6 +46,8 @@ class ChannelContext(Protocol):
     stats: ChannelStats
     log: structlog.typing.FilteringBoundLogger
     facility: str
+    config_dir: Path
+    """The config file's directory: relative paths in settings (TLS certs) resolve against it."""
 
     async def accept(self, msg: InboundMessage) -> Acceptance:
         """Commit `msg` durably (or find its duplicate); raises StoreError when nothing was committed."""
@@ -57,6 +60,9 @@ class ChannelContext(Protocol):
 
     def observe_ack(self, seconds: float) -> None:
         """Record the time from a complete inbound message to its acknowledgement being sent."""
+
+    def count(self, outcome: str, n: int = 1) -> None:
+        """Count an outcome the channel decides itself (e.g. an AMQP payload dead-lettered unstored)."""
 
     def error(self, text: str) -> None:
         """Record the channel's last error (no patient data in `text`) for `/status`."""

@@ -7,7 +7,7 @@ so the rename itself survives power loss. A crash before the rename leaves only 
 collectors ignore (leading dot, `.tmp` suffix) and `start()` removes. A re-delivery after a crash
 rewrites the same name (the delivery id), so collectors see one file per delivery.
 
-`dir` is relative to the working directory; pass-through messages go under `passthrough/`.
+`dir` is relative to the config file's directory; pass-through messages go under `passthrough/`.
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ class HttpInbound(Inbound):
         self._runner: web.AppRunner | None = None
         self._ack_prefix = new_id()[-10:] + "-"
         self._acks = 0
-        self._observe: Callable[[float], None] | None = getattr(context, "observe_ack", None)
+        self._observe: Callable[[float], None] = context.observe_ack
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -174,8 +174,7 @@ class HttpInbound(Inbound):
         ack = build_ack(first.parsed, code, text, control_id=self._control_id(),
                         error_code=error_code, location=location)
         body = ack.encode(first.codec, errors="replace")
-        if self._observe is not None:
-            self._observe(time.perf_counter() - started)
+        self._observe(time.perf_counter() - started)
         headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else None
         return web.Response(status=status, body=body, headers=headers,
                             content_type="x-application/hl7-v2+er7", charset=first.codec)
@@ -254,8 +253,7 @@ class HttpInbound(Inbound):
 
     def _outcome(self, status: int, issues: list[Issue], xml: bool, started: float) -> web.Response:
         body, ctype = operation_outcome(issues, xml=xml)
-        if self._observe is not None:
-            self._observe(time.perf_counter() - started)
+        self._observe(time.perf_counter() - started)
         return web.Response(status=status, body=body, headers={"Content-Type": ctype})
 
     async def _openapi(self, request: web.Request) -> web.StreamResponse:

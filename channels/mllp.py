@@ -70,13 +70,8 @@ class MllpInbound(Inbound):
         self.tls = settings.get("tls")
         self.connections: set[MllpConnection] = set()
         self._server: asyncio.Server | None = None
-        engine = getattr(context, "engine", None)  # ChannelRuntime: for the connections gauge
-        metrics = getattr(engine, "metrics", None)
-        self._gauge = metrics.connections.labels(name) if metrics is not None else None
-        # `observe_ack` is on ChannelRuntime but not (yet) declared by the ChannelContext protocol.
-        self.observe_ack: Callable[[float], None] = getattr(context, "observe_ack", _ignore)
-        config = getattr(engine, "config", None)
-        self._base = Path(config.file).parent if config is not None else Path.cwd()
+        self.observe_ack: Callable[[float], None] = context.observe_ack
+        self._base = context.config_dir
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -128,8 +123,6 @@ class MllpInbound(Inbound):
 
     def _count(self) -> None:
         self.context.stats.connections_open = len(self.connections)
-        if self._gauge is not None:
-            self._gauge.set(len(self.connections))
 
     def _ssl_context(self) -> ssl.SSLContext | None:
         """TLS from `tls: {cert, key, ca, require_client_cert}`; mutual TLS when a client cert is required."""
@@ -154,6 +147,3 @@ class MllpInbound(Inbound):
         path = Path(value)
         return str(path if path.is_absolute() else self._base / path)
 
-
-def _ignore(seconds: float) -> None:
-    """Stand-in for `observe_ack` when a context does not record ACK latency."""

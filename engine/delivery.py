@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -36,6 +38,23 @@ PRUNE_EVERY = 3600.0
 JSON_CONTENT_TYPE = "application/json"
 
 log = structlog.get_logger("yonglink.delivery")
+
+
+PATH_KEYS = frozenset({"dir", "ca_file", "cert_file", "key_file"})
+"""Destination settings that name files or directories; relative ones resolve against the config file."""
+
+
+def resolve_paths(settings: Mapping[str, Any], base: Path) -> dict[str, Any]:
+    """A copy of `settings` with relative PATH_KEYS values made absolute under `base` (nested too)."""
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, Mapping):
+            out[key] = resolve_paths(value, base)
+        elif key in PATH_KEYS and isinstance(value, str) and not Path(value).is_absolute():
+            out[key] = str(base / value)
+        else:
+            out[key] = value
+    return out
 
 
 class DeliveryService:
@@ -143,7 +162,8 @@ class DeliveryService:
                 continue
             cls = types.get(dest.type)
             error = None if cls is not None else f"no connector for destination type {dest.type!r}"
-            outbound = cls(name=name, settings=dest.settings) if cls is not None else None
+            settings = resolve_paths(dest.settings, self.engine.config.file.resolve().parent)
+            outbound = cls(name=name, settings=settings) if cls is not None else None
             if outbound is not None and hasattr(outbound, "status_overrides"):
                 overrides = (dest.options.get("retry") or {}).get("status_overrides") or {}
                 outbound.status_overrides = {int(k): v for k, v in overrides.items()}

@@ -90,7 +90,7 @@ class SchemaValidationError(MappingError):
     """Raised when a mapped record does not validate against its dataset schema."""
 
 
-class FilteredMessage(EngineError):  # noqa: N818 - a signal, like structlog's DropEvent
+class FilteredMessage(EngineError):  # a signal, named like structlog's DropEvent
     """Raised by a route filter to drop a message on purpose; `reason` is recorded in the store."""
 
     def __init__(self, reason: str) -> None:

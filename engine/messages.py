@@ -87,8 +87,8 @@ def record_outcome(conn: sqlite3.Connection, message_id: str, state: MessageStat
     memory queue and in a recovery scan is recorded (and its deliveries created) once.
     """
     now = time.time() if now is None else now
-    cur = conn.execute("UPDATE messages SET state = ?, error = ?, processed_at = ? WHERE id = ? AND state = 'received'",
-                       (state.value, error, now, message_id))
+    cur = conn.execute("UPDATE messages SET state = ?, error = ?, processed_at = ?"
+                       " WHERE id = ? AND state = 'received'", (state.value, error, now, message_id))
     if cur.rowcount == 0:
         return False
     conn.executemany(
@@ -127,7 +127,8 @@ def unprocessed(conn: sqlite3.Connection, *, after_seq: int = 0, limit: int = 50
                 channels: Iterable[str] | None = None) -> list[tuple[int, StoredMessage]]:
     """Messages still `received` (accepted but not yet mapped), oldest first, for recovery."""
     rows = conn.execute(
-        f"SELECT {_COLUMNS}, raw, seq FROM messages WHERE state = 'received' AND seq > ? ORDER BY seq LIMIT ?",
+        f"SELECT {_COLUMNS}, raw, seq FROM messages WHERE state = 'received' AND seq > ?"
+        " ORDER BY seq LIMIT ?",
         (after_seq, limit)).fetchall()
     allowed = set(channels) if channels is not None else None
     return [(row[15], _row_to_message(row, row[14])) for row in rows

@@ -10,6 +10,7 @@ restart, the pipeline re-reads `received` messages from the store, so a backlog 
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from engine.types import MessageState, ProcessingOutcome, RouteResult, StoredMes
 
 if TYPE_CHECKING:
     from engine.store import Store
+    from engine.subscriptions import Subscriptions
 
 DEFAULT_QUEUE_SIZE = 10_000
 """Messages held in memory between commit and mapping before the pipeline falls back to the store."""
@@ -43,7 +45,7 @@ class DeliveryRecorder(Protocol):
 
     def record(self, conn: sqlite3.Connection, message: StoredMessage, results: list[RouteResult],
                now: float) -> set[str]:
-        """Write delivery / dead-letter rows inside the pipeline's transaction; return destinations to wake."""
+        """Write delivery / dead-letter rows inside the pipeline's transaction; return those to wake."""
 
     def wake(self, destinations: set[str]) -> None:
         """Called after the commit: the rows are durable, workers may pick them up."""
@@ -65,11 +67,13 @@ class Pipeline:
 
     def __init__(self, *, store: Store, route: RouteFn, deliveries: DeliveryRecorder,
                  on_outcome: Callable[[StoredMessage, MessageState, list[RouteResult]], None],
-                 queue_size: int = DEFAULT_QUEUE_SIZE, batch: int = DEFAULT_BATCH) -> None:
+                 subscriptions: Subscriptions | None = None, queue_size: int = DEFAULT_QUEUE_SIZE,
+                 batch: int = DEFAULT_BATCH) -> None:
         self.store = store
         self.route = route
         self.deliveries = deliveries
         self.on_outcome = on_outcome
+        self.subscriptions = subscriptions
         self.batch = batch
         self._queue: asyncio.Queue[StoredMessage] = asyncio.Queue(maxsize=queue_size)
         self._waiters: dict[str, list[asyncio.Future[ProcessingOutcome]]] = {}
@@ -96,7 +100,7 @@ class Pipeline:
             self._rescan = True
             self._wakeup.set()
 
-    async def wait(self, message_id: str, timeout: float) -> ProcessingOutcome | None:
+    async def wait(self, message_id: str, timeout: float) -> ProcessingOutcome | None:  # noqa: ASYNC109
         """Resolve when the message's outcome is committed; None after `timeout` seconds."""
         fut: asyncio.Future[ProcessingOutcome] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(message_id, []).append(fut)
@@ -124,10 +128,12 @@ class Pipeline:
                 pass
             self._task = None
 
-    async def drain(self, timeout: float = 10.0) -> None:
+    async def drain(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Wait until everything queued so far is processed (used by tests and graceful stop)."""
         deadline = time.monotonic() + timeout
-        while self._task is not None and (not self._queue.empty() or self._rescan or self._busy) and time.monotonic() < deadline:
+        # Polling is fine here: drain runs once at stop (and in tests), never on the hot path.
+        while (self._task is not None and (not self._queue.empty() or self._rescan or self._busy)  # noqa: ASYNC110
+               and time.monotonic() < deadline):
             await asyncio.sleep(0.01)
 
     _busy = False
@@ -159,7 +165,8 @@ class Pipeline:
     async def _recover(self) -> None:
         after = 0
         while True:
-            rows = await self.store.read(lambda c: messages.unprocessed(c, after_seq=after, limit=self.batch))
+            rows = await self.store.read(functools.partial(messages.unprocessed, after_seq=after,
+                                                           limit=self.batch))
             if not rows:
                 return
             self.backlog_scans += 1
@@ -180,6 +187,8 @@ class Pipeline:
             except Exception as exc:  # a router bug fails this message, visibly, not the engine
                 log.exception("router raised", message_id=msg.id, channel=msg.channel)
                 results = [RouteResult(route_id="(router)", error=f"internal error: {type(exc).__name__}")]
+            if self.subscriptions is not None:
+                results = [self.subscriptions.apply(r) for r in results]
             state, error = decide(results)
             decided.append((msg, state, error, results))
         now = time.time()

@@ -22,6 +22,7 @@ from engine.delivery import DeliveryService
 from engine.metrics import Metrics
 from engine.pipeline import Pipeline
 from engine.store import CORE_DDL, SqliteStore, Store
+from engine.subscriptions import Subscriptions
 from engine.types import (
     Acceptance,
     ChannelState,
@@ -43,6 +44,7 @@ class ChannelRuntime:
         self.config = config
         self.name = config.name
         self.facility = engine.config.engine.facility
+        self.config_dir = engine.config.file.resolve().parent
         self.stats = ChannelStats()
         self.state = ChannelState.STOPPED
         self.log = structlog.get_logger("yonglink.channel").bind(channel=config.name)
@@ -146,7 +148,8 @@ class Engine:
         self.router = load_router(config, metrics=self.metrics)
         self.delivery = DeliveryService(self)
         self.pipeline = Pipeline(store=self.store, route=self.router.route, deliveries=self.delivery,
-                                 on_outcome=self._on_outcome)
+                                 on_outcome=self._on_outcome,
+                                 subscriptions=Subscriptions(config.destinations))
         self.channels = {c.name: ChannelRuntime(self, c) for c in config.channels}
         self.admin: Any = None
         self.started_at: float | None = None
