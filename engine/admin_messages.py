@@ -93,20 +93,6 @@ def decode_raw(raw: bytes, charset: str | None) -> str:
     return raw.decode(codec, errors="replace")
 
 
-def deliveries_of(conn: sqlite3.Connection, message_id: str) -> list[dict[str, Any]] | None:
-    """Each delivery of a message with its attempts, or None while the delivery room offers no query.
-
-    EXTENSION POINT: the delivery room owns the `deliveries` table (engine/queue.py); once it adds
-    `queue.deliveries_of(conn, message_id) -> list[dict]` this picks it up. Until then the detail view
-    says `"deliveries": null` rather than reading another room's table here.
-    """
-    fn = getattr(queue, "deliveries_of", None)
-    if fn is None:
-        return None
-    result: list[dict[str, Any]] = fn(conn, message_id)
-    return result
-
-
 class MessagesApi:
     def __init__(self, engine: Engine, json: JsonResponder) -> None:
         self.engine = engine
@@ -126,11 +112,11 @@ class MessagesApi:
         show = raw_allowed(request)
 
         def load(conn: sqlite3.Connection) -> tuple[StoredMessage | None, list[dict[str, Any]],
-                                                    list[dict[str, Any]] | None]:
+                                                    list[dict[str, Any]]]:
             msg = messages.get(conn, message_id, with_raw=show)
             if msg is None:
-                return None, [], None
-            return msg, messages.results_of(conn, message_id), deliveries_of(conn, message_id)
+                return None, [], []
+            return msg, messages.results_of(conn, message_id), queue.deliveries_of(conn, message_id)
 
         msg, results, deliveries = await self.engine.store.read(load)
         if msg is None:

@@ -43,6 +43,15 @@ CREATE INDEX IF NOT EXISTS deliveries_fifo ON deliveries(destination, seq) WHERE
 CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries(destination) WHERE state = 'dead';
 CREATE INDEX IF NOT EXISTS deliveries_sent ON deliveries(last_attempt_at)
     WHERE state = 'sent' AND payload IS NOT NULL;
+CREATE TABLE IF NOT EXISTS delivery_attempts (
+    delivery_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    at REAL NOT NULL,
+    result TEXT NOT NULL,
+    error TEXT,
+    response TEXT,
+    PRIMARY KEY (delivery_id, attempt)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dead_letters (
     seq INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
@@ -186,8 +195,18 @@ def claim_heads(conn: sqlite3.Connection, destination: str, window: int,
     return list(runs.values())
 
 
+def _log_attempt(conn: sqlite3.Connection, delivery_id: str, attempt: int, now: float, result: str,
+                 error: str | None, response: str | None) -> None:
+    """One row per attempt, so a message's path shows every try with its time and outcome."""
+    conn.execute("INSERT OR REPLACE INTO delivery_attempts"
+                 " (delivery_id, attempt, at, result, error, response) VALUES (?,?,?,?,?,?)",
+                 (delivery_id, attempt, now, result, error[:500] if error else None,
+                  response[:500] if response else None))
+
+
 def mark_sent(conn: sqlite3.Connection, delivery_id: str, *, attempts: int, now: float,
               response: str) -> None:
+    _log_attempt(conn, delivery_id, attempts, now, "sent", None, response)
     conn.execute("UPDATE deliveries SET state = 'sent', attempts = ?, last_attempt_at = ?,"
                  " first_attempt_at = coalesce(first_attempt_at, ?), last_response = ?, last_error = NULL"
                  " WHERE id = ? AND state = 'queued'", (attempts, now, now, response[:2000], delivery_id))
@@ -195,6 +214,7 @@ def mark_sent(conn: sqlite3.Connection, delivery_id: str, *, attempts: int, now:
 
 def mark_retry(conn: sqlite3.Connection, delivery_id: str, *, attempts: int, now: float, next_at: float,
                error: str, response: str | None) -> None:
+    _log_attempt(conn, delivery_id, attempts, now, "retry", error, response)
     conn.execute("UPDATE deliveries SET attempts = ?, last_attempt_at = ?, next_attempt_at = ?,"
                  " first_attempt_at = coalesce(first_attempt_at, ?), last_error = ?, last_response = ?"
                  " WHERE id = ? AND state = 'queued'",
@@ -210,6 +230,7 @@ def mark_dead(conn: sqlite3.Connection, item: Pending, *, attempts: int, now: fl
                        (attempts, now, now, error[:2000], (response or "")[:2000] or None, item.id))
     if cur.rowcount == 0:
         return None
+    _log_attempt(conn, item.id, attempts, now, "dead", error, response)
     return add_dead_letter(conn, kind="delivery", message_id=item.message_id, error=error[:2000], now=now,
                            channel=item.channel, destination=item.destination, route_id=item.route_id,
                            dataset=item.dataset, delivery_id=item.id, attempts=attempts,
@@ -252,3 +273,24 @@ def prune(conn: sqlite3.Connection, *, older_than: float) -> int:
     cur = conn.execute("UPDATE deliveries SET payload = NULL WHERE state = 'sent' AND payload IS NOT NULL"
                        " AND last_attempt_at < ?", (older_than,))
     return cur.rowcount
+
+
+def deliveries_of(conn: sqlite3.Connection, message_id: str) -> list[dict[str, Any]]:
+    """Each delivery of a message (no payload) with its `attempt_log`, for the message path view."""
+    rows = conn.execute(
+        "SELECT id, destination, route_id, dataset, state, attempts, created_at, first_attempt_at,"
+        " last_attempt_at, next_attempt_at, last_error, last_response FROM deliveries"
+        " WHERE message_id = ? ORDER BY seq", (message_id,)).fetchall()
+    out = []
+    for r in rows:
+        attempts = conn.execute("SELECT attempt, at, result, error, response FROM delivery_attempts"
+                                " WHERE delivery_id = ? ORDER BY attempt", (r[0],)).fetchall()
+        out.append({
+            "id": r[0], "destination": r[1], "route_id": r[2], "dataset": r[3], "state": r[4],
+            "attempts": r[5], "created_at": r[6], "first_attempt_at": r[7], "last_attempt_at": r[8],
+            "next_attempt_at": r[9] if r[4] == "queued" else None, "last_error": r[10],
+            "last_response": r[11],
+            "attempt_log": [{"attempt": a[0], "at": a[1], "result": a[2], "error": a[3], "response": a[4]}
+                            for a in attempts],
+        })
+    return out
