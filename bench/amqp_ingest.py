@@ -5,7 +5,7 @@ messages to a fresh durable queue while a consumer drains it; the rate is N / (f
 ack or commit). The baseline
 is a bare aio-pika consumer with the same prefetch that acks each delivery at once and stores
 nothing; the candidate is a real yonglink engine (SQLite store, group commit) with an AMQP channel.
-Both run in this process against the same private RabbitMQ (tests/broker.py), in the same run.
+Both run in this process against the same private RabbitMQ (tests/support/broker.py), in the same run.
 
     .venv/bin/python bench/amqp_ingest.py [--messages 6000] [--senders 8] [--prefetch 200] [--url URL]
 """
@@ -37,9 +37,10 @@ ORU = ("MSH|^~\\&|LIS|NBH|YONGLINK|NB|20240101120000||ORU^R01^ORU_R01|{cid}|P|2.
 
 
 def load_broker() -> object:
-    spec = importlib.util.spec_from_file_location("yonglink_tests_broker", ROOT / "tests" / "broker.py")
+    path = ROOT / "tests" / "support" / "broker.py"
+    spec = importlib.util.spec_from_file_location("yonglink_tests_broker", path)
     if spec is None or spec.loader is None:
-        raise ImportError("tests/broker.py")
+        raise ImportError("tests/support/broker.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import structlog
@@ -34,6 +35,9 @@ from engine.types import (
 )
 
 log = structlog.get_logger("yonglink")
+
+STOP_STEP_TIMEOUT = 15.0
+"""Seconds each component may take to stop before shutdown goes on without it."""
 
 
 class ChannelRuntime:
@@ -183,18 +187,31 @@ class Engine:
                  admin=getattr(self.admin, "url", None))
 
     async def stop(self) -> None:
-        """Stop accepting, let commits in flight finish, stop delivery, close the store."""
+        """Stop accepting, let commits in flight finish, stop delivery, close the store.
+
+        Each step is bounded: a connector that cannot close (a broker that went away, a peer that
+        never reads) must not keep SIGTERM from finishing. Nothing committed is at risk: what was
+        not processed or delivered stays in the store and resumes on the next start.
+        """
         for channel in self.channels.values():
             if channel.inbound is not None:
-                await channel.halt(ChannelState.STOPPED)
+                await self._bounded(f"channel {channel.name}", channel.halt(ChannelState.STOPPED))
         await self.pipeline.drain(timeout=5.0)
         await self.pipeline.stop()
-        await self.delivery.stop()
+        await self._bounded("delivery", self.delivery.stop())
         if self.admin is not None:
-            await self.admin.stop()
+            await self._bounded("admin API", self.admin.stop())
         await self.store.close()
         self._stopped.set()
         log.info("engine stopped")
+
+    @staticmethod
+    async def _bounded(what: str, step: Awaitable[Any]) -> None:
+        try:
+            await asyncio.wait_for(step, STOP_STEP_TIMEOUT)
+        except TimeoutError:
+            log.error("gave up waiting for a component to stop", component=what,
+                      seconds=STOP_STEP_TIMEOUT)
 
     async def control(self, channel: str, action: str) -> ChannelState:
         """`start|stop|pause|resume` a channel (admin API and console)."""

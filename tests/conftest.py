@@ -41,23 +41,7 @@ async def engine_factory() -> AsyncIterator[Callable[[Config], object]]:
         await engine.stop()
 
 
-# --- private RabbitMQ broker (owned by the HTTP/AMQP channel room; see tests/broker.py) -----------
-
-
-def _broker_module() -> Any:
-    """tests/broker.py, loaded by path: `tests` is not an importable package (--import-mode=importlib)."""
-    import importlib.util
-    import sys
-
-    name = "yonglink_tests_broker"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("broker.py"))
-        if spec is None or spec.loader is None:
-            raise ImportError("tests/broker.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+# --- private RabbitMQ broker (owned by the HTTP/AMQP channel room; see tests/support/broker.py) -----------
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +51,9 @@ def rabbitmq() -> Iterator[Any]:
     A broker that cannot start FAILS the tests using it, with the broker's log tail (never a skip).
     Tests that stop it must start it again (the restart test does, in a `finally`).
     """
-    broker = _broker_module().PrivateBroker()
+    import broker as private_broker  # tests/support/broker.py (on pytest's pythonpath)
+
+    broker = private_broker.PrivateBroker()
     try:
         broker.start()
     except Exception as exc:

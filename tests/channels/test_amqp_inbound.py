@@ -1,4 +1,4 @@
-"""The AMQP inbound channel against the private RabbitMQ of tests/broker.py (never a system broker)."""
+"""The AMQP inbound channel against the private RabbitMQ of tests/support/broker.py (no system broker)."""
 
 from __future__ import annotations
 

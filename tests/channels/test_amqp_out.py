@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import aio_pika
+import delivery_support as S
 import orjson
 import pytest
 
@@ -19,17 +17,6 @@ from engine.runtime import Engine
 pytestmark = pytest.mark.broker
 
 
-def _support() -> Any:
-    name = "yonglink_delivery_support"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "delivery_support.py")
-        assert spec is not None and spec.loader is not None
-        sys.modules[name] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-S = _support()
 
 
 def config(url: str, exchange: str, key: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import textwrap
@@ -11,24 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import delivery_support as S
 import orjson
 
 from channels.file_out import FileOutbound
 from engine.config import Config
 from engine.runtime import Engine
-
-
-def _support() -> Any:
-    name = "yonglink_delivery_support"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "delivery_support.py")
-        assert spec is not None and spec.loader is not None
-        sys.modules[name] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-S = _support()
 
 
 async def test_records_land_as_dataset_date_and_delivery_id_files_and_pass_through_as_hl7(

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
+import delivery_support as S
 import pytest
 
 from channels.mllp_out import MllpOutbound, control_id, parse_ack
@@ -17,18 +15,6 @@ from engine.errors import PermanentDeliveryError, TransientDeliveryError
 from engine.runtime import Engine
 from engine.types import HL7V2, DeliveryItem
 
-
-def _support() -> Any:
-    name = "yonglink_delivery_support"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "delivery_support.py")
-        assert spec is not None and spec.loader is not None
-        sys.modules[name] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-S = _support()
 MSG = b"MSH|^~\\&|YL|NBH|HIS|NBH|20240101120000||ADT^A01|CTRL42|P|2.5.1\rPID|1||42^^^^PI\r"
 
 

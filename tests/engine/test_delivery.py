@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+import delivery_support as S
 import orjson
 
 from channels.stub import StubOutbound
 from engine.config import Config
 from engine.runtime import Engine
 from engine.types import HL7V2
-
-
-def _support() -> Any:
-    name = "yonglink_delivery_support"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "delivery_support.py")
-        assert spec is not None and spec.loader is not None
-        sys.modules[name] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-S = _support()
 
 
 def http_config(url: str, options: str) -> str:

@@ -3,33 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import delivery_support as S
 import pytest
 
 from engine import cli
 from engine.config import Config
 from engine.runtime import Engine
 
-
-def _support() -> Any:
-    name = "yonglink_delivery_support"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "delivery_support.py")
-        assert spec is not None and spec.loader is not None
-        sys.modules[name] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-S = _support()
 TOKEN = "t0ken"
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[")
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
