@@ -8,6 +8,7 @@ connector acknowledges, duplicates are answered from the store, and every outcom
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import time
 from collections.abc import Awaitable
@@ -61,10 +62,20 @@ class ChannelRuntime:
 
     async def accept(self, msg: InboundMessage) -> Acceptance:
         window = self._dedupe_window
-        acc = await self.engine.store.write(lambda conn: messages.insert(conn, msg, dedupe_window=window))
+        commit = self.engine.store.write(lambda conn: messages.insert(conn, msg, dedupe_window=window))
+        # Counting and handing to the pipeline happen when the commit lands, even if the caller was
+        # cancelled meanwhile (a peer that hung up): a committed message must never wait for a restart
+        # to be processed. shield() keeps a cancelled caller from cancelling the commit's future.
+        commit.add_done_callback(functools.partial(self._committed, msg))
+        return await asyncio.shield(commit)
+
+    def _committed(self, msg: InboundMessage, commit: asyncio.Future[Acceptance]) -> None:
+        if commit.cancelled() or commit.exception() is not None:
+            return
+        acc = commit.result()
         if acc.duplicate:
             self.count("duplicate")
-            return acc
+            return
         self.count("received")
         self.engine.pipeline.submit(StoredMessage(
             id=acc.message_id, channel=msg.channel, received_at=msg.received_at,
@@ -72,11 +83,11 @@ class ChannelRuntime:
             charset=msg.charset, sending_application=msg.sending_application,
             sending_facility=msg.sending_facility, control_id=msg.control_id,
             message_type=msg.message_type, metadata=msg.metadata))
-        return acc
 
     async def reject(self, msg: InboundMessage, reason: str) -> str:
-        acc = await self.engine.store.write(lambda conn: messages.insert(
+        commit = self.engine.store.write(lambda conn: messages.insert(
             conn, msg, dedupe_window=0, state=MessageState.REJECTED, error=reason))
+        acc = await asyncio.shield(commit)
         self.count("rejected")
         self.error(f"rejected input: {reason}")
         return acc.message_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -63,3 +64,30 @@ async def test_messages_accepted_but_not_processed_before_a_stop_are_processed_a
     await again.pipeline.drain()
     stored = await again.store.read(lambda c: messages.get(c, acc.message_id))
     assert stored is not None and stored.state is MessageState.FILTERED
+
+
+async def test_a_caller_cancelled_while_its_commit_is_in_flight_still_gets_the_message_processed(
+        make_config: Callable[[str], Config], engine_factory: Callable[[Config], Any]) -> None:
+    """A peer that hangs up mid-commit cancels the channel's task; the committed message is still
+    counted and mapped now, not after a restart."""
+    import asyncio
+
+    engine: Engine = await engine_factory(make_config(CONFIG))
+    rt = engine.channels["lab"]
+    task = asyncio.create_task(rt.accept(adt("C1")))
+    await asyncio.sleep(0)  # the write is queued to the store's writer thread
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await engine.pipeline.drain()
+
+    async def processed() -> list[MessageState]:
+        rows = await engine.store.read(lambda c: messages.search(c, messages.MessageQuery(channel="lab")))
+        return [m.state for m in rows]
+
+    for _ in range(100):
+        if await processed() == [MessageState.FILTERED]:
+            break
+        await asyncio.sleep(0.02)
+    assert await processed() == [MessageState.FILTERED]
+    assert rt.stats.counts["received"] == 1 and rt.stats.counts["filtered"] == 1
