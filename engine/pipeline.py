@@ -145,8 +145,10 @@ class Pipeline:
                 await self._wakeup.wait()
             self._busy = True
             try:
-                if self._rescan and self._queue.empty():
+                if self._rescan:  # recovery, overflow or resume: the store is the source of truth
                     self._rescan = False
+                    while not self._queue.empty():  # all committed, so all found again by the scan
+                        self._queue.get_nowait()
                     await self._recover()
                     continue
                 batch = [self._queue.get_nowait()]
