@@ -1,0 +1,74 @@
+"""The pipeline maps every committed message exactly once, also when its memory queue overflows."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections import Counter
+from pathlib import Path
+
+from engine import messages
+from engine.pipeline import Pipeline, decide
+from engine.store import CORE_DDL, SqliteStore
+from engine.types import InboundMessage, MessageState, RouteResult, StoredMessage
+
+
+class Recorder:
+    """Stands where the delivery service does: counts the messages it is asked to record."""
+
+    def __init__(self) -> None:
+        self.recorded: Counter[str] = Counter()
+
+    def record(self, conn: sqlite3.Connection, message: StoredMessage, results: list[RouteResult],
+               now: float) -> set[str]:
+        self.recorded[message.id] += 1
+        return set()
+
+    def wake(self, destinations: set[str]) -> None:
+        return None
+
+
+def route(msg: StoredMessage) -> list[RouteResult]:
+    return [RouteResult(route_id="r", dataset="person", record={"id": msg.control_id})]
+
+
+async def test_an_overflowing_memory_queue_falls_back_to_the_store_and_maps_each_message_once(
+        tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "p.db")
+    await store.open([CORE_DDL, messages.DDL])
+    recorder = Recorder()
+    outcomes: Counter[str] = Counter()
+    pipeline = Pipeline(store=store, route=route, deliveries=recorder, queue_size=4, batch=8,
+                        on_outcome=lambda m, s, r: outcomes.update([m.id]))
+    pipeline.start()
+    ids = []
+    for i in range(200):
+        msg = InboundMessage(channel="c", raw=b"MSH|^~\\&|\r", content_type="t", received_at=time.time(),
+                             control_id=f"C{i}")
+        acc = await store.write(lambda c, msg=msg: messages.insert(c, msg, dedupe_window=0))
+        ids.append(acc.message_id)
+        pipeline.submit(StoredMessage(id=acc.message_id, channel="c", received_at=msg.received_at,
+                                      content_type="t", state=MessageState.RECEIVED, raw=msg.raw,
+                                      control_id=msg.control_id))
+    for _ in range(500):
+        states = await store.read(lambda c: [r[0] for r in c.execute("SELECT state FROM messages")])
+        if states.count("mapped") == 200:
+            break
+        await asyncio.sleep(0.02)
+    await pipeline.stop()
+    await store.close()
+    assert states.count("mapped") == 200
+    assert pipeline.backlog_scans > 0  # the overflow path really ran
+    assert set(recorder.recorded) == set(ids) and set(recorder.recorded.values()) == {1}
+    assert set(outcomes.values()) == {1}
+
+
+def test_a_message_is_failed_if_any_route_failed_and_filtered_when_nothing_matched() -> None:
+    ok = RouteResult(route_id="a", record={"x": 1})
+    bad = RouteResult(route_id="b", error="b.yaml:3 x: bad")
+    assert decide([ok, bad]) == (MessageState.FAILED, "b.yaml:3 x: bad")
+    assert decide([ok]) == (MessageState.MAPPED, None)
+    assert decide([]) == (MessageState.FILTERED, "no route matched")
+    assert decide([RouteResult(route_id="f", filtered="test patient")]) == (
+        MessageState.FILTERED, "f: test patient")
