@@ -105,6 +105,12 @@ class Pipeline:
         fut: asyncio.Future[ProcessingOutcome] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(message_id, []).append(fut)
         try:
+            # Registered first, then looked up: an outcome committed before this call is read from the
+            # store, one committed after it resolves `fut` - no gap in which it could be missed.
+            stored = await self.store.read(functools.partial(messages.get, message_id=message_id,
+                                                             with_raw=False))
+            if stored is not None and stored.state is not MessageState.RECEIVED and not fut.done():
+                return ProcessingOutcome(message_id=message_id, state=stored.state, error=stored.error)
             return await asyncio.wait_for(fut, timeout)
         except TimeoutError:
             return None

@@ -9,6 +9,7 @@ import asyncio
 import sqlite3
 import ssl
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -342,6 +343,7 @@ async def test_connections_beyond_max_connections_are_refused_and_status_counts_
         await second.close()
         status = engine.status()["channels"][0]
         assert status["connections_open"] == 1 and status["listen"] == f"127.0.0.1:{port}"
+        engine.metrics.update_from_status(engine.status(), now=time.time())  # what a /metrics scrape does
         gauge = engine.metrics.registry.get_sample_value("yonglink_connections_open", {"channel": "lab"})
         assert gauge == 1
         assert segments(await first.send(adt("M-2")))["MSA"][1] == "AA"

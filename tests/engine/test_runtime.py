@@ -91,3 +91,13 @@ async def test_a_caller_cancelled_while_its_commit_is_in_flight_still_gets_the_m
         await asyncio.sleep(0.02)
     assert await processed() == [MessageState.FILTERED]
     assert rt.stats.counts["received"] == 1 and rt.stats.counts["filtered"] == 1
+
+
+async def test_waiting_for_a_message_already_processed_returns_its_outcome_at_once(
+        make_config: Callable[[str], Config], engine_factory: Callable[[Config], Any]) -> None:
+    engine: Engine = await engine_factory(make_config(CONFIG))
+    rt = engine.channels["lab"]
+    acc = await rt.accept(adt("W1"))
+    await engine.pipeline.drain()
+    outcome = await rt.wait_processed(acc.message_id, timeout=0.5)
+    assert outcome is not None and outcome.state is MessageState.FILTERED
