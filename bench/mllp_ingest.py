@@ -158,6 +158,8 @@ channels:
 
 _ENGINE_SNIPPET = """
 import asyncio, os, sys
+from engine.commands.run import tune_interpreter
+tune_interpreter()  # the same process settings as `yonglink run`
 if os.environ.get("BENCH_SWITCH_INTERVAL"):  # GIL hand-off experiment (see the report in the docstring)
     sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
 from engine.config import load_config

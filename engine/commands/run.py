@@ -14,6 +14,20 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+GIL_SWITCH_INTERVAL = 0.0005
+"""Seconds a thread may hold the GIL while another waits (CPython's default is 0.005)."""
+
+
+def tune_interpreter() -> None:
+    """Process settings for serving: called by `yonglink run` (and the benchmarks, to measure the same).
+
+    The store's writer thread and the event loop share the GIL; with the default 5 ms switch interval a
+    loop waiting for it stalls every ACK behind it. Measured (bench/mllp_ingest.py, 32 connections,
+    loaded machine): 0.2 ms took 1,448 -> 2,501 msg/s and p99 158 -> 23 ms.
+    """
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
+
+
 def run(args: argparse.Namespace) -> int:
     from engine.config import load_config
     from engine.errors import ConfigError, StoreError
@@ -25,10 +39,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"yonglink: invalid config:\n{exc}", file=sys.stderr)
         return 1
     configure_logging(config.engine.log)
-    # The store's writer thread and the event loop share the GIL; with the default 5 ms switch
-    # interval a loop waiting for it stalls every ACK behind it. Measured (bench/mllp_ingest.py,
-    # 32 connections): 0.2 ms took 1,448 -> 2,501 msg/s and p99 158 -> 23 ms.
-    sys.setswitchinterval(0.0005)
+    tune_interpreter()
     try:
         import uvloop
 

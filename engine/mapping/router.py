@@ -43,6 +43,7 @@ class Router:
         self.fhir_release = fhir_release
         self.quality = QualityCounter(dataset_fields(datasets))
         self._candidates: dict[tuple[str, str, str, str], list[Route]] = {}
+        self._channel_has_routes: dict[str | None, bool] = {}
 
     # --- the engine's contract -------------------------------------------------------------------
 
@@ -59,6 +60,8 @@ class Router:
     def route_outcomes(self, msg: StoredMessage, *, only: str | None = None,
                        observe: bool = True) -> list[Outcome]:
         """Like `route`, with the org and invalid fields of each result; `only` restricts to one route id."""
+        if not self.may_route(msg.channel):
+            return []  # nothing could select it: skip parsing (a pass-through-less, route-less channel)
         try:
             units = self.units(msg)
         except (EngineError, ValueError) as exc:
@@ -89,6 +92,16 @@ class Router:
                                              filtered=r.filtered is not None, invalid=out.invalid)
                     outcomes.append(out)
         return outcomes
+
+    def may_route(self, channel: str | None) -> bool:
+        """False when no route can select messages of `channel` (by the route's and channel's lists)."""
+        found = self._channel_has_routes.get(channel)
+        if found is None:
+            allowed = self.channel_routes.get(channel) if channel is not None else None
+            found = any((allowed is None or r.id in allowed)
+                        and (r.channels is None or channel in r.channels) for r in self.routes)
+            self._channel_has_routes[channel] = found
+        return found
 
     def candidates(self, header: Mapping[str, str]) -> list[Route]:
         """Routes that could match a message with this header (by kind and type), in load order.
