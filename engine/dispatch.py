@@ -140,7 +140,8 @@ class DestinationWorker:
             exclude = frozenset(self.inflight)
             try:
                 rows, next_at = await self.store.write(
-                    partial(queue.claim_due, destination=self.name, now=now, limit=limit, exclude=exclude))
+                    partial(queue.claim_due, destination=self.name, now=now, limit=limit, exclude=exclude),
+                    durable=False)
             except StoreError:
                 self._log.error("cannot claim deliveries; retrying")
                 await asyncio.sleep(1.0)
@@ -193,7 +194,8 @@ class DestinationWorker:
             busy = frozenset(self.busy_keys)
             try:
                 runs = await self.store.write(partial(queue.claim_heads, destination=self.name,
-                                                      window=FIFO_WINDOW, exclude_keys=busy, run=FIFO_RUN))
+                                                      window=FIFO_WINDOW, exclude_keys=busy, run=FIFO_RUN),
+                                              durable=False)
             except StoreError:
                 self._log.error("cannot claim deliveries; retrying")
                 await asyncio.sleep(1.0)
@@ -247,8 +249,9 @@ class DestinationWorker:
             on_sent()
         now = time.time()
         try:
+            # Not durable: after a power loss the delivery is sent again (at-least-once, same key).
             await self.store.write(lambda c: queue.mark_sent(c, row.id, attempts=attempt, now=now,
-                                                             response=result.response))
+                                                             response=result.response), durable=False)
         except StoreError:
             self._log.error("cannot record a sent delivery; it will be sent again", message_id=row.message_id)
             return False
@@ -277,7 +280,7 @@ class DestinationWorker:
             try:
                 await self.store.write(lambda c: queue.mark_retry(c, row.id, attempts=attempt, now=now,
                                                                   next_at=next_at, error=text,
-                                                                  response=err.response))
+                                                                  response=err.response), durable=False)
             except StoreError:
                 self._log.error("cannot record a failed attempt", message_id=row.message_id)
                 return

@@ -211,7 +211,8 @@ class Pipeline:
             return wake, done
 
         try:
-            wake, done = await self.store.write(commit)
+            # Not durable: a power loss can drop it, leaving the message `received` to be mapped again.
+            wake, done = await self.store.write(commit, durable=False)
         except StoreError:
             log.error("cannot record outcomes; messages stay received and are retried", count=len(batch))
             self._rescan = True

@@ -49,8 +49,14 @@ class Store(ABC):
         """Finish every queued write, then close."""
 
     @abstractmethod
-    def write(self, op: WriteOp[T]) -> asyncio.Future[T]:
-        """Queue `op` for the next group commit; the future resolves after COMMIT (or with StoreError)."""
+    def write(self, op: WriteOp[T], *, durable: bool = True) -> asyncio.Future[T]:
+        """Queue `op` for the next group commit; the future resolves after COMMIT (or with StoreError).
+
+        `durable=True` (what an ACK needs): the commit is on disk, surviving power loss. `durable=False`
+        is for work the engine can redo from durable state (a message's outcome: it stays `received`
+        and is mapped again; delivery bookkeeping: at-least-once): it survives a process crash, and a
+        power loss can only drop a suffix of such commits, never one before a later durable commit.
+        """
 
     @abstractmethod
     async def read(self, op: Callable[[sqlite3.Connection], T]) -> T:
@@ -73,7 +79,9 @@ class SqliteStore(Store):
         self.path = Path(path)
         self.max_size = max_size
         self.max_batch = max_batch
-        self._ops: queue.SimpleQueue[tuple[WriteOp[Any], asyncio.Future[Any]] | None] = queue.SimpleQueue()
+        self._ops: queue.SimpleQueue[tuple[WriteOp[Any], asyncio.Future[Any], bool] | None] = \
+            queue.SimpleQueue()
+        self._synchronous = "FULL"
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="yonglink-store-read")
@@ -115,11 +123,11 @@ class SqliteStore(Store):
 
     # --- writes ----------------------------------------------------------------------------------
 
-    def write(self, op: WriteOp[T]) -> asyncio.Future[T]:
+    def write(self, op: WriteOp[T], *, durable: bool = True) -> asyncio.Future[T]:
         if self._loop is None or self._thread is None:
             raise StoreError("store is not open")
         fut: asyncio.Future[T] = self._loop.create_future()
-        self._ops.put((op, fut))
+        self._ops.put((op, fut, durable))
         return fut
 
     def _run_writer(self, ddl: list[str], ready: asyncio.Future[None]) -> None:
@@ -150,7 +158,13 @@ class SqliteStore(Store):
                     stopping = True
                     break
                 batch.append(nxt)
-            outcomes = self._commit(conn, batch)
+            # WAL: synchronous is per connection and may change between transactions. FULL fsyncs the
+            # WAL at COMMIT, covering every earlier NORMAL commit too.
+            mode = "FULL" if any(item[2] for item in batch) else "NORMAL"
+            if mode != self._synchronous:
+                conn.execute(f"PRAGMA synchronous={mode}")
+                self._synchronous = mode
+            outcomes = self._commit(conn, [(op, fut) for op, fut, _ in batch])
             loop.call_soon_threadsafe(_settle_all, outcomes)
         conn.close()
 

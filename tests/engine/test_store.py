@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 
@@ -87,3 +88,20 @@ async def test_unprocessed_lists_received_messages_oldest_first(store: SqliteSto
     rows = await store.read(lambda c: messages.unprocessed(c))
     assert [m.id for _, m in rows] == [b.message_id]
     assert rows[0][1].raw == RAW
+
+
+async def test_an_ack_waits_for_a_full_sync_commit_and_redoable_work_may_use_normal(
+        store: SqliteStore) -> None:
+    """synchronous is FULL (2) for any batch holding a durable write, NORMAL (1) only for redoable ones."""
+
+    def mode(conn):  # type: ignore[no-untyped-def]
+        return conn.execute("PRAGMA synchronous").fetchone()[0]
+
+    assert await store.write(mode) == 2
+    assert await store.write(mode, durable=False) == 1
+    gate = threading.Event()
+    blocker = store.write(lambda conn: gate.wait(5), durable=False)  # holds the writer ...
+    queued = [store.write(mode, durable=False), store.write(mode), store.write(mode, durable=False)]
+    gate.set()  # ... so these three are queued together and form the next group commit
+    await blocker
+    assert await asyncio.gather(*queued) == [2, 2, 2]  # the durable op makes the whole batch FULL
