@@ -42,12 +42,14 @@ async def test_an_overflowing_memory_queue_falls_back_to_the_store_and_maps_each
     pipeline = Pipeline(store=store, route=route, deliveries=recorder, queue_size=4, batch=8,
                         on_outcome=lambda m, s, r: outcomes.update([m.id]))
     pipeline.start()
-    ids = []
-    for i in range(200):
-        msg = InboundMessage(channel="c", raw=b"MSH|^~\\&|\r", content_type="t", received_at=time.time(),
-                             control_id=f"C{i}")
-        acc = await store.write(lambda c, msg=msg: messages.insert(c, msg, dedupe_window=0))
-        ids.append(acc.message_id)
+    inbound = [InboundMessage(channel="c", raw=b"MSH|^~\\&|\r", content_type="t", received_at=time.time(),
+                              control_id=f"C{i}") for i in range(200)]
+    accs = await asyncio.gather(*[store.write(lambda c, m=m: messages.insert(c, m, dedupe_window=0))
+                                  for m in inbound])
+    ids = [a.message_id for a in accs]
+    # Submitted without yielding in between, as a burst of commits landing at once would be: the
+    # 4-slot memory queue must overflow and the pipeline read the rest back from the store.
+    for acc, msg in zip(accs, inbound, strict=True):
         pipeline.submit(StoredMessage(id=acc.message_id, channel="c", received_at=msg.received_at,
                                       content_type="t", state=MessageState.RECEIVED, raw=msg.raw,
                                       control_id=msg.control_id))
