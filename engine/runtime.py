@@ -21,6 +21,7 @@ from channels.base import ChannelStats, Inbound
 from engine import __version__, messages
 from engine.config import ChannelConfig, Config
 from engine.delivery import DeliveryService
+from engine.ingest import IngestBatcher
 from engine.metrics import Metrics
 from engine.pipeline import Pipeline
 from engine.store import CORE_DDL, SqliteStore, Store
@@ -54,15 +55,14 @@ class ChannelRuntime:
         self.state = ChannelState.STOPPED
         self.log = structlog.get_logger("yonglink.channel").bind(channel=config.name)
         self.inbound: Inbound | None = None
-        self._dedupe_window = engine.config.engine.store.dedupe_window
-        self._msg_counter = engine.metrics.messages
+        self._counters = {outcome: engine.metrics.messages.labels(config.name, outcome)
+                          for outcome in ChannelStats.OUTCOMES}
         self._ack_latency = engine.metrics.ack_latency.labels(config.name)
 
     # --- ChannelContext ---------------------------------------------------------------------------
 
     async def accept(self, msg: InboundMessage) -> Acceptance:
-        window = self._dedupe_window
-        commit = self.engine.store.write(lambda conn: messages.insert(conn, msg, dedupe_window=window))
+        commit = self.engine.ingest.submit(msg)
         # Counting and handing to the pipeline happen when the commit lands, even if the caller was
         # cancelled meanwhile (a peer that hung up): a committed message must never wait for a restart
         # to be processed. shield() keeps a cancelled caller from cancelling the commit's future.
@@ -110,7 +110,10 @@ class ChannelRuntime:
 
     def count(self, outcome: str, n: int = 1) -> None:
         self.stats.counts[outcome] = self.stats.counts.get(outcome, 0) + n
-        self._msg_counter.labels(self.name, outcome).inc(n)
+        counter = self._counters.get(outcome)
+        if counter is None:  # an outcome a connector names itself
+            counter = self._counters[outcome] = self.engine.metrics.messages.labels(self.name, outcome)
+        counter.inc(n)
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -161,6 +164,7 @@ class Engine:
         from engine.mapping import load_router  # the mapping room; heavy imports kept off CLI start-up
 
         self.router = load_router(config, metrics=self.metrics)
+        self.ingest = IngestBatcher(self.store, dedupe_window=config.engine.store.dedupe_window)
         self.delivery = DeliveryService(self)
         self.pipeline = Pipeline(store=self.store, route=self.router.route, deliveries=self.delivery,
                                  on_outcome=self._on_outcome,

@@ -105,3 +105,18 @@ async def test_an_ack_waits_for_a_full_sync_commit_and_redoable_work_may_use_nor
     gate.set()  # ... so these three are queued together and form the next group commit
     await blocker
     assert await asyncio.gather(*queued) == [2, 2, 2]  # the durable op makes the whole batch FULL
+
+
+async def test_a_burst_insert_answers_exactly_as_one_insert_per_message(store: SqliteStore) -> None:
+    """insert_many: a repeat inside the burst or of an earlier message is a duplicate; old ones are not."""
+    now = time.time()
+    earlier = await store.write(lambda c: messages.insert(c, inbound("E1", at=now - 10), dedupe_window=60))
+    await store.write(lambda c: messages.insert(c, inbound("OLD", at=now - 120), dedupe_window=60))
+    burst = [inbound("N1", at=now), inbound("E1", at=now), inbound("N1", at=now), inbound("OLD", at=now),
+             inbound("N2", at=now, facility="OTHER"), InboundMessage(
+                 channel="c", raw=RAW, content_type="t", received_at=now)]  # no dedupe key
+    accs = await store.write(lambda c: messages.insert_many(c, burst, dedupe_window=60))
+    assert [a.duplicate for a in accs] == [False, True, True, False, False, False]
+    assert accs[1].message_id == earlier.message_id and accs[2].message_id == accs[0].message_id
+    count = await store.read(lambda c: c.execute("SELECT count(*) FROM messages").fetchone()[0])
+    assert count == 2 + 4
