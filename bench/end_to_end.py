@@ -174,12 +174,13 @@ def _backlog_run(args: argparse.Namespace, tmp: Path, ingest: Any) -> None:
             done = _get(f"{sink_url}/count")["delivered"]
             if done and first is None:
                 first = time.time() - start
-            if done >= args.backlog:
+            if done >= args.backlog or (args.max_seconds and time.time() - start > args.max_seconds):
                 break
             time.sleep(0.5)
         elapsed = time.time() - start
-        print(f"first delivery {first:.1f}s after the engine was started; {args.backlog:,} delivered in "
-              f"{elapsed:.1f}s = {args.backlog / elapsed:,.0f} msg/s; engine peak RSS {peak:.0f} MB")
+        first_text = "no delivery" if first is None else f"first delivery {first:.1f}s"
+        print(f"{first_text} after the engine was started; {done:,} of {args.backlog:,} delivered in "
+              f"{elapsed:.1f}s = {done / elapsed:,.0f} msg/s; engine peak RSS {peak:.0f} MB")
     finally:
         for proc in (engine, sink):
             proc.send_signal(signal.SIGTERM)
@@ -203,6 +204,8 @@ def main() -> int:
     parser.add_argument("--mode", choices=("person", "passthrough"), default="person")
     parser.add_argument("--outage", type=float, default=0.0, help="sink answers 503 for the first S seconds")
     parser.add_argument("--backlog", type=int, default=0, help="restart with N queued deliveries instead")
+    parser.add_argument("--max-seconds", type=float, default=0.0,
+                        help="with --backlog: stop after this long (measures RSS and resume, not the drain)")
     parser.add_argument("--store-dir", help="directory for the SQLite store (default: a temp dir in ./var)")
     parser.add_argument("--sink", help=argparse.SUPPRESS)
     args = parser.parse_args()
