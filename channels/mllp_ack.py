@@ -164,23 +164,6 @@ class AckWriter:
                          control_id=self.next_control_id(), now=datetime.now().astimezone())
 
 
-def wants_ack(mode: str, code: str) -> bool:
-    """Whether MSH-15 ``mode`` asks for an accept ACK with ``code`` (HL7 v2.5.1 §2.9.3, Table 0155).
-
-    Same rule as `engine.hl7v2.ack.needs_ack`, on the already-read MSH-15: empty/AL always, NE never,
-    ER only on errors, SU only on success; an unknown value acknowledges (the safe side).
-    """
-    if mode in ("", "AL"):
-        return True
-    if mode == "NE":
-        return False
-    if mode == "ER":
-        return code not in SUCCESS_CODES
-    if mode == "SU":
-        return code in SUCCESS_CODES
-    return True
-
-
 def printable(text: str) -> str:
     """``text`` with control characters shown as ``<0x0B>``: a reason may quote binary input, and a raw
     0x0B or 0x1C in an ACK would break its MLLP frame."""

@@ -31,8 +31,9 @@ from dataclasses import dataclass
 import structlog
 
 from channels.base import ChannelContext
-from channels.mllp_ack import AckWriter, MshHeader, read_header, wants_ack
+from channels.mllp_ack import AckWriter, MshHeader, read_header
 from engine.errors import CharsetError, Hl7ParseError, RejectedMessage, StoreError
+from engine.hl7v2.ack import wants_ack
 from engine.hl7v2.batch import split_batch
 from engine.hl7v2.charset import decode, python_codec, sniff_charset
 from engine.hl7v2.er7 import Er7Message

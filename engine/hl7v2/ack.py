@@ -103,7 +103,11 @@ def needs_ack(msg: Er7Message, code: str) -> bool:
     is an error (not AA/CA), SU only on success. The engine acknowledges on receipt (commit level),
     so MSH-15 governs even for AA/AE/AR codes; MSH-16 belongs to the receiving application.
     """
-    mode = msg.accept_ack_type.upper()
+    return wants_ack(msg.accept_ack_type.upper(), code)
+
+
+def wants_ack(mode: str, code: str) -> bool:
+    """`needs_ack` on an MSH-15 value already read (upper case), for callers that read MSH alone."""
     if mode in ("", "AL"):
         return True
     if mode == "NE":
@@ -115,4 +119,4 @@ def needs_ack(msg: Er7Message, code: str) -> bool:
     return True  # an unknown value: acknowledging is the safe side
 
 
-__all__ = ["TABLE_0357", "build_ack", "needs_ack", "parse_ack"]
+__all__ = ["TABLE_0357", "build_ack", "needs_ack", "parse_ack", "wants_ack"]

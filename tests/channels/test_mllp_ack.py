@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from channels.mllp_ack import AckWriter, read_header, wants_ack
+from channels.mllp_ack import AckWriter, read_header
 from engine.errors import Hl7ParseError
-from engine.hl7v2.ack import build_ack, needs_ack
+from engine.hl7v2.ack import build_ack, needs_ack, wants_ack
 from engine.hl7v2.charset import decode, python_codec, sniff_charset
 from engine.hl7v2.er7 import Er7Message
 
