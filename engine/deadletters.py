@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from engine.queue import _DEAD_COLUMNS
+from engine.sqlfilter import Filters
 
 MAX_PAGE = 1000
 """Largest page `GET /dlq` returns."""
@@ -42,29 +43,10 @@ def _row(row: Sequence[Any]) -> dict[str, Any]:
 
 def search(conn: sqlite3.Connection, q: DeadLetterQuery) -> list[dict[str, Any]]:
     """Newest first; no payloads."""
-    where: list[str] = []
-    args: list[Any] = []
-    for column, value in (("channel", q.channel), ("destination", q.destination), ("kind", q.kind)):
-        if value is not None:
-            where.append(f"{column} = ?")
-            args.append(value)
-    if q.error:
-        where.append("instr(lower(error), lower(?)) > 0")
-        args.append(q.error)
-    if q.since is not None:
-        where.append("created_at >= ?")
-        args.append(q.since)
-    if q.until is not None:
-        where.append("created_at < ?")
-        args.append(q.until)
-    if q.before is not None:
-        where.append("seq < (SELECT seq FROM dead_letters WHERE id = ?)")
-        args.append(q.before)
-    sql = f"SELECT {_DEAD_COLUMNS} FROM dead_letters"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY seq DESC LIMIT ?"
-    args.append(max(1, min(q.limit, MAX_PAGE)))
+    f = Filters().equal(channel=q.channel, destination=q.destination, kind=q.kind)
+    f.add("instr(lower(error), lower(?)) > 0", q.error or None)
+    f.add("created_at >= ?", q.since).add("created_at < ?", q.until)
+    sql, args = f.page(_DEAD_COLUMNS, "dead_letters", before=q.before, limit=q.limit, max_limit=MAX_PAGE)
     return [_row(r) for r in conn.execute(sql, args).fetchall()]
 
 

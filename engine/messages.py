@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from engine.ids import new_id
+from engine.sqlfilter import Filters
 from engine.types import Acceptance, InboundMessage, MessageState, RouteResult, StoredMessage
 
 DDL = """
@@ -203,27 +204,10 @@ class MessageQuery:
 
 def search(conn: sqlite3.Connection, q: MessageQuery) -> list[StoredMessage]:
     """Newest first, metadata only (no raw bytes)."""
-    where: list[str] = []
-    args: list[Any] = []
-    for column, value in (("channel", q.channel), ("control_id", q.control_id), ("state", q.state),
-                          ("sending_facility", q.sending_facility), ("message_type", q.message_type)):
-        if value is not None:
-            where.append(f"{column} = ?")
-            args.append(value)
-    if q.since is not None:
-        where.append("received_at >= ?")
-        args.append(q.since)
-    if q.until is not None:
-        where.append("received_at < ?")
-        args.append(q.until)
-    if q.before is not None:
-        where.append("seq < (SELECT seq FROM messages WHERE id = ?)")
-        args.append(q.before)
-    sql = f"SELECT {_COLUMNS} FROM messages"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY seq DESC LIMIT ?"
-    args.append(max(1, min(q.limit, 1000)))
+    f = Filters().equal(channel=q.channel, control_id=q.control_id, state=q.state,
+                        sending_facility=q.sending_facility, message_type=q.message_type)
+    f.add("received_at >= ?", q.since).add("received_at < ?", q.until)
+    sql, args = f.page(_COLUMNS, "messages", before=q.before, limit=q.limit, max_limit=1000)
     return [_row_to_message(row) for row in conn.execute(sql, args).fetchall()]
 
 
