@@ -22,7 +22,6 @@ import asyncio
 import importlib.util
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -182,12 +181,7 @@ def _backlog_run(args: argparse.Namespace, tmp: Path, ingest: Any) -> None:
         print(f"{first_text} after the engine was started; {done:,} of {args.backlog:,} delivered in "
               f"{elapsed:.1f}s = {done / elapsed:,.0f} msg/s; engine peak RSS {peak:.0f} MB")
     finally:
-        for proc in (engine, sink):
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        ingest.terminate(engine, sink)
 
 
 def _spawn(argv: list[str], **kw: Any) -> tuple[subprocess.Popen[str], int]:
@@ -257,12 +251,7 @@ def main() -> int:
                   f"{total / max(finished - start, 1e-9):,.0f} msg/s; sink saw {done['requests']:,} requests")
             print(f"backlog drained {max(0.0, finished - load_end):.1f}s after the load stopped")
         finally:
-            for proc in (engine, sink):
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            ingest.terminate(engine, sink)
     return 0
 
 

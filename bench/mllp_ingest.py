@@ -182,6 +182,16 @@ except ImportError:
 """
 
 
+def terminate(*procs: subprocess.Popen[str]) -> None:
+    """SIGTERM each benchmark process (the engine stops cleanly), SIGKILL what is still up after 15 s."""
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def _spawn_echo() -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen([sys.executable, __file__, "--echo-server"], stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline() if proc.stdout else ""
@@ -237,12 +247,7 @@ def main() -> int:
                       f"{ceil['msgs_per_s']:>10,.0f} {ceil['p50_ms']:>7.2f} {ceil['p99_ms']:>7.2f} | "
                       f"{ratio:.2f}{errors}", flush=True)
         finally:
-            for proc in (engine, echo):
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            terminate(engine, echo)
     return 0
 
 
