@@ -19,7 +19,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from engine.commands.status import add_connection_options, table
+from engine.commands.status import add_connection_options, report_api_error, table
 
 COLUMNS = ("CREATED", "ID", "KIND", "CHANNEL", "DESTINATION", "ROUTE", "ATTEMPTS", "ERROR")
 FILTERS = ("channel", "destination", "kind", "error", "since", "until")
@@ -97,18 +97,8 @@ def dlq(args: argparse.Namespace) -> int:
         else:
             done = [call("DELETE", f"{base}/dlq/{_q(i)}", args.token, args.timeout) for i in args.ids]
             print(json.dumps(done, indent=2) if args.json else f"purged {len(done)} dead letter(s)")
-    except urllib.error.HTTPError as exc:
-        try:
-            reason = json.loads(exc.read()).get("error", exc.reason)
-        except (ValueError, AttributeError):
-            reason = exc.reason
-        hint = " (pass --token or set YONGLINK_ADMIN_TOKEN)" if exc.code in (401, 403) else ""
-        print(f"yonglink: HTTP {exc.code}: {reason}{hint}", file=sys.stderr)
-        return 1
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        print(f"yonglink: cannot reach the admin API at {args.url}: {getattr(exc, 'reason', exc)}",
-              file=sys.stderr)
-        return 2
+        return report_api_error(exc, args.url)
     return 0
 
 

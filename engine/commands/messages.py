@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 import urllib.error
 import urllib.parse
 from typing import Any
 
-from engine.commands.status import DEFAULT_TIMEOUT, add_connection_options, fetch, table
+from engine.commands.status import DEFAULT_TIMEOUT, add_connection_options, fetch, report_api_error, table
 
 COLUMNS = ("RECEIVED", "ID", "CHANNEL", "TYPE", "CONTROL ID", "FACILITY", "STATE", "ERROR")
 FILTERS = (("channel", "channel"), ("control_id", "control-id"), ("state", "state"),
@@ -50,17 +49,8 @@ def messages(args: argparse.Namespace) -> int:
         url = f"{base}/messages?{urllib.parse.urlencode(params)}"
     try:
         doc = fetch(url, args.token, getattr(args, "timeout", DEFAULT_TIMEOUT))
-    except urllib.error.HTTPError as exc:
-        try:
-            reason = json.loads(exc.read()).get("error", exc.reason)
-        except (ValueError, AttributeError):
-            reason = exc.reason
-        print(f"yonglink: HTTP {exc.code}: {reason}", file=sys.stderr)
-        return 1
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        print(f"yonglink: cannot reach the admin API at {args.url}: {getattr(exc, 'reason', exc)}",
-              file=sys.stderr)
-        return 2
+        return report_api_error(exc, args.url)
     if args.json or args.id:
         print(json.dumps(doc, indent=2, ensure_ascii=False))
         return 0

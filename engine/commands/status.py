@@ -52,22 +52,28 @@ def fetch(url: str, token: str | None, timeout: float) -> Any:
         return json.loads(response.read())
 
 
-def status(args: argparse.Namespace) -> int:
-    url = args.url.rstrip("/") + "/status"
-    try:
-        doc = fetch(url, args.token, args.timeout)
-    except urllib.error.HTTPError as exc:
+def report_api_error(exc: Exception, base_url: str, *, what: str | None = None) -> int:
+    """Print why an admin API call failed; exit code 1 for an HTTP error answer, 2 when unreachable."""
+    if isinstance(exc, urllib.error.HTTPError):
         try:
             reason = json.loads(exc.read()).get("error", exc.reason)
         except (ValueError, AttributeError):
             reason = exc.reason
-        hint = " (pass --token or set YONGLINK_ADMIN_TOKEN)" if exc.code == 401 else ""
-        print(f"yonglink: {url}: HTTP {exc.code}: {reason}{hint}", file=sys.stderr)
+        hint = " (pass --token or set YONGLINK_ADMIN_TOKEN)" if exc.code in (401, 403) else ""
+        prefix = f"{what}: " if what else ""
+        print(f"yonglink: {prefix}HTTP {exc.code}: {reason}{hint}", file=sys.stderr)
         return 1
+    reason = getattr(exc, "reason", exc)
+    print(f"yonglink: cannot reach the admin API at {base_url}: {reason}", file=sys.stderr)
+    return 2
+
+
+def status(args: argparse.Namespace) -> int:
+    url = args.url.rstrip("/") + "/status"
+    try:
+        doc = fetch(url, args.token, args.timeout)
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        print(f"yonglink: cannot reach the admin API at {args.url}: {reason}", file=sys.stderr)
-        return 2
+        return report_api_error(exc, args.url, what=url)
     if args.json:
         print(json.dumps(doc, indent=2, ensure_ascii=False))
     else:
