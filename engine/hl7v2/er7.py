@@ -192,6 +192,20 @@ class Er7Message:
                 out[-1][1].append(seg)
         return out
 
+    def following(self, index: int, name: str) -> list[int]:
+        """Indexes of the ``name`` segments after segment ``index``, up to the next segment named like
+        it (the OBX of one OBR). By segment ID only: no `Segment` is built for the ones skipped."""
+        lines = self._lines
+        head = lines[index][:3]
+        out = []
+        for i in range(index + 1, len(lines)):
+            seg_name = lines[i][:3]
+            if seg_name == head:
+                break
+            if seg_name == name:
+                out.append(i)
+        return out
+
     def _segments_for(self, p: Path, *, all_when_omitted: bool = False) -> list[Segment]:
         idxs = self._by_name.get(p.segment or "", [])
         idx = p.seg_index

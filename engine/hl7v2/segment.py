@@ -1,10 +1,10 @@
 """One ER7 segment and one field repetition, split lazily (HL7 v2.5.1 §2.5.3 message construction).
 
-A `Segment` splits its fields on first read and each field's repetitions on first read of that field
-(cached); components and subcomponents are sliced per read with bounded ``str.split``. Both
-`Segment` and `Repetition` satisfy `engine.source.Source` so ``each:`` rows read relative paths:
-``"5"``, ``"3[*].1"`` on a segment, ``"1"``, ``"4.2"`` on a repetition. A path starting with a letter
-(``"PID-3.1"``, ``"MSH-10"``) is read against the whole message instead.
+A `Segment` is built on the first read of it and splits its fields then; each field's repetitions
+are split on first read of that field (cached); components and subcomponents are sliced per read with
+bounded ``str.split``. Both `Segment` and `Repetition` satisfy `engine.source.Source` so ``each:``
+rows read relative paths: ``"5"``, ``"3[*].1"`` on a segment, ``"1"``, ``"4.2"`` on a repetition. A
+path starting with a letter (``"PID-3.1"``, ``"MSH-10"``) is read against the whole message instead.
 """
 
 from __future__ import annotations
@@ -43,25 +43,21 @@ def pick(raw: str, enc: Encoding, comp: int | None, sub: int | None) -> str:
 class Segment:
     """One segment; ``fields[n]`` is the raw text of ``<name>-n`` (``fields[0]`` is the name)."""
 
-    __slots__ = ("_fields", "_reps", "index", "msg", "name", "raw")
+    __slots__ = ("_reps", "enc", "fields", "index", "msg", "name", "raw")
 
     kind: Literal["hl7v2"] = "hl7v2"
 
     def __init__(self, msg: Er7Message, index: int, raw: str) -> None:
         self.msg, self.index, self.raw, self.name = msg, index, raw, raw[:3]
-        self._fields: list[str] | None = None
-        self._reps: dict[int, list[str]] | None = None
-
-    @property
-    def fields(self) -> list[str]:
+        self.enc: Encoding = msg.encoding
+        # Split into fields now: a Segment is built on its first read (`Er7Message._seg`), so the split
+        # is never wasted, and every later read indexes a plain list.
+        fields = raw.split(self.enc.field)
+        if self.name == "MSH":
+            fields.insert(1, self.enc.field)
+        self.fields: list[str] = fields
         """Raw field texts; for MSH, ``fields[1]`` is the field separator (MSH-1, §2.14.9.1)."""
-        if self._fields is None:
-            sep = self.msg.encoding.field
-            parts = self.raw.split(sep)
-            if self.name == "MSH":
-                parts.insert(1, sep)
-            self._fields = parts
-        return self._fields
+        self._reps: dict[int, list[str]] | None = None
 
     def reps(self, field: int) -> list[str]:
         """Raw repetitions of field ``field`` (``[]`` when absent or empty)."""
@@ -148,12 +144,7 @@ class Segment:
         this segment's name (``OBX[*]`` inside an OBR: that order's observations)."""
         if group_path[:1].isalpha():
             p = compile_path(group_path)
-            following: list[Segment] = []
-            for seg in self.msg.segments_list[self.index + 1:]:
-                if seg.name == self.name:
-                    break
-                if seg.name == p.segment:
-                    following.append(seg)
+            following = [self.msg._seg(i) for i in self.msg.following(self.index, p.segment or "")]
             if p.seg_index not in (ALL, FIRST):
                 following = following[p.seg_index - 1:p.seg_index]
             return children_of(following, p)

@@ -9,7 +9,7 @@ load time, never per message.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Literal
 
 from engine.errors import ConfigError, PathSyntaxError
 from engine.source import HEADER_KEYS, Source
@@ -56,32 +56,26 @@ def getter(kind: Kind, text: str, scope: Scope = "message") -> Getter:
     if text.startswith(HEADER):
         key = text[len(HEADER):]
         return lambda s: s.header.get(key) or None
-    if kind == "hl7v2" and scope == "message":
-        from engine.hl7v2.path import compile_path
-
-        compiled = compile_path(text)
-        # At message scope the source is an Er7Message, which reads compiled paths directly.
-        return lambda s: s.get(compiled)  # type: ignore[arg-type]
-    if kind == "hl7v2" and scope == "segment" and not text[:1].isalpha():
-        return _segment_getter(text)
+    if kind == "hl7v2":
+        return _hl7_getter(text, scope)
     return lambda s: s.get(text)
 
 
-def _segment_getter(text: str) -> Getter:
-    """A relative path read on one `Segment` (an `each` / `records` item) with the path compiled once:
-    the same rule as `Segment.get` (first non-empty, non-null value, escapes decoded)."""
+def _hl7_getter(text: str, scope: Scope) -> Getter:
+    """An HL7 v2 path compiled into a reader (`engine.hl7v2.access`): the same value `get` would
+    return, without interpreting the path per message."""
+    from engine.hl7v2 import access
     from engine.hl7v2.path import compile_path
-    from engine.hl7v2.segment import HL7_NULL
 
-    compiled = compile_path(text, "field")
-
-    def get(source: Source) -> str | None:
-        seg: Any = source
-        for raw in seg.raw_values(compiled):
-            if raw and raw != HL7_NULL:
-                return seg.decode(raw)  # type: ignore[no-any-return]
-        return None
-    return get
+    if text[:1].isalpha():  # absolute: read on the whole message, from any scope
+        read_message = access.message_reader(compile_path(text))
+        if scope == "message":
+            return read_message  # type: ignore[return-value]
+        message_of = access.message_of
+        return lambda s: read_message(message_of(s))
+    if scope == "segment":
+        return access.segment_reader(compile_path(text, "field"))  # type: ignore[return-value]
+    return access.repetition_reader(compile_path(text, "component"))  # type: ignore[return-value]
 
 
 def all_getter(kind: Kind, text: str, scope: Scope = "message") -> AllGetter:
