@@ -71,7 +71,8 @@ def shown(value: Any) -> str:
 def apply_field(fm: FieldMap, source: Source, record: Mapping[str, Any], file: str) -> Any:
     """Read and transform one field; MappingError text is the full located message."""
     try:
-        value = fm.read(source, record)
+        get = fm.get
+        value = get(source) if get is not None else fm.read(source, record)
     except MappingError as exc:  # a FHIRPath that fails at run time on this input
         raise MappingError(f"{file}:{fm.line} {fm.name}: {exc}", field=fm.name, path=fm.source_text,
                            route=file, line=fm.line) from None

@@ -24,6 +24,8 @@ OPERATIONS = ("create", "update", "delete")
 
 Reader = Callable[[Source, Mapping[str, Value]], Value]
 """Reads a field's raw value: (source, fields mapped so far) -> value."""
+SourceReader = Callable[[Source], Value]
+"""Reads a field's raw value from the source alone (every kind of field but ``field:``)."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,9 @@ class FieldMap:
     source_text: str
     read: Reader
     steps: tuple[Step, ...]
+    get: SourceReader | None = None
+    """`read` without the record argument when the field does not need it: the mapper calls this one,
+    saving a call per field per message."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from engine.mapping.model import (
     FilterRule,
     Reader,
     Route,
+    SourceReader,
     display_name,
 )
 from engine.mapping.transforms import CompileEnv, Value, compile_transform
@@ -264,52 +265,57 @@ class _Loader:
         if len(sources) != 1:
             raise self.fail("give exactly one of path, paths, const, header, field", *key)
         kind = self.kind
-        read: Reader
+        get: SourceReader | None
         src = sources[0]
         value = s[src]
         if src == "path":
             if s.get("all"):
                 get_all = self.guard(lambda: paths.all_getter(kind, value, scope), *key, "path")
-                read = lambda source, rec: get_all(source) or None  # noqa: E731
+                get = lambda source: get_all(source) or None  # noqa: E731
             else:
                 get = self.guard(lambda: paths.getter(kind, value, scope), *key, "path")
-                read = lambda source, rec: get(source)  # noqa: E731
             text = str(value)
         elif src == "paths":
             if not isinstance(value, list) or not value:
                 raise self.fail("expected a list of paths", *key, "paths")
-            getters = [self.guard(partial(paths.getter, kind, p, scope), *key, "paths") for p in value]
+            getters = tuple(self.guard(partial(paths.getter, kind, p, scope), *key, "paths") for p in value)
             text = "+".join(map(str, value))
             if s.get("transforms", [None])[0] == "first":
                 # `paths` + `first` is a coalesce: stop reading at the first value found (hot path).
                 s = {**s, "transforms": s["transforms"][1:]}
-                read = partial(_coalesce, tuple(getters))
+                get = partial(_coalesce, getters)
             else:
-                read = lambda source, rec: [g(source) for g in getters]  # noqa: E731
+                get = lambda source: [g(source) for g in getters]  # noqa: E731
         elif src == "const":
             const = value
-            read = lambda source, rec: const  # noqa: E731
+            get = lambda source: const  # noqa: E731
             text = "const"
         elif src == "header":
             hkey = str(value)
-            read = lambda source, rec: source.header.get(hkey) or None  # noqa: E731
+            get = lambda source: source.header.get(hkey) or None  # noqa: E731
             text = f"header.{hkey}"
         else:
             other = str(value)
             if other not in earlier:
                 raise self.fail(f"field: {other!r} is not a field mapped above this one", *key, "field")
-            read = lambda source, rec: rec.get(other)  # noqa: E731
+            get = None
             text = other
+        read: Reader
+        if get is None:
+            read = lambda source, rec: rec.get(other)  # noqa: E731
+        else:
+            source_only = get
+            read = lambda source, rec: source_only(source)  # noqa: E731
         steps_spec = s.get("transforms", [])
         if not isinstance(steps_spec, list):
             raise self.fail("transforms: expected a list", *key, "transforms")
         env = self.env(f"{route.id}.{name}", scope)
         steps = tuple(self.guard(partial(compile_transform, t, env), *key, "transforms", i)
                       for i, t in enumerate(steps_spec))
-        return FieldMap(name=name, line=line, source_text=text, read=read, steps=steps)
+        return FieldMap(name=name, line=line, source_text=text, read=read, steps=steps, get=get)
 
 
-def _coalesce(getters: tuple[paths.Getter, ...], source: Source, record: Mapping[str, Value]) -> Value:
+def _coalesce(getters: tuple[paths.Getter, ...], source: Source) -> Value:
     for get in getters:
         value = get(source)
         if value:

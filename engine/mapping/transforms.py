@@ -1,11 +1,12 @@
 """Field transforms: small named steps applied in order to a value read from the source.
 
-A transform is either a plain callable ``fn(value) -> value`` (``trim``, ``upper``, ``required`` ...)
-or a small class configured once at route load, ``Cls(settings, env)``, then called per value
-(structlog processor style). Every transform lets ``None`` (absent) through unchanged unless its job
-is to handle absence (``default``, ``required``, ``const``). A problem raises `MappingError` whose text
-is the predicate ("is not a valid date"); the field mapper prefixes route file:line, field, path and
-value. Classes whose ``uses_source`` is true are called ``(value, source)`` (``when``).
+A transform is either a plain callable ``fn(value, source=None) -> value`` (``trim``, ``upper``,
+``required`` ...) or a small class configured once at route load, ``Cls(settings, env)``, then called
+per value (structlog processor style). Every transform takes ``(value, source)`` so the mapper calls
+it directly, with no adapter per value; only ``when`` reads the source. Every transform lets ``None``
+(absent) through unchanged unless its job is to handle absence (``default``, ``required``, ``const``).
+A problem raises `MappingError` whose text is the predicate ("is not a valid date"); the field mapper
+prefixes route file:line, field, path and value.
 
 `TRANSFORMS` is the one explicit registry; docs/mapping.md documents each entry and its settings.
 """
@@ -44,31 +45,31 @@ class CompileEnv:
 # --- plain callables -----------------------------------------------------------------------------
 
 
-def trim(value: Value) -> Value:
+def trim(value: Value, source: Source | None = None) -> Value:
     """Strip surrounding whitespace; an all-blank text becomes absent."""
     if isinstance(value, str):
         return value.strip() or None
     return value
 
 
-def upper(value: Value) -> Value:
+def upper(value: Value, source: Source | None = None) -> Value:
     """Upper-case text."""
     return value.upper() if isinstance(value, str) else value
 
 
-def lower(value: Value) -> Value:
+def lower(value: Value, source: Source | None = None) -> Value:
     """Lower-case text."""
     return value.lower() if isinstance(value, str) else value
 
 
-def first(value: Value) -> Value:
+def first(value: Value, source: Source | None = None) -> Value:
     """First non-empty item of a list (a coalesce over `paths:`); other values unchanged."""
     if isinstance(value, list):
         return next((v for v in value if v not in (None, "")), None)
     return value
 
 
-def required(value: Value) -> Value:
+def required(value: Value, source: Source | None = None) -> Value:
     """Fail the record when the value is absent."""
     if value is None or value == "" or value == []:
         raise MappingError("is required but empty")
@@ -109,7 +110,7 @@ class Concat:
         else:
             self.sep = str(_only(settings, "concat", ("sep",)).get("sep", ""))
 
-    def __call__(self, value: Value) -> Value:
+    def __call__(self, value: Value, source: Source | None = None) -> Value:
         if isinstance(value, list):
             parts = [str(v) for v in value if v not in (None, "")]
             return self.sep.join(parts) if parts else None
@@ -131,7 +132,7 @@ class Split:
                 raise ConfigError("split: index must be a whole number from 1")
             self.index = index
 
-    def __call__(self, value: Value) -> Value:
+    def __call__(self, value: Value, source: Source | None = None) -> Value:
         if not isinstance(value, str):
             return value
         parts = value.split(self.sep)
@@ -146,7 +147,7 @@ class Default:
     def __init__(self, settings: Any, env: CompileEnv) -> None:
         self.default = settings
 
-    def __call__(self, value: Value) -> Value:
+    def __call__(self, value: Value, source: Source | None = None) -> Value:
         return self.default if value is None or value == "" else value
 
 
@@ -156,7 +157,7 @@ class Const:
     def __init__(self, settings: Any, env: CompileEnv) -> None:
         self.const = settings
 
-    def __call__(self, value: Value) -> Value:
+    def __call__(self, value: Value, source: Source | None = None) -> Value:
         return self.const
 
 
@@ -167,7 +168,7 @@ class Replace:
         s = _only(settings, "replace", ("old", "new"))
         self.old, self.new = _text(s, "replace", "old"), str(s.get("new", ""))
 
-    def __call__(self, value: Value) -> Value:
+    def __call__(self, value: Value, source: Source | None = None) -> Value:
         return value.replace(self.old, self.new) or None if isinstance(value, str) else value
 
 
@@ -179,7 +180,7 @@ class Truncate:
             raise ConfigError("truncate: expected a positive length")
         self.n = settings
 
-    def __call__(self, value: Value) -> Value:
+    def __call__(self, value: Value, source: Source | None = None) -> Value:
         return value[:self.n] if isinstance(value, str) else value
 
 
@@ -189,7 +190,7 @@ class Date:
     def __init__(self, settings: Any, env: CompileEnv) -> None:
         self.keep = _only(settings, "date", ("timezone",)).get("timezone", "beijing") == "keep"
 
-    def __call__(self, value: Value) -> Value:
+    def __call__(self, value: Value, source: Source | None = None) -> Value:
         return formats.to_d8(value, keep_timezone=self.keep) if isinstance(value, str) else value
 
 
@@ -199,7 +200,7 @@ class DateTime:
     def __init__(self, settings: Any, env: CompileEnv) -> None:
         self.keep = _only(settings, "datetime", ("timezone",)).get("timezone", "beijing") == "keep"
 
-    def __call__(self, value: Value) -> Value:
+    def __call__(self, value: Value, source: Source | None = None) -> Value:
         return formats.to_dt15(value, keep_timezone=self.keep) if isinstance(value, str) else value
 
 
@@ -220,7 +221,7 @@ class Regex:
             raise ConfigError(f"regex: group {self.group!r} does not exist in the pattern")
         self.strict = s.get("on_mismatch", "null") == "error"
 
-    def __call__(self, value: Value) -> Value:
+    def __call__(self, value: Value, source: Source | None = None) -> Value:
         if not isinstance(value, str):
             return value
         m = self.rx.search(value)
@@ -236,13 +237,14 @@ class Number:
     on_invalid: null}}``; invalid text is an error unless `on_invalid: null`."""
 
     _NUM = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+    _INT = re.compile(r"[+-]?\d+")
 
     def __init__(self, settings: Any, env: CompileEnv) -> None:
         s = _only(settings, "number", ("type", "on_invalid"))
         self.integer = s.get("type", "number") == "integer"
         self.lenient = s.get("on_invalid", "error") == "null"
 
-    def __call__(self, value: Value) -> Value:
+    def __call__(self, value: Value, source: Source | None = None) -> Value:
         if not isinstance(value, str):
             return value
         text = value.strip()
@@ -250,7 +252,7 @@ class Number:
             if self.lenient:
                 return None
             raise MappingError("is not a number")
-        if re.fullmatch(r"[+-]?\d+", text):
+        if self._INT.fullmatch(text):
             return int(text)
         if self.integer:
             if self.lenient:
@@ -276,7 +278,7 @@ class Lookup:
         self.on_empty = s.get("on_empty", "skip") == "lookup"
         self.on_unmapped = env.on_unmapped
 
-    def __call__(self, value: Value) -> Value:
+    def __call__(self, value: Value, source: Source | None = None) -> Value:
         if value is None or value == "":
             if not self.on_empty:
                 return None
@@ -331,7 +333,7 @@ class ResidentId:
             raise ConfigError("resident_id: derive must be id, birth_date or sex")
         self.lenient = s.get("on_invalid", "error") == "null"
 
-    def __call__(self, value: Value) -> Value:
+    def __call__(self, value: Value, source: Source | None = None) -> Value:
         if not isinstance(value, str):
             return value
         try:
@@ -351,8 +353,6 @@ class When:
     """Keep the value only when a condition holds (else absent): ``{when: "PV1-2 == 'O'"}``; the
     condition may read `value`. See engine/mapping/expr.py for the condition language."""
 
-    uses_source = True
-
     def __init__(self, settings: Any, env: CompileEnv) -> None:
         self.cond = env.compile_condition(_text(settings, "when"))
 
@@ -366,13 +366,13 @@ class Required:
     def __init__(self, settings: Any, env: CompileEnv) -> None:
         self.message = _text(settings, "required")
 
-    def __call__(self, value: Value) -> Value:
+    def __call__(self, value: Value, source: Source | None = None) -> Value:
         if value is None or value == "" or value == []:
             raise MappingError(f"is required but empty ({self.message})")
         return value
 
 
-PLAIN: dict[str, Callable[[Value], Value]] = {
+PLAIN: dict[str, Callable[[Value, Source | None], Value]] = {
     "trim": trim, "upper": upper, "lower": lower, "first": first, "required": required,
     "concat": Concat(None, None),  # type: ignore[arg-type]  # settings-free form
     "date": Date(None, None),  # type: ignore[arg-type]
@@ -409,16 +409,11 @@ def compile_transform(spec: Any, env: CompileEnv) -> Step:
     else:
         raise ConfigError("a transform is a name (trim) or a one-key mapping ({lookup: table_id})")
     if bare and name in PLAIN:
-        fn = PLAIN[name]
-        return lambda v, s: fn(v)
+        return PLAIN[name]
     if name not in CONFIGURABLE:
         if name in PLAIN:
             raise ConfigError(f"transform {name!r} takes no settings")
         close = difflib.get_close_matches(str(name), TRANSFORMS, n=1)
         hint = f", did you mean {close[0]!r}?" if close else f" (known: {', '.join(TRANSFORMS)})"
         raise ConfigError(f"unknown transform {name!r}{hint}")
-    obj = CONFIGURABLE[name](settings, env)
-    if getattr(obj, "uses_source", False):
-        return obj  # type: ignore[no-any-return]
-    call = obj
-    return lambda v, s: call(v)
+    return CONFIGURABLE[name](settings, env)  # type: ignore[no-any-return]
