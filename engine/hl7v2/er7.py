@@ -27,6 +27,7 @@ from engine.hl7v2.validate import (
     VALID_NAMES,
     bad_line,
     check_name,
+    has_control_chars,
     not_msh_reason,
 )
 from engine.source import Source
@@ -79,7 +80,7 @@ class Er7Message:
         text = text.lstrip("\ufeff\r\n\t ").rstrip("\r\n\t ")
         if not text.startswith("MSH"):
             raise Hl7ParseError(not_msh_reason(text), code="100", location="MSH")
-        bad = CONTROL_CHARS.search(text)
+        bad = CONTROL_CHARS.search(text) if has_control_chars(text) else None
         if bad:
             raise Hl7ParseError(
                 f"control character 0x{ord(bad.group()):02X} at offset {bad.start()}: binary or "
@@ -157,17 +158,38 @@ class Er7Message:
 
     @property
     def header(self) -> Mapping[str, str]:
-        """Routing facts from MSH, keys as `engine.source.HEADER_KEYS`."""
-        if self._header is None:
-            self._header = {
-                "kind": "hl7v2", "message_type": self.message_type, "message_code": self.message_code,
-                "trigger_event": self.trigger_event, "message_structure": self.message_structure,
-                "control_id": self.control_id, "sending_application": self.sending_application,
-                "sending_facility": self.sending_facility,
-                "receiving_application": self.receiving_application,
-                "receiving_facility": self.receiving_facility, "version": self.version,
-                "processing_id": self.processing_id, "charset": self.charset, "resource_type": ""}
-        return self._header
+        """Routing facts from MSH, keys as `engine.source.HEADER_KEYS` (read once, then cached)."""
+        header = self._header
+        if header is None:
+            header = self._header = self._read_header()
+        return header
+
+    def _read_header(self) -> dict[str, str]:
+        """Every header fact in one pass over the MSH fields (HL7 v2.5.1 §2.14.9): each value is the
+        first component of the first repetition, escapes decoded, the HL7 null read as ""; MSH-9 is
+        split into its components, MSH-10 decoded whole, MSH-11 kept as sent."""
+        fields = self.msh.fields
+        count = len(fields)
+        rep, comp = self.encoding.repetition, self.encoding.component
+        decode = self.msh.decode
+
+        def first(n: int) -> str:
+            raw = fields[n].partition(rep)[0].partition(comp)[0] if n < count else ""
+            return decode(raw) if raw != HL7_NULL else ""
+
+        msh9 = fields[9].partition(rep)[0].split(comp) if count > 9 else [""]
+
+        def part9(n: int) -> str:
+            return decode(msh9[n - 1]) if n <= len(msh9) else ""
+
+        code, trigger = part9(1), part9(2)
+        return {
+            "kind": "hl7v2", "message_type": f"{code}^{trigger}" if trigger else code,
+            "message_code": code, "trigger_event": trigger, "message_structure": part9(3),
+            "control_id": decode(fields[10]) if count > 10 else "",
+            "sending_application": first(3), "sending_facility": first(4),
+            "receiving_application": first(5), "receiving_facility": first(6), "version": first(12),
+            "processing_id": fields[11] if count > 11 else "", "charset": first(18), "resource_type": ""}
 
     # --- segments --------------------------------------------------------------------------------
 
@@ -229,65 +251,60 @@ class Er7Message:
         raw = _first_component(self.encoding, self._msh(n))
         return self.msh.decode(raw) if raw != HL7_NULL else ""
 
-    def _msh_component(self, n: int, comp: int) -> str:
-        parts = self._msh(n).split(self.encoding.repetition, 1)[0].split(self.encoding.component)
-        return self.msh.decode(parts[comp - 1]) if comp <= len(parts) else ""
-
     @property
     def sending_application(self) -> str:
         """MSH-3.1 namespace ID."""
-        return self._msh_first(3)
+        return self.header["sending_application"]
 
     @property
     def sending_facility(self) -> str:
         """MSH-4.1 namespace ID."""
-        return self._msh_first(4)
+        return self.header["sending_facility"]
 
     @property
     def receiving_application(self) -> str:
         """MSH-5.1 namespace ID."""
-        return self._msh_first(5)
+        return self.header["receiving_application"]
 
     @property
     def receiving_facility(self) -> str:
         """MSH-6.1 namespace ID."""
-        return self._msh_first(6)
+        return self.header["receiving_facility"]
 
     @property
     def control_id(self) -> str:
         """MSH-10 message control ID (echoed in MSA-2 of the ACK)."""
-        return self.msh.decode(self._msh(10))
+        return self.header["control_id"]
 
     @property
     def message_code(self) -> str:
         """MSH-9.1, e.g. ``ADT`` (table 0076)."""
-        return self._msh_component(9, 1)
+        return self.header["message_code"]
 
     @property
     def trigger_event(self) -> str:
         """MSH-9.2, e.g. ``A01`` (table 0003)."""
-        return self._msh_component(9, 2)
+        return self.header["trigger_event"]
 
     @property
     def message_structure(self) -> str:
         """MSH-9.3, e.g. ``ADT_A01`` (table 0354); often empty before v2.3.1."""
-        return self._msh_component(9, 3)
+        return self.header["message_structure"]
 
     @property
     def message_type(self) -> str:
         """``MSH-9.1^MSH-9.2`` (``ADT^A01``), or just MSH-9.1 when there is no trigger event."""
-        code, trigger = self.message_code, self.trigger_event
-        return f"{code}^{trigger}" if trigger else code
+        return self.header["message_type"]
 
     @property
     def processing_id(self) -> str:
         """MSH-11 as sent (``P``, ``T``, ``D``, possibly with a processing mode component)."""
-        return self._msh(11)
+        return self.header["processing_id"]
 
     @property
     def version(self) -> str:
         """MSH-12.1 version ID, e.g. ``2.5.1``."""
-        return self._msh_first(12)
+        return self.header["version"]
 
     @property
     def accept_ack_type(self) -> str:
@@ -302,7 +319,7 @@ class Er7Message:
     @property
     def charset(self) -> str:
         """MSH-18 first repetition (table 0211), e.g. ``UNICODE UTF-8``; ``""`` when not declared."""
-        return self._msh_first(18)
+        return self.header["charset"]
 
     @property
     def codec(self) -> str:

@@ -13,6 +13,16 @@ from engine.errors import Hl7ParseError
 
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 """C0 controls other than TAB, LF, CR (and DEL): binary data or leftover MLLP framing."""
+_CONTROL_BYTES = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+
+
+def has_control_chars(text: str) -> bool:
+    """Whether `CONTROL_CHARS` would find something in `text`, at a fraction of the regex's cost on
+    non-ASCII text (~3x on Chinese messages): UTF-8 encodes code points below 0x80 as themselves and
+    everything else as bytes >= 0x80, so the text has a control character exactly when its UTF-8
+    bytes lose some to `bytes.translate`. Run the regex only to say where."""
+    data = text.encode("utf-8", "surrogatepass")
+    return len(data.translate(None, _CONTROL_BYTES)) != len(data)
 
 MSH_FIELD_NAMES = {3: "sending application", 4: "sending facility", 5: "receiving application",
                    6: "receiving facility", 7: "date/time of message", 8: "security",

@@ -67,3 +67,32 @@ def test_repetition_readers_read_what_repetition_get_reads(msg: Er7Message) -> N
             for rep in seg.children(f"{field}[*]"):
                 for rel in ("1", "2", "4", "4.1", "4.2", "1.3", "9"):
                     assert repetition_reader(compile_path(rel, "component"))(rep) == rep.get(rel)  # type: ignore[arg-type]
+
+
+def test_the_control_character_pre_check_agrees_with_the_regex() -> None:
+    """`has_control_chars` is true exactly when `CONTROL_CHARS` finds something, for every code point
+    of the BMP (lone surrogates included) and a sample of the supplementary planes."""
+    from engine.hl7v2.validate import CONTROL_CHARS, has_control_chars
+
+    points = [*range(0x10000), *range(0x10000, 0x110000, 251)]
+    for cp in points:
+        text = f"MSH|a{chr(cp)}b"
+        assert has_control_chars(text) == bool(CONTROL_CHARS.search(text)), hex(cp)
+
+
+@pytest.mark.parametrize("msg", MESSAGES, ids=lambda m: m.control_id or "odd")
+def test_header_values_are_the_msh_fields_they_name(msg: Er7Message) -> None:
+    """The header read in one pass gives what the documented MSH paths give (absent/null as "")."""
+    def first(n: int) -> str:
+        return msg.get(f"MSH-{n}.1") or ""
+
+    h = msg.header
+    code, trigger = msg.get("MSH-9.1") or "", msg.get("MSH-9.2") or ""
+    assert (h["message_code"], h["trigger_event"]) == (code, trigger)
+    assert h["message_type"] == (f"{code}^{trigger}" if trigger else code)
+    assert h["message_structure"] == (msg.get("MSH-9.3") or "")
+    assert h["control_id"] == (msg.get("MSH-10") or "")
+    assert [h["sending_application"], h["sending_facility"], h["receiving_application"],
+            h["receiving_facility"], h["version"], h["charset"]] == [first(n) for n in (3, 4, 5, 6, 12, 18)]
+    assert h["processing_id"] == msg.msh.raw_value(11)
+    assert msg.sending_facility == h["sending_facility"] and msg.message_type == h["message_type"]
