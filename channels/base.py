@@ -9,12 +9,13 @@ An outbound destination sends one `DeliveryItem` and returns a `DeliveryResult`,
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
 
+from engine.errors import DeliveryError
 from engine.types import (
     Acceptance,
     ChannelState,
@@ -93,7 +94,17 @@ class Inbound(ABC):
 
 
 class Outbound(ABC):
-    """A destination. `send` is called concurrently up to the destination's `concurrency`."""
+    """A destination. `send` is called concurrently up to the destination's `concurrency`.
+
+    A destination that can carry several records in one request sets `batch_size` > 1 (and
+    `batch_wait`, the longest a record waits for companions) and implements `send_batch`; the worker
+    then calls only `send_batch` (parallel ordering; FIFO always sends one record per `send`).
+    """
+
+    batch_size: int = 1
+    """Most records per request; 1 = one `send` per record."""
+    batch_wait: float = 0.0
+    """Seconds a record may wait for others to fill a batch."""
 
     def __init__(self, *, name: str, settings: Mapping[str, Any]) -> None:
         self.name = name
@@ -108,3 +119,8 @@ class Outbound(ABC):
     @abstractmethod
     async def send(self, item: DeliveryItem) -> DeliveryResult:
         """Deliver one item, or raise TransientDeliveryError / PermanentDeliveryError."""
+
+    async def send_batch(self, items: Sequence[DeliveryItem]) -> Sequence[DeliveryResult | DeliveryError]:
+        """Deliver `items` in one request: an outcome per item (in order), or raise a DeliveryError when
+        the request failed as a whole. Only called when `batch_size` > 1."""
+        raise NotImplementedError(f"{type(self).__name__} does not send batches")

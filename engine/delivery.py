@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,7 @@ from engine.types import JSON, RouteResult, StoredMessage
 
 if TYPE_CHECKING:
     from engine.datasets import DatasetRegistry
+    from engine.pipeline import Routed
     from engine.runtime import Engine
 
 REFRESH_EVERY = 1.0
@@ -77,36 +78,50 @@ class DeliveryService:
 
     def record(self, conn: sqlite3.Connection, message: StoredMessage, results: list[RouteResult],
                now: float) -> set[str]:
-        """Queue a delivery per (result, destination); dead-letter failed routes and unknown destinations."""
-        wake: set[str] = set()
-        for r in results:
-            if r.error:
-                queue.add_dead_letter(conn, kind="mapping", message_id=message.id, channel=message.channel,
-                                      route_id=r.route_id, dataset=r.dataset, error=r.error, now=now)
-                continue
-            if r.record is None and not r.passthrough:
-                continue
-            for name in r.destinations:
-                dest = self.destinations.get(name)
-                if dest is None:
-                    queue.add_dead_letter(
-                        conn, kind="mapping", message_id=message.id, channel=message.channel,
-                        route_id=r.route_id, dataset=r.dataset, destination=name, now=now,
-                        error=f"route {r.route_id} names unknown destination {name!r}")
+        """Queue a delivery per (result, destination); return the destinations to `wake()` after commit."""
+        return {row.destination for row in self.record_many(conn, [(message, results)], now)}
+
+    def record_many(self, conn: sqlite3.Connection, outcomes: Sequence[Routed],
+                    now: float) -> list[queue.Pending]:
+        """Queue a delivery per (result, destination) for a batch of messages in one statement;
+        dead-letter failed routes and unknown destinations. Returns the rows now queued, for
+        `hand_over()` after the commit (a worker then sends them without reading them back)."""
+        rows: list[queue.NewDelivery] = []
+        for message, results in outcomes:
+            for r in results:
+                if r.error:
+                    queue.add_dead_letter(conn, kind="mapping", message_id=message.id,
+                                          channel=message.channel, route_id=r.route_id, dataset=r.dataset,
+                                          error=r.error, now=now)
                     continue
-                try:
-                    payload, ctype, order_value = self._payload(conn, message, r, dest)
-                except Exception as exc:  # e.g. a record that cannot be re-keyed by DE id
-                    queue.add_dead_letter(
-                        conn, kind="mapping", message_id=message.id, channel=message.channel,
-                        route_id=r.route_id, dataset=r.dataset, destination=name, now=now,
-                        error=f"cannot build payload for {name}: {type(exc).__name__}: {exc}")
+                if r.record is None and not r.passthrough:
                     continue
-                if queue.enqueue(conn, message_id=message.id, destination=name, route_id=r.route_id,
+                for name in r.destinations:
+                    row = self._new_delivery(conn, message, r, name, now)
+                    if row is not None:
+                        rows.append(row)
+        return queue.enqueue_many(conn, rows, now=now) if rows else []
+
+    def _new_delivery(self, conn: sqlite3.Connection, message: StoredMessage, r: RouteResult, name: str,
+                      now: float) -> queue.NewDelivery | None:
+        dest = self.destinations.get(name)
+        if dest is None:
+            queue.add_dead_letter(
+                conn, kind="mapping", message_id=message.id, channel=message.channel,
+                route_id=r.route_id, dataset=r.dataset, destination=name, now=now,
+                error=f"route {r.route_id} names unknown destination {name!r}")
+            return None
+        try:
+            payload, ctype, order_value = self._payload(conn, message, r, dest)
+        except Exception as exc:  # e.g. a record that cannot be re-keyed by DE id
+            queue.add_dead_letter(
+                conn, kind="mapping", message_id=message.id, channel=message.channel,
+                route_id=r.route_id, dataset=r.dataset, destination=name, now=now,
+                error=f"cannot build payload for {name}: {type(exc).__name__}: {exc}")
+            return None
+        return queue.NewDelivery(message_id=message.id, destination=name, route_id=r.route_id,
                                  dataset=r.dataset, channel=message.channel, payload=payload,
-                                 content_type=ctype, order_value=order_value, now=now):
-                    wake.add(name)
-        return wake
+                                 content_type=ctype, order_value=order_value)
 
     def _payload(self, conn: sqlite3.Connection, message: StoredMessage, r: RouteResult,
                  dest: DestinationConfig) -> tuple[bytes, str, str | None]:
@@ -147,6 +162,17 @@ class DeliveryService:
             worker = self.workers.get(name)
             if worker is not None:
                 worker.wake()
+
+    def hand_over(self, rows: Sequence[queue.Pending]) -> None:
+        """After the commit of `record_many`: give each destination's worker its new rows in memory."""
+        self._dirty.set()
+        by_destination: dict[str, list[queue.Pending]] = {}
+        for row in rows:
+            by_destination.setdefault(row.destination, []).append(row)
+        for name, found in by_destination.items():
+            worker = self.workers.get(name)
+            if worker is not None:
+                worker.offer(found)
 
     def refresh_soon(self) -> None:
         """Counts changed outside the workers (replay, purge): refresh `/status` promptly."""

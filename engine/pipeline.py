@@ -13,7 +13,7 @@ import asyncio
 import functools
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import structlog
@@ -23,6 +23,7 @@ from engine.errors import StoreError
 from engine.types import MessageState, ProcessingOutcome, RouteResult, StoredMessage
 
 if TYPE_CHECKING:
+    from engine.queue import Pending
     from engine.store import Store
     from engine.subscriptions import Subscriptions
 
@@ -38,17 +39,19 @@ log = structlog.get_logger("yonglink.pipeline")
 
 RouteFn = Callable[[StoredMessage], list[RouteResult]]
 """The mapping room's router: every route's result for one message (sync; pure CPU work)."""
+Routed = tuple[StoredMessage, list[RouteResult]]
+"""A message with its route results, as the outcome transaction hands it to delivery."""
 
 
 class DeliveryRecorder(Protocol):
     """The delivery room's side of the outcome transaction (see engine/delivery.py)."""
 
-    def record(self, conn: sqlite3.Connection, message: StoredMessage, results: list[RouteResult],
-               now: float) -> set[str]:
-        """Write delivery / dead-letter rows inside the pipeline's transaction; return those to wake."""
+    def record_many(self, conn: sqlite3.Connection, outcomes: Sequence[Routed],
+                    now: float) -> Sequence[Pending]:
+        """Write delivery / dead-letter rows inside the pipeline's transaction; return the queued rows."""
 
-    def wake(self, destinations: set[str]) -> None:
-        """Called after the commit: the rows are durable, workers may pick them up."""
+    def hand_over(self, rows: Sequence[Pending]) -> None:
+        """Called after the commit: the rows are durable, workers may send them."""
 
 
 def decide(results: list[RouteResult]) -> tuple[MessageState, str | None]:
@@ -201,24 +204,24 @@ class Pipeline:
             decided.append((msg, state, error, results))
         now = time.time()
 
-        def commit(conn: sqlite3.Connection) -> tuple[set[str], set[str]]:
-            wake: set[str] = set()
+        def commit(conn: sqlite3.Connection) -> tuple[Sequence[Pending], set[str]]:
             done: set[str] = set()
+            outcomes: list[Routed] = []
             for msg, state, error, results in decided:
                 if messages.record_outcome(conn, msg.id, state, error, results, now=now):
                     done.add(msg.id)
-                    wake |= self.deliveries.record(conn, msg, results, now)
-            return wake, done
+                    outcomes.append((msg, results))
+            return self.deliveries.record_many(conn, outcomes, now), done
 
         try:
             # Not durable: a power loss can drop it, leaving the message `received` to be mapped again.
-            wake, done = await self.store.write(commit, durable=False)
+            queued, done = await self.store.write(commit, durable=False)
         except StoreError:
             log.error("cannot record outcomes; messages stay received and are retried", count=len(batch))
             self._rescan = True
             await asyncio.sleep(1.0)
             return
-        self.deliveries.wake(wake)
+        self.deliveries.hand_over(queued)
         for msg, state, error, results in decided:
             if msg.id in done:
                 self.on_outcome(msg, state, results)

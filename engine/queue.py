@@ -140,6 +140,59 @@ def enqueue(conn: sqlite3.Connection, *, message_id: str, destination: str, rout
     return cur.rowcount > 0
 
 
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """A delivery row the pipeline is about to create (see `enqueue_many`)."""
+
+    message_id: str
+    destination: str
+    route_id: str
+    dataset: str | None
+    channel: str | None
+    payload: bytes
+    content_type: str
+    order_value: str | None
+
+
+_ENQUEUE_CHUNK = 500
+"""Rows per multi-row INSERT (13 bound values each; well under SQLite's 32,766-variable limit)."""
+_ENQUEUE_HEAD = ("INSERT INTO deliveries (id, message_id, destination, route_id, dataset, channel, state,"
+                 " attempts, next_attempt_at, created_at, order_value, content_type, payload) VALUES ")
+_ENQUEUE_TAIL = (" ON CONFLICT (message_id, route_id, destination) DO UPDATE SET state = 'queued',"
+                 " attempts = 0, next_attempt_at = excluded.next_attempt_at,"
+                 " created_at = excluded.created_at, payload = excluded.payload,"
+                 " content_type = excluded.content_type, dataset = excluded.dataset,"
+                 " order_value = excluded.order_value, last_error = NULL WHERE deliveries.state = 'dead'"
+                 " RETURNING seq, id, first_attempt_at, message_id, route_id, destination")
+
+
+def enqueue_many(conn: sqlite3.Connection, rows: Sequence[NewDelivery], *, now: float) -> list[Pending]:
+    """`enqueue` for many rows: one multi-row INSERT per 500, answering the rows now queued.
+
+    Same rules as `enqueue` (a `queued` or `sent` row is left alone, a `dead` one is re-queued with
+    the new payload and keeps its id). One statement instead of one per row: the writer thread steps
+    into SQLite (and gives up the GIL) once per chunk rather than once per delivery. The answer is
+    what a worker needs to send the rows without reading them back (`DestinationWorker.offer`).
+    """
+    by_key = {(r.message_id, r.route_id, r.destination): r for r in rows}
+    out: list[Pending] = []
+    for start in range(0, len(rows), _ENQUEUE_CHUNK):
+        chunk = rows[start:start + _ENQUEUE_CHUNK]
+        values: list[Any] = []
+        for r in chunk:
+            values += (new_id(now), r.message_id, r.destination, r.route_id, r.dataset, r.channel, now, now,
+                       r.order_value, r.content_type, r.payload)
+        sql = _ENQUEUE_HEAD + ",".join(["(?,?,?,?,?,?,'queued',0,?,?,?,?,?)"] * len(chunk)) + _ENQUEUE_TAIL
+        for seq, delivery_id, first_at, message_id, route_id, destination in conn.execute(sql, values):
+            r = by_key[(message_id, route_id, destination)]
+            out.append(Pending(seq=seq, id=delivery_id, message_id=message_id, destination=destination,
+                               route_id=route_id, dataset=r.dataset, channel=r.channel, attempts=0,
+                               created_at=now, first_attempt_at=first_at, order_value=r.order_value,
+                               content_type=r.content_type, payload=r.payload, next_attempt_at=now))
+    out.sort(key=lambda p: p.seq)
+    return out
+
+
 def add_dead_letter(conn: sqlite3.Connection, *, kind: str, message_id: str, error: str, now: float,
                     channel: str | None = None, destination: str | None = None, route_id: str | None = None,
                     dataset: str | None = None, delivery_id: str | None = None, attempts: int = 0,
@@ -212,6 +265,28 @@ def mark_sent(conn: sqlite3.Connection, delivery_id: str, *, attempts: int, now:
                  " WHERE id = ? AND state = 'queued'", (attempts, now, now, response[:2000], delivery_id))
 
 
+def mark_sent_many(conn: sqlite3.Connection, sent: Sequence[tuple[str, int, str]], *, now: float) -> None:
+    """`mark_sent` for many deliveries at once: `(delivery_id, attempts, response)` each.
+
+    One attempt-log INSERT and one UPDATE for the lot (a CTE of the values joined by id), instead of
+    two statements per delivery: the writer thread's cost per sent delivery is what bounds the rate.
+    """
+    for start in range(0, len(sent), _ENQUEUE_CHUNK):
+        chunk = sent[start:start + _ENQUEUE_CHUNK]
+        log_values: list[Any] = []
+        upd_values: list[Any] = []
+        for delivery_id, attempts, response in chunk:
+            log_values += (delivery_id, attempts, now, response[:500] or None)
+            upd_values += (delivery_id, attempts, response[:2000])
+        conn.execute("INSERT OR REPLACE INTO delivery_attempts (delivery_id, attempt, at, result, response)"
+                     " VALUES " + ",".join(["(?,?,?,'sent',?)"] * len(chunk)), log_values)
+        conn.execute("WITH v(id, attempts, response) AS (VALUES " + ",".join(["(?,?,?)"] * len(chunk)) + ")"
+                     " UPDATE deliveries SET state = 'sent', attempts = v.attempts, last_attempt_at = ?,"
+                     " first_attempt_at = coalesce(first_attempt_at, ?), last_response = v.response,"
+                     " last_error = NULL FROM v WHERE deliveries.id = v.id AND deliveries.state = 'queued'",
+                     [*upd_values, now, now])
+
+
 def mark_retry(conn: sqlite3.Connection, delivery_id: str, *, attempts: int, now: float, next_at: float,
                error: str, response: str | None) -> None:
     _log_attempt(conn, delivery_id, attempts, now, "retry", error, response)
@@ -219,6 +294,17 @@ def mark_retry(conn: sqlite3.Connection, delivery_id: str, *, attempts: int, now
                  " first_attempt_at = coalesce(first_attempt_at, ?), last_error = ?, last_response = ?"
                  " WHERE id = ? AND state = 'queued'",
                  (attempts, now, next_at, now, error[:2000], (response or "")[:2000] or None, delivery_id))
+
+
+def mark_split_many(conn: sqlite3.Connection, rows: Sequence[Pending], *, now: float, error: str,
+                    response: str | None) -> None:
+    """A batch refused as a whole: log a `split` attempt for each row (each is sent again on its own)."""
+    for row in rows:
+        _log_attempt(conn, row.id, row.attempts + 1, now, "split", error, response)
+        conn.execute("UPDATE deliveries SET attempts = ?, last_attempt_at = ?,"
+                     " first_attempt_at = coalesce(first_attempt_at, ?), last_error = ?, last_response = ?"
+                     " WHERE id = ? AND state = 'queued'",
+                     (row.attempts + 1, now, now, error[:2000], (response or "")[:2000] or None, row.id))
 
 
 def mark_dead(conn: sqlite3.Connection, item: Pending, *, attempts: int, now: float, error: str,

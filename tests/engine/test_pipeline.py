@@ -6,10 +6,12 @@ import asyncio
 import sqlite3
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 from engine import messages
-from engine.pipeline import Pipeline, decide
+from engine.pipeline import Pipeline, Routed, decide
+from engine.queue import Pending
 from engine.store import CORE_DDL, SqliteStore
 from engine.types import InboundMessage, MessageState, RouteResult, StoredMessage
 
@@ -20,12 +22,12 @@ class Recorder:
     def __init__(self) -> None:
         self.recorded: Counter[str] = Counter()
 
-    def record(self, conn: sqlite3.Connection, message: StoredMessage, results: list[RouteResult],
-               now: float) -> set[str]:
-        self.recorded[message.id] += 1
-        return set()
+    def record_many(self, conn: sqlite3.Connection, outcomes: Sequence[Routed],
+                    now: float) -> Sequence[Pending]:
+        self.recorded.update(message.id for message, _ in outcomes)
+        return []
 
-    def wake(self, destinations: set[str]) -> None:
+    def hand_over(self, rows: Sequence[Pending]) -> None:
         return None
 
 
