@@ -96,24 +96,25 @@ def _searching_reader(p: Path) -> SegmentReader:
     field = p.field or 0
     comp, sub = p.component, p.subcomponent
     f = p.rep_filter
+    fcomp, fsub, fvalue = (f.component, f.subcomponent, f.value) if f is not None else (0, None, "")
 
     def read(seg: Segment) -> str | None:
         reps = seg.reps(field)
         if not reps:
             return None
         enc = seg.enc
-        if f is not None:
-            fcomp, fsub, fvalue = f.component, f.subcomponent, f.value
-            reps = [r for r in reps if seg.decode(pick(r, enc, fcomp, fsub)) == fvalue]
-        if field <= 2 and seg.name == "MSH":
-            for raw in reps:
-                if raw and raw != HL7_NULL:
-                    return _decoded(raw, seg)
-            return None
+        esc = enc.escape
+        separators = field <= 2 and seg.name == "MSH"
         for r in reps:
-            raw = pick(r, enc, comp, sub)
+            if f is not None:
+                key = pick(r, enc, fcomp, fsub)
+                if esc in key:
+                    key = unescape(key, enc, seg.msg.codec)
+                if key != fvalue:
+                    continue
+            raw = r if separators else pick(r, enc, comp, sub)
             if raw and raw != HL7_NULL:
-                return _decoded(raw, seg)
+                return unescape(raw, enc, seg.msg.codec) if esc in raw else raw
         return None
     return read
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
+from operator import mul
 
 from engine.errors import MappingError
 
@@ -102,7 +103,9 @@ def mask_id(text: str) -> str:
 
 def id_check_char(first17: str) -> str:
     """The ISO 7064 MOD 11-2 check character of the first 17 digits of a resident ID number."""
-    return ID_CHECK[sum(int(d) * w for d, w in zip(first17, ID_WEIGHTS, strict=True)) % 11]
+    if len(first17) != len(ID_WEIGHTS):
+        raise ValueError("a resident ID check character needs exactly 17 digits")
+    return ID_CHECK[sum(map(mul, map(int, first17), ID_WEIGHTS)) % 11]
 
 
 def check_resident_id(text: str) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -36,17 +36,33 @@ def invalid_fields(error: str) -> list[str]:
     return [_ROW_INDEX.sub("[]", m.group(1)) for m in _FIELD_IN_ERROR.finditer(error)]
 
 
-def missing_fields(record: Mapping[str, Any], fields: Mapping[str, FieldInfo]) -> list[str]:
+Plan = tuple[tuple[str, tuple[tuple[str, str], ...] | None], ...]
+"""Per dataset field: its name and, for array-of-rows fields, (row field, ``name[].row field``) pairs."""
+
+
+def missing_plan(fields: Mapping[str, FieldInfo]) -> Plan:
+    """What `missing_fields` checks, with the dotted row names built once instead of per record."""
+    return tuple((name, tuple((r, f"{name}[].{r}") for r in info.items) if info.items is not None else None)
+                 for name, info in fields.items())
+
+
+def iter_missing(record: Mapping[str, Any], plan: Plan) -> Iterator[str]:
     """Dataset fields absent from a mapped record (row fields as ``results[].unit``, once per row)."""
-    out = []
-    for name, info in fields.items():
+    for name, rows in plan:
         value = record.get(name)
         if value is None:
-            out.append(name)
-        elif info.items is not None and isinstance(value, list):
+            yield name
+        elif rows is not None and isinstance(value, list):
             for row in value:
-                out += [f"{name}[].{r}" for r in info.items if isinstance(row, Mapping) and r not in row]
-    return out
+                if isinstance(row, Mapping):
+                    for r, dotted in rows:
+                        if r not in row:
+                            yield dotted
+
+
+def missing_fields(record: Mapping[str, Any], fields: Mapping[str, FieldInfo]) -> list[str]:
+    """Dataset fields absent from a mapped record (row fields as ``results[].unit``, once per row)."""
+    return list(iter_missing(record, missing_plan(fields)))
 
 
 class QualityCounter:
@@ -56,6 +72,7 @@ class QualityCounter:
         self.fields = fields or {}
         self.since = time.time()
         self.orgs: dict[str, dict[str, dict[str, Any]]] = {}
+        self._plans: dict[str, Plan] = {}
 
     def _slot(self, org: str | None, dataset: str | None) -> dict[str, Any]:
         by_ds = self.orgs.setdefault(org or UNKNOWN_ORG, {})
@@ -68,6 +85,12 @@ class QualityCounter:
         counts = slot["fields"].setdefault(name, {"missing": 0, "invalid": 0})
         counts[what] += 1
 
+    def _plan(self, dataset: str) -> Plan:
+        plan = self._plans.get(dataset)
+        if plan is None:
+            plan = self._plans[dataset] = missing_plan(self.fields.get(dataset, {}))
+        return plan
+
     def observe(self, org: str | None, dataset: str | None, *, record: Mapping[str, Any] | None = None,
                 error: str | None = None, filtered: bool = False,
                 invalid: Iterable[str] | None = None) -> None:
@@ -75,8 +98,12 @@ class QualityCounter:
         slot = self._slot(org, dataset)
         if record is not None:
             slot["mapped"] += 1
-            for name in missing_fields(record, self.fields.get(dataset or "", {})):
-                self._field(slot, name, "missing")
+            counts = slot["fields"]
+            for name in iter_missing(record, self._plan(dataset or "")):
+                field = counts.get(name)
+                if field is None:
+                    field = counts[name] = {"missing": 0, "invalid": 0}
+                field["missing"] += 1
         elif error is not None:
             slot["failed"] += 1
             for name in (invalid if invalid is not None else invalid_fields(error)):

@@ -18,6 +18,9 @@ from typing import Any
 
 from engine.datasets import DatasetRegistry
 from engine.errors import EngineError, MappingError
+from engine.hl7v2.batch import split_batch
+from engine.hl7v2.charset import decode, sniff_charset
+from engine.hl7v2.er7 import Er7Message
 from engine.mapping.mapper import Outcome, Unit, run_route
 from engine.mapping.model import Route
 from engine.mapping.quality import QualityCounter, dataset_fields
@@ -139,10 +142,6 @@ class Router:
         base = {"message_id": msg.id, "received_at": msg.received_at, "channel": msg.channel,
                 "sending_facility": msg.sending_facility}
         if ctype in HL7_CONTENT_TYPES:
-            from engine.hl7v2.batch import split_batch
-            from engine.hl7v2.charset import decode, sniff_charset
-            from engine.hl7v2.er7 import Er7Message
-
             text = decode(raw, msg.charset or sniff_charset(raw))
             # A batch (FHS/BHS or several MSH) stored whole: each message is routed on its own.
             head = text.lstrip("\ufeff\r\n\t ")[:3]
