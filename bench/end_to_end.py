@@ -1,18 +1,20 @@
 """End-to-end benchmark: MLLP in → route (ADT^A01 → person record, or pass-through) → HTTP sink.
 
     .venv/bin/python bench/end_to_end.py [--seconds 10] [--connections 32] [--mode person|passthrough]
-                                         [--outage SECONDS] [--store-dir DIR]
+                                         [--outage SECONDS] [--store-dir DIR] [--batch N]
 
 Three processes: the engine (`Engine.run_until_signalled`, an MLLP channel, one route, an `http`
-destination), an aiohttp sink that counts distinct `Idempotency-Key`s (a delivery counts once it is
-sink-confirmed), and the MLLP load generator of bench/mllp_ingest.py (each connection sends a 1.5 KB
-ADT^A01 and waits for its ACK). Reports the ACKed ingest rate, the sink-confirmed delivery rate over
-the whole run (first send → last delivery), and how long the backlog took to drain after the load
-stopped. `--outage S` makes the sink answer 503 for the first S seconds of the load (the backlog then
+destination), an aiohttp sink that counts distinct delivery ids (`Idempotency-Key`, or each id of
+`X-Delivery-Ids` for a batch; a delivery counts once it is sink-confirmed), and the MLLP load generator
+of bench/mllp_ingest.py (each connection sends a 1.5 KB ADT^A01 and waits for its ACK). Reports the
+ACKed ingest rate, the sink-confirmed delivery rate over the whole run (first send → last delivery), and
+how long the backlog took to drain after the load stopped.
+`--outage S` makes the sink answer 503 for the first S seconds of the load (the backlog then
 drains through the retry policy); the issue's 10-minute outage run is `--seconds 600 --outage 600`.
 `--backlog N` instead writes N queued deliveries into the store before the engine starts (a restart
 after a long outage), then reports the time to the first delivery, the drain rate and the engine's
-peak RSS (the issue's 1,000,000 case: `--backlog 1000000`).
+peak RSS (the issue's 1,000,000 case: `--backlog 1000000`). `--batch N` gives the destination
+`batch: {max_records: N, max_wait: 50ms}` (JSON arrays of up to N records per request).
 """
 
 from __future__ import annotations
@@ -56,7 +58,11 @@ async def _sink(outage_until_flag: str) -> None:
         state["requests"] += 1
         if state["outage"]:
             return web.Response(status=503, text="outage")
-        keys.add(request.headers.get("Idempotency-Key", ""))
+        batch = request.headers.get("X-Delivery-Ids")
+        if batch:
+            keys.update(batch.split(","))
+        else:
+            keys.add(request.headers.get("Idempotency-Key", ""))
         state["last"] = time.time()
         return web.Response(status=201, text="ok")
 
@@ -89,7 +95,7 @@ def _get(url: str, method: str = "GET") -> Any:
 # --- orchestration -------------------------------------------------------------------------------------
 
 
-def _write_config(tmp: Path, sink_port: int, mode: str) -> Path:
+def _write_config(tmp: Path, sink_port: int, mode: str, batch: int = 0) -> Path:
     if mode == "person":
         route = (REPO / "mappings" / "adt_person.yaml").read_text(encoding="utf-8")
         route = route.replace("destinations: []", "destinations: [sink]")
@@ -97,6 +103,7 @@ def _write_config(tmp: Path, sink_port: int, mode: str) -> Path:
         route = ("id: adt_passthrough\nmatch: {message_type: ADT^A01}\npassthrough: true\n"
                  "destinations: [sink]\n")
     (tmp / "route.yaml").write_text(route, encoding="utf-8")
+    batching = f", batch: {{max_records: {batch}, max_wait: 50ms}}" if batch else ""
     config = tmp / "bench.yaml"
     config.write_text(f"""
 engine:
@@ -113,7 +120,7 @@ destinations:
     type: http
     concurrency: 32
     retry: {{initial_delay: 0.5, max_delay: 5s}}
-    http: {{url: "http://127.0.0.1:{sink_port}/in"}}
+    http: {{url: "http://127.0.0.1:{sink_port}/in"{batching}}}
 routes: [route.yaml]
 """, encoding="utf-8")
     return config
@@ -159,7 +166,7 @@ def _rss_mb(pid: int) -> float:
 def _backlog_run(args: argparse.Namespace, tmp: Path, ingest: Any) -> None:
     sink, sink_port = _spawn([sys.executable, __file__, "--sink", "0"])
     sink_url = f"http://127.0.0.1:{sink_port}"
-    config = _write_config(tmp, sink_port, args.mode)
+    config = _write_config(tmp, sink_port, args.mode, args.batch)
     t0 = time.time()
     _prefill(tmp / "bench.db", args.backlog)
     print(f"backlog of {args.backlog:,} queued deliveries written in {time.time() - t0:.1f}s", flush=True)
@@ -200,6 +207,7 @@ def main() -> int:
     parser.add_argument("--backlog", type=int, default=0, help="restart with N queued deliveries instead")
     parser.add_argument("--max-seconds", type=float, default=0.0,
                         help="with --backlog: stop after this long (measures RSS and resume, not the drain)")
+    parser.add_argument("--batch", type=int, default=0, help="records per HTTP request (0: one each)")
     parser.add_argument("--store-dir", help="directory for the SQLite store (default: a temp dir in ./var)")
     parser.add_argument("--sink", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -216,12 +224,12 @@ def main() -> int:
             _backlog_run(args, Path(tmp), ingest)
             return 0
         sink, sink_port = _spawn([sys.executable, __file__, "--sink", "1" if args.outage else "0"])
-        config = _write_config(Path(tmp), sink_port, args.mode)
+        config = _write_config(Path(tmp), sink_port, args.mode, args.batch)
         engine, mllp_port = _spawn([sys.executable, "-c", ingest._ENGINE_SNIPPET, str(config)])
         sink_url = f"http://127.0.0.1:{sink_port}"
         try:
             print(f"mode {args.mode}; {args.connections} MLLP connections; {args.seconds:g}s load; "
-                  f"outage {args.outage:g}s; cpus {os.cpu_count()}", flush=True)
+                  f"outage {args.outage:g}s; batch {args.batch or 'off'}; cpus {os.cpu_count()}", flush=True)
             start = time.time()
             load = subprocess.Popen([sys.executable, str(REPO / "bench" / "mllp_ingest.py"), "--load",
                                      str(mllp_port), str(args.connections), str(args.seconds), "e2e"],

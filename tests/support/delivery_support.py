@@ -80,6 +80,8 @@ class Request:
     message_id: str
     body: bytes
     status: int
+    delivery_ids: tuple[str, ...] = ()
+    """`X-Delivery-Ids` of a batch request (empty for one record per request)."""
 
 
 @dataclass
@@ -94,6 +96,8 @@ class Sink:
     fail_ids: set[str] = field(default_factory=set)
     fail_body: dict[bytes, int] = field(default_factory=dict)
     """Answer 503 to a request whose body contains the key, as many times as the value (-1: always)."""
+    refuse_body: set[bytes] = field(default_factory=set)
+    """Answer 400 to every request whose body contains one of these."""
     requests: list[Request] = field(default_factory=list)
     url: str = ""
     _runner: web.AppRunner | None = None
@@ -109,9 +113,12 @@ class Sink:
             if needle in payload and left != 0:
                 self.fail_body[needle] = left - 1
                 status = 503
+        if any(needle in payload for needle in self.refuse_body):
+            status = 400
+        ids = request.headers.get("X-Delivery-Ids")
         self.requests.append(Request(at=time.monotonic(), key=request.headers.get("Idempotency-Key", ""),
                                      message_id=request.headers.get("X-Message-Id", ""), body=payload,
-                                     status=status))
+                                     status=status, delivery_ids=tuple(ids.split(",")) if ids else ()))
         headers = {"Retry-After": self.retry_after} if self.retry_after and status in (429, 503) else {}
         return web.Response(status=status, body=self.body if status < 300 else b"rejected: field x is bad",
                             headers=headers, content_type="application/json")
