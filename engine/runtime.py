@@ -21,7 +21,7 @@ from channels.base import ChannelStats, Inbound
 from engine import __version__, messages
 from engine.config import ChannelConfig, Config
 from engine.delivery import DeliveryService
-from engine.ingest import IngestBatcher
+from engine.ingest import IngestBatcher, Landed, resolve
 from engine.metrics import Metrics
 from engine.pipeline import Pipeline
 from engine.store import CORE_DDL, SqliteStore, Store
@@ -62,27 +62,35 @@ class ChannelRuntime:
     # --- ChannelContext ---------------------------------------------------------------------------
 
     async def accept(self, msg: InboundMessage) -> Acceptance:
-        commit = self.engine.ingest.submit(msg)
-        # Counting and handing to the pipeline happen when the commit lands, even if the caller was
-        # cancelled meanwhile (a peer that hung up): a committed message must never wait for a restart
-        # to be processed. shield() keeps a cancelled caller from cancelling the commit's future.
-        commit.add_done_callback(functools.partial(self._committed, msg))
-        return await asyncio.shield(commit)
+        fut: asyncio.Future[Acceptance] = asyncio.get_running_loop().create_future()
+        self.accept_soon(msg, functools.partial(resolve, fut))
+        return await fut
 
-    def _committed(self, msg: InboundMessage, commit: asyncio.Future[Acceptance]) -> None:
-        if commit.cancelled() or commit.exception() is not None:
-            return
-        acc = commit.result()
-        if acc.duplicate:
-            self.count("duplicate")
-            return
-        self.count("received")
-        self.engine.pipeline.submit(StoredMessage(
-            id=acc.message_id, channel=msg.channel, received_at=msg.received_at,
-            content_type=msg.content_type, state=MessageState.RECEIVED, raw=msg.raw, peer=msg.peer,
-            charset=msg.charset, sending_application=msg.sending_application,
-            sending_facility=msg.sending_facility, control_id=msg.control_id,
-            message_type=msg.message_type, metadata=msg.metadata))
+    def accept_soon(self, msg: InboundMessage, landed: Landed) -> None:
+        """`accept` without a future: `landed(acceptance or exception)` is called on the loop after COMMIT.
+
+        Counting and handing to the pipeline happen first, in the batch's commit callback, so they do
+        not depend on the caller still being there (a peer that hung up): a committed message never
+        waits for a restart to be processed.
+        """
+        self.engine.ingest.submit_soon(msg, functools.partial(self._landed, msg, landed))
+
+    def _landed(self, msg: InboundMessage, landed: Landed, result: Acceptance | BaseException) -> None:
+        if isinstance(result, Acceptance):
+            if result.duplicate:
+                self.count("duplicate")
+            else:
+                self.count("received")
+                if result.processed:  # stored `filtered` already: no route can select this channel
+                    self.count("filtered")
+                else:
+                    self.engine.pipeline.submit(StoredMessage(
+                        id=result.message_id, channel=msg.channel, received_at=msg.received_at,
+                        content_type=msg.content_type, state=MessageState.RECEIVED, raw=msg.raw,
+                        peer=msg.peer, charset=msg.charset, sending_application=msg.sending_application,
+                        sending_facility=msg.sending_facility, control_id=msg.control_id,
+                        message_type=msg.message_type, metadata=msg.metadata))
+        landed(result)
 
     async def reject(self, msg: InboundMessage, reason: str) -> str:
         commit = self.engine.store.write(lambda conn: messages.insert(
@@ -164,7 +172,8 @@ class Engine:
         from engine.mapping import load_router  # the mapping room; heavy imports kept off CLI start-up
 
         self.router = load_router(config, metrics=self.metrics)
-        self.ingest = IngestBatcher(self.store, dedupe_window=config.engine.store.dedupe_window)
+        self.ingest = IngestBatcher(self.store, dedupe_window=config.engine.store.dedupe_window,
+                                    routable=lambda channel: bool(self.router.may_route(channel)))
         self.delivery = DeliveryService(self)
         self.pipeline = Pipeline(store=self.store, route=self.router.route, deliveries=self.delivery,
                                  on_outcome=self._on_outcome,
@@ -272,3 +281,4 @@ class Engine:
         await stop_requested.wait()
         log.info("signal received, stopping")
         await self.stop()
+

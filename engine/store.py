@@ -17,6 +17,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,10 @@ WriteOp = Callable[[sqlite3.Connection], T]
 
 DEFAULT_MAX_BATCH = 4096
 """Most operations one group commit may hold; bounds transaction size and latency under backlog."""
+CHECKPOINT_EVERY_COMMITS = 32
+"""Group commits between two WAL checkpoints (SQLite's own default is every 1,000 WAL pages)."""
+CHECKPOINT_EVERY_SECONDS = 1.0
+"""...or this long after the first commit not yet checkpointed, whichever comes first."""
 
 log = structlog.get_logger("yonglink.store")
 
@@ -88,6 +93,7 @@ class SqliteStore(Store):
         self._local = threading.local()
         self.commits = 0
         self.ops_committed = 0
+        self.checkpoints = 0
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -99,6 +105,11 @@ class SqliteStore(Store):
         else:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
+            # SQLite checkpoints inside the COMMIT that crosses 1,000 WAL pages, so every ACK waiting on
+            # that commit waited for the copy too (p99 at 32 connections: 17 ms, against 10 ms with
+            # checkpoints off). The writer checkpoints itself instead, after the batch's futures are
+            # settled (see `_run_writer`).
+            conn.execute("PRAGMA wal_autocheckpoint=0")
             if self.max_size:
                 page = conn.execute("PRAGMA page_size").fetchone()[0]
                 conn.execute(f"PRAGMA max_page_count={max(1, self.max_size // page)}")
@@ -144,8 +155,13 @@ class SqliteStore(Store):
             return
         loop.call_soon_threadsafe(_settle, ready, None, False)
         stopping = False
+        unchecked, since = 0, 0.0  # commits not yet checkpointed, and when the first of them ran
         while not stopping:
-            item = self._ops.get()
+            try:
+                item = self._ops.get(timeout=CHECKPOINT_EVERY_SECONDS if unchecked else None)
+            except queue.Empty:
+                unchecked = self._checkpoint(conn)
+                continue
             if item is None:
                 break
             batch = [item]
@@ -166,7 +182,21 @@ class SqliteStore(Store):
                 self._synchronous = mode
             outcomes = self._commit(conn, [(op, fut) for op, fut, _ in batch])
             loop.call_soon_threadsafe(_settle_all, outcomes)
+            if not unchecked:
+                since = time.monotonic()
+            unchecked += 1
+            if unchecked >= CHECKPOINT_EVERY_COMMITS or time.monotonic() - since >= CHECKPOINT_EVERY_SECONDS:
+                unchecked = self._checkpoint(conn)
         conn.close()
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> int:
+        """Copy the WAL into the database (PASSIVE: never waits for readers); 0 commits left unchecked."""
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self.checkpoints += 1
+        except sqlite3.Error as exc:  # the WAL just grows until the next attempt; commits still work
+            log.warning("WAL checkpoint failed", error=str(exc))
+        return 0
 
     def _commit(self, conn: sqlite3.Connection,
                 batch: list[tuple[WriteOp[Any], asyncio.Future[Any]]]) -> list[tuple[Any, Any, bool]]:
@@ -213,7 +243,8 @@ class SqliteStore(Store):
             except OSError:
                 pass
         return {"type": "sqlite", "path": str(self.path), "size_bytes": size,
-                "commits": self.commits, "ops_committed": self.ops_committed}
+                "commits": self.commits, "ops_committed": self.ops_committed,
+                "checkpoints": self.checkpoints}
 
     async def check_writable(self) -> bool:
         try:

@@ -97,10 +97,15 @@ class StoredMessage:
 
 @dataclass(frozen=True, slots=True)
 class Acceptance:
-    """The store's answer to a commit: the message id, and whether it was a duplicate already stored."""
+    """The store's answer to a commit: the message id, and whether it was a duplicate already stored.
+
+    `processed`: the message was stored with its final state already (a channel no route selects:
+    `filtered`), so the pipeline has nothing to do with it.
+    """
 
     message_id: str
     duplicate: bool = False
+    processed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -120,3 +120,65 @@ async def test_a_burst_insert_answers_exactly_as_one_insert_per_message(store: S
     assert accs[1].message_id == earlier.message_id and accs[2].message_id == accs[0].message_id
     count = await store.read(lambda c: c.execute("SELECT count(*) FROM messages").fetchone()[0])
     assert count == 2 + 4
+
+
+async def test_a_burst_larger_than_one_statement_finds_duplicates_in_each(store: SqliteStore) -> None:
+    """300 messages go in as several INSERT statements (256 rows, then smaller ones): repeats of stored
+    messages and repeats without a control id (an HTTP idempotency key) are found in every one."""
+    now = time.time()
+    stored = await store.write(lambda c: messages.insert_many(
+        c, [inbound("S7", at=now - 5), keyed("idem-1", at=now - 5)], dedupe_window=60))
+    burst = [inbound(f"B{i}", at=now) for i in range(296)]
+    burst[10] = inbound("S7", at=now)
+    burst[270] = inbound("S7", at=now)  # a second repeat of the same stored one, in a later statement
+    burst[290] = keyed("idem-1", at=now)
+    burst[295] = keyed("idem-2", at=now)
+    burst += [keyed("idem-2", at=now), inbound("B0", at=now), inbound("B0", at=now, facility="OTHER"),
+              inbound("B299", at=now)]
+    accs = await store.write(lambda c: messages.insert_many(c, burst, dedupe_window=60))
+    dups = {i for i, a in enumerate(accs) if a.duplicate}
+    assert dups == {10, 270, 290, 296, 297}
+    assert accs[10].message_id == accs[270].message_id == stored[0].message_id
+    assert accs[290].message_id == stored[1].message_id
+    assert accs[296].message_id == accs[295].message_id and accs[297].message_id == accs[0].message_id
+    count = await store.read(lambda c: c.execute("SELECT count(*) FROM messages").fetchone()[0])
+    assert count == 2 + len(burst) - len(dups)
+
+
+async def test_messages_of_a_channel_no_route_selects_are_stored_filtered_at_once(store: SqliteStore) -> None:
+    now = time.time()
+    accs = await store.write(lambda c: messages.insert_many(
+        c, [inbound("U1", at=now), inbound("R1", at=now)], dedupe_window=60, unroutable=[True, False]))
+    assert [a.processed for a in accs] == [True, False]
+    states = await store.read(lambda c: c.execute(
+        "SELECT control_id, state, error, processed_at IS NOT NULL FROM messages ORDER BY control_id"
+    ).fetchall())
+    assert states == [("R1", "received", None, 0), ("U1", "filtered", messages.NO_ROUTE, 1)]
+
+
+async def test_the_writer_checkpoints_the_wal_itself_by_count_and_by_time(tmp_path: Path) -> None:
+    """Autocheckpoint is off (it ran inside a COMMIT, delaying that commit's ACKs); the writer copies the
+    WAL back every CHECKPOINT_EVERY_COMMITS commits, and a second after a lone commit."""
+    from engine.store import CHECKPOINT_EVERY_COMMITS, CHECKPOINT_EVERY_SECONDS
+
+    s = SqliteStore(tmp_path / "ck.db")
+    await s.open([CORE_DDL, messages.DDL])
+    try:
+        for i in range(CHECKPOINT_EVERY_COMMITS):
+            await s.write(lambda c, i=i: messages.insert(c, inbound(f"K{i}"), dedupe_window=60))
+        await s.write(lambda c: None)  # the writer checkpoints right after settling the 32nd commit
+        assert s.checkpoints == 1
+        await asyncio.sleep(CHECKPOINT_EVERY_SECONDS / 2)
+        assert s.checkpoints == 1  # one commit since: not yet
+        await asyncio.sleep(CHECKPOINT_EVERY_SECONDS)
+        assert s.checkpoints == 2
+        _, wal_frames, copied = await s.read(lambda c: c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone())
+        assert wal_frames == copied  # nothing left in the WAL that is not in the database
+    finally:
+        await s.close()
+
+
+def keyed(key: str, *, at: float) -> InboundMessage:
+    """A message deduplicated by a transport key alone (no control id), as an HTTP Idempotency-Key."""
+    return InboundMessage(channel="c", raw=b"{}", content_type="application/fhir+json", received_at=at,
+                          dedupe_key=key)
