@@ -85,9 +85,11 @@ class MllpInbound(Inbound):
         if self._server is None:
             return
         self._server.close()
-        tails = [c.tail for c in self.connections if c.tail is not None and not c.tail.done()]
-        if tails:  # each tail awaits its connection's earlier frames: commits in flight finish
-            await asyncio.wait(tails, timeout=STOP_GRACE)
+        busy = [asyncio.ensure_future(c.drained()) for c in self.connections if c.in_flight]
+        if busy:  # commits in flight finish, and their ACKs are written, before the connections close
+            await asyncio.wait(busy, timeout=STOP_GRACE)
+            for waiter in busy:
+                waiter.cancel()
         for conn in list(self.connections):
             conn.close()
         await self._server.wait_closed()

@@ -1,16 +1,19 @@
 """One inbound MLLP connection as an `asyncio.Protocol` (cheaper per message than streams).
 
-Each complete frame becomes a task that commits the message; the tasks of one connection are chained so
-acknowledgments leave in the order the frames arrived (a sender may pipeline), while the commits
-themselves overlap and share group commits. One timer per connection enforces the idle timeout and the
-read timeout of a started frame; it is rescheduled from timestamps, not reset on every read.
+Each complete frame takes a slot in a queue and is handed to the handler, which fills the slot with its
+reply when the commit lands (a callback, no task per frame). Replies leave from the head of the queue
+only, so acknowledgments go out in the order the frames arrived (a sender may pipeline) while the
+commits themselves overlap and share group commits. One timer per connection enforces the idle
+timeout and the read timeout of a started frame; it is rescheduled from timestamps, not reset on every
+read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Awaitable
+from collections import deque
 from typing import TYPE_CHECKING, cast
 
 import structlog
@@ -39,8 +42,8 @@ class MllpConnection(asyncio.Protocol):
         self.peer = "?"
         self.closed = False
         self.counted = False
-        self.tail: asyncio.Task[None] | None = None
-        self._in_flight = 0
+        self._slots: deque[_Slot] = deque()  # frames in arrival order, each waiting for its reply
+        self._idle: list[asyncio.Future[None]] = []  # `drained()` callers
         self._paused = False
         self._last_data = self.loop.time()
         self._frame_started: float | None = None
@@ -90,13 +93,16 @@ class MllpConnection(asyncio.Protocol):
     # --- frames ----------------------------------------------------------------------------------
 
     def _submit(self, payload: bytes) -> None:
-        started = time.perf_counter()
-        self.tail = self.loop.create_task(self._reply(self.server.handler.handle(payload, self.peer),
-                                                      self.tail, started))
-        self._in_flight += 1
-        if self._in_flight >= DEFAULT_MAX_IN_FLIGHT and not self._paused and self.transport:
+        slot = self._take_slot()
+        self.server.handler.submit(payload, self.peer, functools.partial(self._fill, slot))
+
+    def _take_slot(self) -> _Slot:
+        slot = _Slot(time.perf_counter())
+        self._slots.append(slot)
+        if len(self._slots) >= DEFAULT_MAX_IN_FLIGHT and not self._paused and self.transport:
             self._paused = True
             self.transport.pause_reading()
+        return slot
 
     def _oversize(self, event: Oversize) -> None:
         """AR for a frame over `max_frame_bytes`, then close (the rest of it is not read)."""
@@ -104,41 +110,51 @@ class MllpConnection(asyncio.Protocol):
         log.warning("oversize frame: AR sent, connection closed", channel=self.server.name,
                     peer=self.peer, max_frame_bytes=event.limit)
         exc = Hl7ParseError(f"message larger than max_frame_bytes ({event.limit} bytes)", code="207")
-
-        async def reject() -> Reply:
-            er7 = best_effort_header(_head_message(event.head), "latin-1")
-            code = "CR" if er7 is not None and er7.accept_ack_type else "AR"
-            ack = self.server.handler.acks.negative(er7, code, exc.reason, error_code=exc.code)
-            return Reply(ack.encode("utf-8", errors="replace"), close=True)
-
-        self.tail = self.loop.create_task(self._reply(reject(), self.tail, time.perf_counter()))
-        self._in_flight += 1
+        er7 = best_effort_header(_head_message(event.head), "latin-1")
+        code = "CR" if er7 is not None and er7.accept_ack_type else "AR"
+        ack = self.server.handler.acks.negative(er7, code, exc.reason, error_code=exc.code)
+        slot = self._take_slot()
         if self.transport is not None:
             self.transport.pause_reading()
+        self._fill(slot, Reply(ack.encode("utf-8", errors="replace"), close=True))
 
-    async def _reply(self, work: Awaitable[Reply], prev: asyncio.Task[None] | None, started: float) -> None:
-        """Await this frame's work, then the previous frame's ACK, then write this one."""
-        reply: Reply | None
-        try:
-            reply = await work
-        except Exception:
-            log.exception("unexpected error handling an MLLP frame", channel=self.server.name,
-                          peer=self.peer)
-            reply = Reply(None, close=True)
-        if prev is not None and not prev.done():
-            await prev
-        self._in_flight -= 1
-        if self._paused and self._in_flight < DEFAULT_MAX_IN_FLIGHT // 2 and not self.closed:
+    def _fill(self, slot: _Slot, reply: Reply) -> None:
+        """A frame's reply is ready; write every reply now at the head of the queue, in order."""
+        slot.reply = reply
+        slots = self._slots
+        if not slots or slots[0] is not slot:
+            return  # an earlier frame is still being committed; its _fill writes this one too
+        transport = self.transport
+        while slots and slots[0].reply is not None:
+            done = slots.popleft()
+            ready = done.reply
+            if self.closed or transport is None or ready is None:
+                continue
+            if ready.ack is not None:
+                transport.write(encode_frame(ready.ack))
+                self.server.observe_ack(time.perf_counter() - done.started)
+            if ready.close:
+                self.close()
+        if self._paused and len(slots) < DEFAULT_MAX_IN_FLIGHT // 2 and not self.closed and transport:
             self._paused = False
-            if self.transport is not None:
-                self.transport.resume_reading()
-        if self.closed or self.transport is None or reply is None:
-            return
-        if reply.ack is not None:
-            self.transport.write(encode_frame(reply.ack))
-            self.server.observe_ack(time.perf_counter() - started)
-        if reply.close:
-            self.close()
+            transport.resume_reading()
+        if not slots and self._idle:
+            for waiter in self._idle:
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._idle.clear()
+
+    async def drained(self) -> None:
+        """Return once every frame received so far has its reply (commits in flight have landed)."""
+        if self._slots:
+            waiter: asyncio.Future[None] = self.loop.create_future()
+            self._idle.append(waiter)
+            await waiter
+
+    @property
+    def in_flight(self) -> int:
+        """Frames received and not yet answered."""
+        return len(self._slots)
 
     # --- timeouts and closing ----------------------------------------------------------------------
 
@@ -161,7 +177,7 @@ class MllpConnection(asyncio.Protocol):
             self.close()
             return
         idle_deadline = self._last_data + self.server.idle_timeout
-        if now >= idle_deadline and self._in_flight == 0:
+        if now >= idle_deadline and not self._slots:
             log.info("idle timeout: connection closed", channel=self.server.name, peer=self.peer)
             self.close()
             return
@@ -176,6 +192,16 @@ class MllpConnection(asyncio.Protocol):
         if not self.closed and self.transport is not None:
             self.closed = True
             self.transport.close()
+
+
+class _Slot:
+    """One received frame: when it was complete, and its reply once the handler has one."""
+
+    __slots__ = ("reply", "started")
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.reply: Reply | None = None
 
 
 def _head_message(head: bytes) -> bytes:

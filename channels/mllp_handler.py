@@ -25,7 +25,9 @@ Rules, in the order they apply:
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -37,6 +39,7 @@ from engine.hl7v2.ack import wants_ack
 from engine.hl7v2.batch import split_batch
 from engine.hl7v2.charset import decode, python_codec, sniff_charset
 from engine.hl7v2.er7 import Er7Message
+from engine.ingest import Landed
 from engine.types import HL7V2, Acceptance, InboundMessage, MessageState
 
 log = structlog.get_logger("yonglink.mllp")
@@ -65,6 +68,9 @@ class MllpHandler:
         self.processing_timeout = processing_timeout
         self.acks = AckWriter(f"{context.facility[:8]}{int(time.time() * 1000) % 10**9:09d}-")
         self._codecs: dict[str, str] = {}
+        # The engine's batched commit with a callback; a context without it (a test fake) gets `handle`.
+        self._accept_soon: Callable[[InboundMessage, Landed], None] | None = getattr(
+            context, "accept_soon", None)
 
     def _codec(self, label: str | None) -> str:
         if label is None:
@@ -77,6 +83,60 @@ class MllpHandler:
                 return "utf-8"  # decode() reports the unknown charset; the AR itself is UTF-8
             self._codecs[label] = codec
         return codec
+
+    def submit(self, payload: bytes, peer: str, reply: Callable[[Reply], None]) -> None:
+        """Answer one frame through `reply` (called once, on the loop).
+
+        The common case (one message, a readable header, nothing to wait for but the commit) goes
+        through the engine's batched `accept_soon`: the ACK is built in the commit's callback, with no
+        task and no future per frame. Everything else (batches, rejections, `ack: after_processing`)
+        runs `handle` as a task.
+        """
+        accept_soon = self._accept_soon
+        if accept_soon is not None:
+            received_at = time.time()
+            read = self._read_single(payload)
+            if read is not None and (read[0].accept_ack_type or not self.after_processing):
+                hdr, label, codec = read
+                msg = self._inbound(hdr, payload, label, peer, received_at)
+                accept_soon(msg, functools.partial(self._landed, hdr, codec, peer, reply))
+                return
+        task = asyncio.ensure_future(self.handle(payload, peer))
+        task.add_done_callback(functools.partial(self._handled, peer, reply))
+
+    def _read_single(self, payload: bytes) -> tuple[MshHeader, str | None, str] | None:
+        """(header, charset label, codec) of a one-message frame, or None when it needs `handle`."""
+        if not payload.startswith(b"MSH") or payload.find(b"MSH", 3) >= 0:
+            return None
+        label = self.charset or _msh18(payload)
+        codec = self._codec(label)
+        try:
+            return read_header(decode(payload, label), payload, codec, single=True), label, codec
+        except RejectedMessage:  # handle() gives the reason (and tells binary input from bad charsets)
+            return None
+
+    def _landed(self, hdr: MshHeader, codec: str, peer: str, reply: Callable[[Reply], None],
+                result: Acceptance | BaseException) -> None:
+        if isinstance(result, Acceptance):
+            reply(self._acknowledge(hdr, codec))
+        elif isinstance(result, StoreError):
+            reply(self._store_failed(result, peer))
+        else:
+            log.error("unexpected error committing an MLLP message", channel=self.channel, peer=peer,
+                      error=type(result).__name__)
+            reply(Reply(None, close=True))
+
+    def _handled(self, peer: str, reply: Callable[[Reply], None], task: asyncio.Future[Reply]) -> None:
+        if task.cancelled():
+            reply(Reply(None, close=True))
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("unexpected error handling an MLLP frame", channel=self.channel, peer=peer,
+                      exc_info=exc)
+            reply(Reply(None, close=True))
+            return
+        reply(task.result())
 
     async def handle(self, payload: bytes, peer: str) -> Reply:
         """Commit (or reject) one frame's payload and return the acknowledgment to send."""
@@ -112,9 +172,7 @@ class MllpHandler:
             dedupe_key=f"{facility}|{control_id}" if control_id else None)
 
     async def _positive(self, hdr: MshHeader, acc: Acceptance, codec: str, text: str = "") -> Reply:
-        mode = hdr.accept_ack_type
-        code = "CA" if mode else "AA"
-        if self.after_processing and not mode and not acc.duplicate:
+        if self.after_processing and not hdr.accept_ack_type and not acc.duplicate:
             outcome = await self.context.wait_processed(acc.message_id, timeout=self.processing_timeout)
             if outcome is None:
                 text = PROCESSING_CONTINUES
@@ -122,6 +180,12 @@ class MllpHandler:
                 reason = outcome.error or "mapping failed"
                 ack = self.acks.negative(hdr, "AE", reason, error_code="207")
                 return Reply(ack.encode(codec, errors="replace"))
+        return self._acknowledge(hdr, codec, text)
+
+    def _acknowledge(self, hdr: MshHeader, codec: str, text: str = "") -> Reply:
+        """AA (original mode) or CA (enhanced), unless MSH-15 says the sender wants none."""
+        mode = hdr.accept_ack_type
+        code = "CA" if mode else "AA"
         if not wants_ack(mode, code):
             return Reply(None)
         return Reply(self.acks.positive(hdr, code, text).encode(codec, errors="replace"))

@@ -172,6 +172,20 @@ async def test_pipelined_frames_on_one_connection_are_acked_in_order(
     assert [segments(a)["MSA"][2] for a in acks] == ids
 
 
+async def test_frames_answered_by_different_paths_are_still_acked_in_arrival_order(
+        make_config: MakeConfig, engine_factory: Factory) -> None:
+    """A plain message is answered from its commit's callback; a rejection, a duplicate and a batch go
+    through the handler's slower task path. Pipelined together, the ACKs still leave in order."""
+    _, port = await start_engine(make_config, engine_factory)
+    batch = (SAMPLES / "batch_adt_a04_fhs.hl7").read_bytes()
+    frames = [adt("M-1"), BAD_INPUTS["no MSH"][0], adt("M-2"), batch, adt("M-1"), adt("M-3"),
+              BAD_INPUTS["JSON"][0], adt("M-4")]
+    async with MllpClient("127.0.0.1", port) as client:
+        acks = [segments(a)["MSA"] for a in await client.send_many(frames)]
+    assert [a[1] for a in acks] == ["AA", "AR", "AA", "CA", "AA", "AA", "AR", "AA"]
+    assert [acks[i][2] for i in (0, 2, 4, 5, 7)] == ["M-1", "M-2", "M-1", "M-3", "M-4"]
+
+
 # --- bad input ------------------------------------------------------------------------------------
 
 BAD_INPUTS = {
