@@ -158,8 +158,8 @@ def measure_mapping(seconds: float, rounds: int) -> None:
         rows = len(result.record.get("results", []))  # type: ignore[attr-defined]
         extra = f", {rate * rows:,.0f} result rows/s" if rows else ""
         verdict = "" if rows else (" OK" if rate >= MAP_TARGET else f" BELOW TARGET ({MAP_TARGET:,.0f}/s)")
-        print(f"{route_id:>14}: {rate:>10,.0f} records/s  (bytes → decode + parse + map + validate, "
-              f"{sample}{extra}){verdict}")
+        print(f"{route_id:>14}: {rate:>10,.0f} records/s  {1e6 / rate:>6,.1f} µs/record  "
+              f"(bytes → decode + parse + map + validate, {sample}{extra}){verdict}")
 
 
 if __name__ == "__main__":
