@@ -98,6 +98,7 @@ class DestinationWorker:
         self._ready_since = 0.0
         self._more = True  # the store may hold due rows that are not in memory (at start: all of them)
         self._next_at: float | None = None
+        self._cursor: queue.ClaimKey | None = None  # where the next page of a sweep through the store starts
         self._page = max(CLAIM_PAGE, self.concurrency * self.batch_size * 2)
         self._stopping = False
         self._failures_since_summary = 0
@@ -146,8 +147,10 @@ class DestinationWorker:
                 self._log.exception("destination stop failed")
 
     def wake(self) -> None:
-        """Rows were queued (or re-queued) in the store without a hand-over: claim them."""
+        """Rows were queued (or re-queued) in the store without a hand-over: claim them (from the start:
+        a row whose sent mark failed lies behind the cursor of a sweep in progress)."""
         self._more = True
+        self._cursor = None
         self._event.set()
 
     def offer(self, rows: Sequence[Pending]) -> None:
@@ -194,17 +197,17 @@ class DestinationWorker:
                 self._more = False
                 claim_by = time.monotonic() + 1.0
                 try:
-                    rows, self._next_at = await self.store.write(
+                    rows, self._next_at, self._cursor = await self.store.write(
                         partial(queue.claim_due, destination=self.name, now=time.time(), limit=page,
-                                exclude=frozenset(self.inflight)), durable=False)
+                                exclude=frozenset(self.inflight), after=self._cursor), durable=False)
                 except StoreError:
                     self._log.error("cannot claim deliveries; retrying")
-                    self._more = True
+                    self._more, self._cursor = True, None
                     await asyncio.sleep(1.0)
                     continue
                 self._push(rows)
-                if len(rows) >= page:
-                    self._more = True  # a full page: read on once the senders have taken some
+                if self._cursor is not None:
+                    self._more = True  # a full page: read on (behind it) once the senders have taken some
                 if self._more and len(self._ready) < page:
                     continue
             until = self._next_at

@@ -215,15 +215,35 @@ def next_due(conn: sqlite3.Connection, destination: str, after: float) -> float 
     return row[0] if row else None
 
 
+ClaimKey = tuple[float, int]
+"""(next_attempt_at, seq) of the last row a claim read: where the next page of a sweep starts."""
+
+
 def claim_due(conn: sqlite3.Connection, destination: str, now: float, limit: int,
-              exclude: Collection[str]) -> tuple[list[Pending], float | None]:
-    """Due deliveries by due time (a retrying row never holds back fresher ones), skipping in-flight ids."""
-    rows = conn.execute(
-        f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE destination = ? AND state = 'queued'"
-        " AND next_attempt_at <= ? ORDER BY next_attempt_at, seq LIMIT ?",
-        (destination, now, limit + len(exclude))).fetchall()
+              exclude: Collection[str], after: ClaimKey | None = None,
+              ) -> tuple[list[Pending], float | None, ClaimKey | None]:
+    """Due deliveries by due time (a retrying row never holds back fresher ones), skipping in-flight ids.
+
+    Answers the rows, the next retry time, and the key to continue from when the page was full
+    (None: no more due rows). With `after` the read starts behind that key (keyset paging through a
+    backlog) instead of re-reading the rows the worker already holds.
+    """
+    if after is None:
+        rows = conn.execute(
+            f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE destination = ? AND state = 'queued'"
+            " AND next_attempt_at <= ? ORDER BY next_attempt_at, seq LIMIT ?",
+            (destination, now, limit + len(exclude))).fetchall()
+        full = len(rows) >= limit + len(exclude)
+    else:
+        rows = conn.execute(
+            f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE destination = ? AND state = 'queued'"
+            " AND next_attempt_at <= ? AND (next_attempt_at, seq) > (?, ?)"
+            " ORDER BY next_attempt_at, seq LIMIT ?",
+            (destination, now, after[0], after[1], limit)).fetchall()
+        full = len(rows) >= limit
     out = [_pending(r) for r in rows if r[1] not in exclude][:limit]
-    return out, next_due(conn, destination, now)
+    last = (rows[-1][13], rows[-1][0]) if full and rows else None
+    return out, next_due(conn, destination, now), last
 
 
 def claim_heads(conn: sqlite3.Connection, destination: str, window: int,
