@@ -66,7 +66,7 @@ class IngestBatcher:
         msgs = [m for m, _ in batch]
         plan = messages.InsertPlan(msgs, dedupe_window=self.dedupe_window, unroutable=self._unroutable(msgs))
         try:
-            commit = self.store.write(plan.run)
+            commit = self.store.write(plan.run, one_statement=plan.one_statement)
         except StoreError as exc:
             _land_all(batch, exc)
             return

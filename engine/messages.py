@@ -153,6 +153,11 @@ class InsertPlan:
                 _FILTERED if done else _RECEIVED, NO_ROUTE if done else None, now if done else None,
                 orjson.dumps(dict(m.metadata)).decode() if m.metadata else None, m.raw))
 
+    @property
+    def one_statement(self) -> bool:
+        """`run` writes with one INSERT (it may read afterwards, to find what it skipped)."""
+        return len(self.rows) <= _CHUNKS[0]
+
     def run(self, conn: sqlite3.Connection) -> dict[int, str]:
         """Insert the rows (in the writer's transaction); {row: earlier stored id} for those skipped."""
         rows, window = self.rows, self.dedupe_window
