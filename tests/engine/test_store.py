@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -182,3 +184,20 @@ def keyed(key: str, *, at: float) -> InboundMessage:
     """A message deduplicated by a transport key alone (no control id), as an HTTP Idempotency-Key."""
     return InboundMessage(channel="c", raw=b"{}", content_type="application/fhir+json", received_at=at,
                           dedupe_key=key)
+
+
+async def test_a_lone_one_statement_write_commits_by_itself_and_fails_alone(store: SqliteStore) -> None:
+    """`one_statement=True`: run as its own transaction (no BEGIN/COMMIT); a failing one is a StoreError
+    and leaves nothing behind, and the writer goes on."""
+    def insert_meta(key: str) -> Callable[[sqlite3.Connection], None]:
+        return lambda c: c.execute("INSERT INTO engine_meta(key, value) VALUES (?, 'v')", (key,))
+
+    commits = store.commits
+    await store.write(insert_meta("a"), one_statement=True)
+    assert store.commits == commits + 1
+    with pytest.raises(StoreError, match="UNIQUE"):
+        await store.write(insert_meta("a"), one_statement=True)
+    await store.write(insert_meta("b"), one_statement=True)
+    keys = await store.read(lambda c: [r[0] for r in c.execute(
+        "SELECT key FROM engine_meta WHERE key IN ('a', 'b') ORDER BY key")])
+    assert keys == ["a", "b"]
