@@ -1,12 +1,14 @@
-"""MLLP ingest benchmark: the engine (commit with synchronous=FULL before every ACK) against a bare echo.
+"""MLLP ingest benchmark: the engine (commit with synchronous=FULL before every ACK) against two ceilings.
 
     .venv/bin/python bench/mllp_ingest.py [--seconds 5] [--store-dir DIR] [--connections 1,8,32]
 
 Starts, each in its own process: the engine (`yonglink run`, an MLLP channel, no routes), a bare
-asyncio MLLP server that answers every frame with a fixed ACK and stores nothing (the ceiling), and a
-load generator (asyncio Protocol, uvloop when available). Each connection sends a 1.5 KB ADT^A01 with a
-unique MSH-10 and waits for its ACK before sending the next (no pipelining). Prints msg/s, p50/p99 ACK
-latency (send to ACK, as the sender sees it) and engine/ceiling. `--store-dir` picks where the SQLite
+asyncio MLLP server that answers every frame with a fixed ACK and stores nothing (the network
+ceiling), bench/bare_durable.py (a bare server that only commits each frame before its ACK: the
+store's ceiling on this disk), and a load generator (asyncio Protocol, uvloop when available).
+Each connection sends a 1.5 KB ADT^A01 with a unique MSH-10 and waits for its ACK before sending the
+next (no pipelining). Prints msg/s, p50/p99 ACK latency (send to ACK, as the sender sees it) and
+the engine's ratio to both ceilings. `--store-dir` picks where the SQLite
 file lives: its fsync latency bounds the single-connection rate (every ACK waits for a real commit).
 """
 
@@ -193,9 +195,18 @@ def terminate(*procs: subprocess.Popen[str]) -> None:
 
 
 def _spawn_echo() -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen([sys.executable, __file__, "--echo-server"], stdout=subprocess.PIPE, text=True)
+    return _spawn([__file__, "--echo-server"])
+
+
+def _spawn(argv: list[str]) -> tuple[subprocess.Popen[str], int]:
+    """Start a server process that prints its port on the first line."""
+    proc = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline() if proc.stdout else ""
     return proc, int(line)
+
+
+def _ratio(a: dict[str, Any], b: dict[str, Any]) -> float:
+    return float(a["msgs_per_s"] / b["msgs_per_s"]) if b["msgs_per_s"] else 0.0
 
 
 def _drive(port: int, connections: int, seconds: float, run: str) -> dict[str, Any]:
@@ -231,23 +242,27 @@ def main() -> int:
             os.environ["BENCH_SWITCH_INTERVAL"] = str(args.switch_interval)
         engine, engine_port = _spawn_engine(Path(tmp))
         echo, echo_port = _spawn_echo()
+        bare, bare_port = _spawn([str(REPO / "bench" / "bare_durable.py"), str(Path(tmp) / "bare.db")])
         try:
             swi = f"; engine switch interval {args.switch_interval}s" if args.switch_interval else ""
             print(f"store: {tmp} (synchronous=FULL){swi}; message {sum(map(len, adt_parts())) + 8} bytes; "
                   f"{args.seconds:g}s per run; cpus: {os.cpu_count()}")
+            print("bare+commit: bench/bare_durable.py, a bare server that only commits each frame"
+                  " (same table, WAL, FULL) before a fixed ACK: the store's ceiling")
             print(f"{'conns':>5} | {'engine msg/s':>12} {'p50 ms':>7} {'p99 ms':>7} | "
-                  f"{'echo msg/s':>10} {'p50 ms':>7} {'p99 ms':>7} | ratio")
+                  f"{'bare+commit':>11} {'p99 ms':>7} | {'echo msg/s':>10} {'p99 ms':>7} | "
+                  "engine/bare engine/echo")
             for conns in (int(c) for c in args.connections.split(",")):
                 eng = _drive(engine_port, conns, args.seconds, f"e{conns}")
+                store = _drive(bare_port, conns, args.seconds, f"b{conns}")
                 ceil = _drive(echo_port, conns, args.seconds, f"c{conns}")
-                ratio = eng["msgs_per_s"] / ceil["msgs_per_s"] if ceil["msgs_per_s"] else 0.0
                 errors = f"  ({eng['errors']} non-AA!)" if eng["errors"] else ""
                 print(f"{conns:>5} | {eng['msgs_per_s']:>12,.0f} {eng['p50_ms']:>7.2f} "
-                      f"{eng['p99_ms']:>7.2f} | "
-                      f"{ceil['msgs_per_s']:>10,.0f} {ceil['p50_ms']:>7.2f} {ceil['p99_ms']:>7.2f} | "
-                      f"{ratio:.2f}{errors}", flush=True)
+                      f"{eng['p99_ms']:>7.2f} | {store['msgs_per_s']:>11,.0f} {store['p99_ms']:>7.2f} | "
+                      f"{ceil['msgs_per_s']:>10,.0f} {ceil['p99_ms']:>7.2f} | "
+                      f"{_ratio(eng, store):>11.2f} {_ratio(eng, ceil):>11.2f}{errors}", flush=True)
         finally:
-            terminate(engine, echo)
+            terminate(engine, echo, bare)
     return 0
 
 

@@ -222,7 +222,7 @@ async def test_a_store_failure_nacks_with_requeue_and_the_message_is_stored_once
     real_write = engine.store.write
     failures = 0
 
-    def failing_write(op: Any) -> Any:
+    def failing_write(op: Any, **_: Any) -> Any:
         nonlocal failures
         failures += 1
         fut = asyncio.get_running_loop().create_future()

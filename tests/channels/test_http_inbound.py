@@ -384,7 +384,7 @@ async def test_a_store_failure_is_answered_503_with_ae_or_a_transient_outcome_ne
 
     engine, url = await start(make_config, engine_factory)
 
-    def failing_write(op: Any) -> Any:
+    def failing_write(op: Any, **_: Any) -> Any:
         fut = asyncio.get_running_loop().create_future()
         fut.set_exception(StoreError("disk full (simulated)"))
         return fut
