@@ -205,12 +205,9 @@ class Pipeline:
         now = time.time()
 
         def commit(conn: sqlite3.Connection) -> tuple[Sequence[Pending], set[str]]:
-            done: set[str] = set()
-            outcomes: list[Routed] = []
-            for msg, state, error, results in decided:
-                if messages.record_outcome(conn, msg.id, state, error, results, now=now):
-                    done.add(msg.id)
-                    outcomes.append((msg, results))
+            done = messages.record_outcomes(
+                conn, [(msg.id, state, error, results) for msg, state, error, results in decided], now=now)
+            outcomes: list[Routed] = [(msg, results) for msg, _, _, results in decided if msg.id in done]
             return self.deliveries.record_many(conn, outcomes, now), done
 
         try:

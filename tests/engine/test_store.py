@@ -14,7 +14,7 @@ import pytest
 from engine import messages
 from engine.errors import StoreError
 from engine.store import CORE_DDL, SqliteStore
-from engine.types import InboundMessage, MessageState
+from engine.types import InboundMessage, MessageState, RouteResult
 
 RAW = b"MSH|^~\\&|HIS|NBH|PLAT|NB|20240101120000||ADT^A01|C1|P|2.5.1\rPID|1||123\r"
 
@@ -201,3 +201,28 @@ async def test_a_lone_one_statement_write_commits_by_itself_and_fails_alone(stor
     keys = await store.read(lambda c: [r[0] for r in c.execute(
         "SELECT key FROM engine_meta WHERE key IN ('a', 'b') ORDER BY key")])
     assert keys == ["a", "b"]
+
+
+async def test_outcomes_of_a_batch_are_recorded_once_each_and_processed_ones_are_left_alone(
+        store: SqliteStore) -> None:
+    """record_outcomes over 450 messages (three statements of 200): each gets its state and results;
+    one already processed keeps its first outcome and is not reported as recorded."""
+    now = time.time()
+    accs = await store.write(lambda c: messages.insert_many(
+        c, [inbound(f"O{i}", at=now) for i in range(450)], dedupe_window=60))
+    ids = [a.message_id for a in accs]
+    first = await store.write(lambda c: messages.record_outcome(
+        c, ids[7], MessageState.FAILED, "bad PID-3", [RouteResult(route_id="r", error="bad PID-3")]))
+    assert first is True
+    batch = [(i, MessageState.MAPPED, None, [RouteResult(route_id="r", dataset="person", record={"n": i}),
+                                            RouteResult(route_id="s", filtered="not ours")]) for i in ids]
+    done = await store.write(lambda c: messages.record_outcomes(c, batch, now=now))
+    assert done == set(ids) - {ids[7]}
+    states = await store.read(lambda c: dict(c.execute(
+        "SELECT state, count(*) FROM messages GROUP BY state")))
+    assert states == {"mapped": 449, "failed": 1}
+    results = await store.read(lambda c: messages.results_of(c, ids[300]))
+    assert [(r["route_id"], r["record"], r["filtered"]) for r in results] == [
+        ("r", {"n": ids[300]}, None), ("s", None, "not ours")]
+    kept = await store.read(lambda c: messages.results_of(c, ids[7]))
+    assert [(r["route_id"], r["error"]) for r in kept] == [("r", "bad PID-3")]
