@@ -95,7 +95,7 @@ def _get(url: str, method: str = "GET") -> Any:
 # --- orchestration -------------------------------------------------------------------------------------
 
 
-def _write_config(tmp: Path, sink_port: int, mode: str, batch: int = 0) -> Path:
+def _write_config(tmp: Path, sink_port: int, mode: str, batch: int = 0, workers: int = 0) -> Path:
     if mode == "person":
         route = (REPO / "mappings" / "adt_person.yaml").read_text(encoding="utf-8")
         route = route.replace("destinations: []", "destinations: [sink]")
@@ -111,6 +111,7 @@ engine:
   admin: {{enabled: false}}
   log: {{format: json, level: warning}}
   tables: {REPO / 'mappings' / 'tables'}
+  mapping_workers: {workers}
 channels:
   - name: bench
     type: mllp
@@ -166,7 +167,7 @@ def _rss_mb(pid: int) -> float:
 def _backlog_run(args: argparse.Namespace, tmp: Path, ingest: Any) -> None:
     sink, sink_port = _spawn([sys.executable, __file__, "--sink", "0"])
     sink_url = f"http://127.0.0.1:{sink_port}"
-    config = _write_config(tmp, sink_port, args.mode, args.batch)
+    config = _write_config(tmp, sink_port, args.mode, args.batch, args.mapping_workers)
     t0 = time.time()
     _prefill(tmp / "bench.db", args.backlog)
     print(f"backlog of {args.backlog:,} queued deliveries written in {time.time() - t0:.1f}s", flush=True)
@@ -208,6 +209,8 @@ def main() -> int:
     parser.add_argument("--max-seconds", type=float, default=0.0,
                         help="with --backlog: stop after this long (measures RSS and resume, not the drain)")
     parser.add_argument("--batch", type=int, default=0, help="records per HTTP request (0: one each)")
+    parser.add_argument("--mapping-workers", type=int, default=0,
+                        help="engine.mapping_workers (0: map on the event loop)")
     parser.add_argument("--store-dir", help="directory for the SQLite store (default: a temp dir in ./var)")
     parser.add_argument("--sink", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -224,12 +227,13 @@ def main() -> int:
             _backlog_run(args, Path(tmp), ingest)
             return 0
         sink, sink_port = _spawn([sys.executable, __file__, "--sink", "1" if args.outage else "0"])
-        config = _write_config(Path(tmp), sink_port, args.mode, args.batch)
+        config = _write_config(Path(tmp), sink_port, args.mode, args.batch, args.mapping_workers)
         engine, mllp_port = _spawn([sys.executable, "-c", ingest._ENGINE_SNIPPET, str(config)])
         sink_url = f"http://127.0.0.1:{sink_port}"
         try:
             print(f"mode {args.mode}; {args.connections} MLLP connections; {args.seconds:g}s load; "
-                  f"outage {args.outage:g}s; batch {args.batch or 'off'}; cpus {os.cpu_count()}", flush=True)
+                  f"outage {args.outage:g}s; batch {args.batch or 'off'}; "
+                  f"mapping workers {args.mapping_workers}; cpus {os.cpu_count()}", flush=True)
             start = time.time()
             load = subprocess.Popen([sys.executable, str(REPO / "bench" / "mllp_ingest.py"), "--load",
                                      str(mllp_port), str(args.connections), str(args.seconds), "e2e"],

@@ -122,6 +122,8 @@ class EngineSection:
     schemas_dir: Path = SCHEMAS_DIR / "ningbo"
     tables_dir: Path | None = None
     facility: str = "YONGLINK"
+    mapping_workers: int = 0
+    """Processes that map messages (engine/mapping/pool.py); 0 maps on the event loop itself."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,4 +380,5 @@ def _engine_section(eng: Mapping[str, Any], base: Path, lines: Mapping[KeyPath, 
         schemas_dir=base / eng["schemas"] if "schemas" in eng else SCHEMAS_DIR / "ningbo",
         tables_dir=base / eng["tables"] if "tables" in eng else None,
         facility=eng.get("facility", "YONGLINK"),
+        mapping_workers=int(eng.get("mapping_workers", 0)),
     )

@@ -90,6 +90,11 @@ class SchemaValidationError(MappingError):
     """Raised when a mapped record does not validate against its dataset schema."""
 
 
+class MappingUnavailable(EngineError):
+    """The mapping workers could not map a batch (one died, or none starts): transient, the messages stay
+    `received` and are mapped again. Not a MappingError: nothing is wrong with the messages."""
+
+
 class FilteredMessage(EngineError):  # a signal, named like structlog's DropEvent
     """Raised by a route filter to drop a message on purpose; `reason` is recorded in the store."""
 

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Protocol
 import structlog
 
 from engine import messages
-from engine.errors import StoreError
+from engine.errors import MappingUnavailable, StoreError
 from engine.types import MessageState, ProcessingOutcome, RouteResult, StoredMessage
 
 if TYPE_CHECKING:
+    from engine.mapping.pool import MappingPool
     from engine.queue import Pending
     from engine.store import Store
     from engine.subscriptions import Subscriptions
@@ -85,6 +86,7 @@ class Pipeline:
         self._task: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
         self.backlog_scans = 0
+        self.mapper: MappingPool | None = None  # engine.mapping_workers > 0: map in worker processes
 
     def submit(self, msg: StoredMessage) -> None:
         """Called right after a message's commit. Never blocks: overflow means "read it back later"."""
@@ -184,20 +186,41 @@ class Pipeline:
             after = rows[-1][0]
             await self._process([m for _, m in rows if m.channel not in self._held])
 
-    async def _process(self, batch: list[StoredMessage]) -> None:
-        if not batch:
-            return
-        decided: list[tuple[StoredMessage, MessageState, str | None, list[RouteResult]]] = []
+    async def _map(self, batch: list[StoredMessage]) -> list[list[RouteResult]] | None:
+        """Every message's route results: from the mapping workers when there are any, else mapped here,
+        yielding to the loop every MAX_SLICE. None: the workers could not map this batch (it stays
+        `received` and is found again by a rescan)."""
+        if self.mapper is not None:
+            try:
+                return await self.mapper.route_batch(batch)
+            except MappingUnavailable as exc:
+                log.error("mapping workers unavailable; messages stay received and are retried",
+                          count=len(batch), error=str(exc))
+                self._rescan = True
+                await asyncio.sleep(1.0)
+                return None
+        routed = []
         slice_started = time.perf_counter()
         for msg in batch:
             if time.perf_counter() - slice_started > MAX_SLICE:
                 await asyncio.sleep(0)  # let ACKs out between messages: mapping shares the loop
                 slice_started = time.perf_counter()
             try:
-                results = self.route(msg)
+                routed.append(self.route(msg))
             except Exception as exc:  # a router bug fails this message, visibly, not the engine
                 log.exception("router raised", message_id=msg.id, channel=msg.channel)
-                results = [RouteResult(route_id="(router)", error=f"internal error: {type(exc).__name__}")]
+                routed.append([RouteResult(route_id="(router)",
+                                           error=f"internal error: {type(exc).__name__}")])
+        return routed
+
+    async def _process(self, batch: list[StoredMessage]) -> None:
+        if not batch:
+            return
+        decided: list[tuple[StoredMessage, MessageState, str | None, list[RouteResult]]] = []
+        routed = await self._map(batch)
+        if routed is None:
+            return
+        for msg, results in zip(batch, routed, strict=True):
             if self.subscriptions is not None:
                 results = [self.subscriptions.apply(r) for r in results]
             state, error = decide(results)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from engine.config import ChannelConfig, Config, load_config
-from engine.errors import ConfigError
+from engine.errors import ConfigError, MappingUnavailable
 from engine.types import ChannelState
 
 if TYPE_CHECKING:
@@ -99,6 +99,8 @@ def restart_required(old: Config, new: Config) -> list[str]:
         out.append("engine.admin.token")
     if o.log != n.log:
         out.append("engine.log")
+    if o.mapping_workers != n.mapping_workers:
+        out.append("engine.mapping_workers")
     return out
 
 
@@ -161,6 +163,11 @@ async def _reload(engine: Engine) -> ReloadResult:
     result.routes = len(getattr(router, "routes", ()))
     result.restart_required = restart_required(old, new)
 
+    if engine.mapping_pool is not None:  # new workers load the new routes; the old ones map until then
+        try:
+            await engine.mapping_pool.restart(router)
+        except MappingUnavailable as exc:
+            result.restart_required.append(f"mapping workers (not restarted, old routes still map: {exc})")
     if dests:  # the delivery room's hook, once it exists
         await getattr(engine.delivery, "reconfigure")(new.destinations)  # noqa: B009
     await _apply_channels(engine, old, new, result)

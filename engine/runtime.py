@@ -12,7 +12,7 @@ import functools
 import signal
 import time
 from collections.abc import Awaitable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -21,6 +21,7 @@ from channels.base import ChannelStats, Inbound
 from engine import __version__, messages
 from engine.config import ChannelConfig, Config
 from engine.delivery import DeliveryService
+from engine.errors import MappingUnavailable
 from engine.ingest import IngestBatcher, Landed, resolve
 from engine.metrics import Metrics
 from engine.pipeline import Pipeline
@@ -35,6 +36,9 @@ from engine.types import (
     RouteResult,
     StoredMessage,
 )
+
+if TYPE_CHECKING:
+    from engine.mapping.pool import MappingPool
 
 log = structlog.get_logger("yonglink")
 
@@ -178,6 +182,12 @@ class Engine:
         self.pipeline = Pipeline(store=self.store, route=self.router.route, deliveries=self.delivery,
                                  on_outcome=self._on_outcome,
                                  subscriptions=Subscriptions(config.destinations))
+        self.mapping_pool: MappingPool | None = None
+        if config.engine.mapping_workers:
+            from engine.mapping.pool import MappingPool
+
+            self.mapping_pool = MappingPool(str(config.file), workers=config.engine.mapping_workers,
+                                            router=self.router, metrics=self.metrics)
         self.channels = {c.name: ChannelRuntime(self, c) for c in config.channels}
         self.admin: Any = None
         self.started_at: float | None = None
@@ -197,6 +207,13 @@ class Engine:
                 stats["received"] = sum(n for s, n in by_state.items() if s != "rejected")
                 for state in ("rejected", "filtered", "mapped", "failed"):
                     stats[state] = by_state.get(state, 0)
+        if self.mapping_pool is not None:
+            try:
+                await self.mapping_pool.start()
+                self.pipeline.mapper = self.mapping_pool
+            except MappingUnavailable as exc:  # map on the loop instead: slower, never stuck
+                log.error("mapping workers unavailable; mapping on the event loop", error=str(exc))
+                self.mapping_pool = None
         self.pipeline.start()
         await self.delivery.start()
         for channel in self.channels.values():
@@ -222,6 +239,8 @@ class Engine:
                 await self._bounded(f"channel {channel.name}", channel.halt(ChannelState.STOPPED))
         await self.pipeline.drain(timeout=5.0)
         await self.pipeline.stop()
+        if self.mapping_pool is not None:
+            await self._bounded("mapping workers", self.mapping_pool.stop())
         await self._bounded("delivery", self.delivery.stop())
         if self.admin is not None:
             await self._bounded("admin API", self.admin.stop())
