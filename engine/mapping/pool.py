@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -40,6 +41,8 @@ log = structlog.get_logger("yonglink.mapping")
 
 START_TIMEOUT = 60.0
 """Seconds a new worker may take to import the engine and load its routes."""
+PARENT_CHECK_SECONDS = 1.0
+"""How often a worker checks that the engine that started it is still alive (it exits if not)."""
 
 
 class MappingPool:
@@ -63,7 +66,7 @@ class MappingPool:
         # spawn, not fork: the engine process has threads (store writer, readers) whose locks a
         # forked child would inherit mid-use.
         executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_init, initargs=(self.config_file,))
+                                       initializer=_init, initargs=(self.config_file, os.getpid()))
         loop = asyncio.get_running_loop()
         ready = [loop.run_in_executor(executor, _ready) for _ in range(self.workers)]
         try:
@@ -142,15 +145,27 @@ class _UnmappedCodes:
     unmapped_codes = _Counter()
 
 
-def _init(config_file: str) -> None:
+def _init(config_file: str, parent: int) -> None:
     global _ROUTER
+    import threading
+
     from engine.config import load_config
     from engine.logs import configure_logging
     from engine.mapping import load_router
 
+    # A worker must not outlive its engine: after `kill -9` nothing would ever stop it.
+    threading.Thread(target=_exit_with, args=(parent,), name="yonglink-parent-watch", daemon=True).start()
     config = load_config(config_file)
     configure_logging(config.engine.log)
     _ROUTER = load_router(config, metrics=_UnmappedCodes())  # type: ignore[arg-type]
+
+
+def _exit_with(parent: int) -> None:
+    import time
+
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(0)
 
 
 def _ready() -> bool:

@@ -8,14 +8,12 @@ SQLite file is opened directly to check that every AA'd control id is in it.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
+from engine_process import start_engine
 
 from channels.mllp_client import MllpClient
 from engine.errors import TransientDeliveryError
@@ -28,36 +26,6 @@ KILL_AFTER_ACKS = 100
 def message(control_id: str) -> bytes:
     return (f"MSH|^~\\&|HIS|NBDYYY|EMPI|NBWJW|20240301101523||ADT^A01^ADT_A01|{control_id}|P|2.5.1\r"
             "EVN|A01|20240301101500\rPID|1||0001234567^^^NBDYYY^PI||TEST^PATIENT\r").encode()
-
-
-async def start_engine(config: Path) -> tuple[asyncio.subprocess.Process, int]:
-    """Run `yonglink run` and return the process and its MLLP port (read from the JSON log)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "engine.cli", "run", "--config", str(config), cwd=REPO,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(REPO)})
-    stderr = proc.stderr
-    if stderr is None:
-        raise RuntimeError("no stderr pipe")
-    async with asyncio.timeout(60):
-        while True:
-            line = await stderr.readline()
-            if not line:
-                raise RuntimeError(f"engine exited early with code {await proc.wait()}")
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if event.get("event") == "mllp listening":
-                port = int(str(event["listen"]).rsplit(":", 1)[1])
-                break
-    asyncio.get_running_loop().create_task(_drain(stderr))
-    return proc, port
-
-
-async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.readline():
-        pass
 
 
 async def sender(port: int, n: int, acked: list[str], enough: asyncio.Event, target: int) -> None:

@@ -4,6 +4,7 @@ data-quality counts, and no message lost when a worker dies or the routes are re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -134,3 +135,53 @@ async def test_a_reload_gives_the_workers_the_new_routes(
     await send(engine, [sample("adt_a01_v251_utf8.hl7", "R2")])
     after = await outcomes(engine, 2)
     assert [r[0] for r in after["R2"][1]] == ["adt_person"]
+
+
+def children(pid: int) -> set[int]:
+    """Processes whose parent is `pid` (read from /proc)."""
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.add(int(stat.parent.name))
+    return out
+
+
+async def test_workers_exit_when_the_engine_is_killed(tmp_path: Path) -> None:
+    """After `kill -9` nothing stops a worker cleanly: it notices its parent is gone and exits."""
+    from engine_process import start_engine
+
+    config = tmp_path / "config.yaml"
+    config.write_text(config_text(str(tmp_path / "kill.db"), 1, ROUTES).replace(
+        "admin: {enabled: false}", "admin: {enabled: false}\n  log: {format: json, level: info}"),
+        encoding="utf-8")
+    proc, _ = await start_engine(config)
+    try:
+        workers = await asyncio.to_thread(poll, lambda: children(proc.pid), 30)
+        assert workers, "the engine started no mapping worker"
+    finally:
+        proc.kill()
+        # wait() also waits for the engine's stderr pipe to close, which a surviving worker holds open
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), 15)
+    gone = await asyncio.to_thread(poll, lambda: not any(alive(pid) for pid in workers), 5)
+    assert gone, f"mapping workers {workers} outlived the killed engine"
+
+
+def poll(check: Callable[[], Any], timeout: float) -> Any:
+    """`check()` every 0.1 s until it is truthy or `timeout` seconds pass; its last value."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return value
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
