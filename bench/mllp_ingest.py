@@ -4,7 +4,7 @@
 
 Starts, each in its own process: the engine (`yonglink run`, an MLLP channel, no routes), a bare
 asyncio MLLP server that answers every frame with a fixed ACK and stores nothing (the network
-ceiling), bench/bare_durable.py (a bare server that only commits each frame before its ACK: the
+ceiling), bench/_bare_durable.py (a bare server that only commits each frame before its ACK: the
 store's ceiling on this disk), and a load generator (asyncio Protocol, uvloop when available).
 Each connection sends a 1.5 KB ADT^A01 with a unique MSH-10 and waits for its ACK before sending the
 next (no pipelining). Prints msg/s, p50/p99 ACK latency (send to ACK, as the sender sees it) and
@@ -242,12 +242,12 @@ def main() -> int:
             os.environ["BENCH_SWITCH_INTERVAL"] = str(args.switch_interval)
         engine, engine_port = _spawn_engine(Path(tmp))
         echo, echo_port = _spawn_echo()
-        bare, bare_port = _spawn([str(REPO / "bench" / "bare_durable.py"), str(Path(tmp) / "bare.db")])
+        bare, bare_port = _spawn([str(REPO / "bench" / "_bare_durable.py"), str(Path(tmp) / "bare.db")])
         try:
             swi = f"; engine switch interval {args.switch_interval}s" if args.switch_interval else ""
             print(f"store: {tmp} (synchronous=FULL){swi}; message {sum(map(len, adt_parts())) + 8} bytes; "
                   f"{args.seconds:g}s per run; cpus: {os.cpu_count()}")
-            print("bare+commit: bench/bare_durable.py, a bare server that only commits each frame"
+            print("bare+commit: bench/_bare_durable.py, a bare server that only commits each frame"
                   " (same table, WAL, FULL) before a fixed ACK: the store's ceiling")
             print(f"{'conns':>5} | {'engine msg/s':>12} {'p50 ms':>7} {'p99 ms':>7} | "
                   f"{'bare+commit':>11} {'p99 ms':>7} | {'echo msg/s':>10} {'p99 ms':>7} | "

@@ -1,6 +1,6 @@
 """The store's ceiling for MLLP ingest: a bare server that commits each frame before its ACK, and no more.
 
-    .venv/bin/python bench/bare_durable.py STORE_FILE     # prints its port, serves until killed
+    .venv/bin/python bench/_bare_durable.py STORE_FILE     # prints its port, serves until killed
 
 What is left when everything but the durable commit is taken out of the engine: an asyncio Protocol
 that cuts frames, reads MSH-10 with one split, gathers the frames of one loop turn, and has one writer
