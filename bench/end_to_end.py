@@ -262,6 +262,9 @@ def main() -> int:
             print(f"delivered (sink-confirmed, distinct keys): {total:,} in {finished - start:.1f}s = "
                   f"{total / max(finished - start, 1e-9):,.0f} msg/s; sink saw {done['requests']:,} requests")
             print(f"backlog drained {max(0.0, finished - load_end):.1f}s after the load stopped")
+            rate = total / max(finished - start, 1e-9)
+            print(f"delivered / ACKed ingest (same run): {rate / max(ingest_result['msgs_per_s'], 1e-9):.2f}"
+                  " (1.00: delivery keeps pace with what the senders get ACKed)")
         finally:
             ingest.terminate(engine, sink)
     return 0
