@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ("parse_map.py", "mllp_ingest.py", "http_ingest.py", "amqp_ingest.py", "end_to_end.py")
+ORDER = ("parse_map.py", "store_ceiling.py", "mllp_ingest.py", "http_ingest.py", "amqp_ingest.py",
+         "end_to_end.py")
 
 
 def main() -> int:
