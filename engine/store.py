@@ -163,7 +163,8 @@ class SqliteStore(Store):
         unchecked, since = 0, 0.0  # commits not yet checkpointed, and when the first of them ran
         while not stopping:
             try:
-                item = self._ops.get(timeout=CHECKPOINT_EVERY_SECONDS if unchecked else None)
+                wait = max(0.0, since + CHECKPOINT_EVERY_SECONDS - time.monotonic()) if unchecked else None
+                item = self._ops.get(timeout=wait)
             except queue.Empty:
                 unchecked = self._checkpoint(conn)
                 continue
