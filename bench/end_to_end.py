@@ -247,9 +247,11 @@ def main() -> int:
             out, _ = load.communicate()
             load_end = time.time()
             ingest_result = json.loads(out)
-            # every ACKed message must reach the sink: wait until the count stops growing
+            # every ACKed message must reach the sink: wait until the count stops growing. After an
+            # outage the destination is `down` and probes at most every retry max_delay (5 s here), so
+            # a quiet spell must outlast two probes before it means "drained".
             last, stable_since = -1, time.time()
-            while time.time() - stable_since < 3.0:
+            while time.time() - stable_since < (12.0 if args.outage else 3.0):
                 now_count = _get(f"{sink_url}/count")
                 if now_count["delivered"] != last:
                     last, stable_since = now_count["delivered"], time.time()

@@ -93,6 +93,7 @@ class DestinationWorker:
         self.last_error_at: float | None = time.time() if connector_error else None
         self.failures = 0
         self.sent = 0
+        self.claims = 0  # store reads of due rows (parallel mode)
         self._sending = 0
         self._ready: deque[Pending] = deque()
         self._ready_since = 0.0
@@ -193,9 +194,14 @@ class DestinationWorker:
             self._event.clear()
             # Claim when the memory queue runs low, and at least once a second while the store has more
             # (so retries fall due on time even when hand-overs keep the memory queue full).
-            if self._more and (len(self._ready) < page or time.monotonic() >= claim_by):
+            # While `down` the senders only probe, one row at a time: reading pages of rows that cannot
+            # be sent would only take the store writer from ingest (a 10-minute outage measured 488
+            # msg/s ingest instead of ~1,500 as the backlog grew). Claim again once it recovers.
+            idle_down = self.state == "down" and bool(self._ready)
+            if self._more and not idle_down and (len(self._ready) < page or time.monotonic() >= claim_by):
                 self._more = False
                 claim_by = time.monotonic() + 1.0
+                self.claims += 1
                 try:
                     rows, self._next_at, self._cursor = await self.store.write(
                         partial(queue.claim_due, destination=self.name, now=time.time(), limit=page,
@@ -440,6 +446,7 @@ class DestinationWorker:
         if self.state == "down":
             self.state = "ok"
             self._log.warning("destination recovered")
+            self._event.set()  # the claim loop rests while down
 
     def _set_failure(self, err: DeliveryError) -> None:
         now = time.time()

@@ -166,3 +166,25 @@ async def test_retention_prunes_sent_payloads_and_raw_messages_but_never_dead_le
     assert payloads == 1 and raws == 1  # the failed message keeps its raw bytes for a remap
     assert await S.rows(engine, "SELECT payload FROM deliveries") == [(None,)]
     assert await S.rows(engine, "SELECT count(*) FROM dead_letters") == [(1,)]
+
+
+async def test_a_down_destination_only_probes_and_stops_reading_its_backlog_until_it_recovers(
+        make_config: Callable[[str], Config], engine_factory: Callable[[Config], Any]) -> None:
+    """While `down`, one row at a time is sent as a probe; claiming pages of rows that cannot be sent
+    would only keep the store writer from ingest. After the recovery every row is delivered."""
+    sink = await S.Sink(script=[503] * 12).start()
+    try:
+        engine: Engine = await engine_factory(make_config(http_config(
+            sink.url, "retry: {initial_delay: 0.05, max_delay: 0.2, jitter: 0, max_attempts: 1000}")))
+        ids = await S.inject(engine, records=[{"n": i} for i in range(300)], destinations=("platform",))
+        worker = engine.delivery.workers["platform"]
+        await S.wait_for(lambda: worker.state == "down")
+        claims, probes = worker.claims, len(sink.requests)
+        await S.wait_for(lambda: len(sink.requests) >= probes + 3)  # ~0.6 s of probing
+        if worker.state == "down":
+            assert worker.claims == claims
+        await S.wait_for(lambda: len(sink.accepted) == 300)
+        assert {r.message_id for r in sink.accepted} == set(ids)
+        assert worker.state == "ok"
+    finally:
+        await sink.stop()
