@@ -98,9 +98,12 @@ class MappingPool:
         if self._executor is None:  # the last batch found a dead worker: start afresh
             self._executor = await self._spawn()
         executor = self._executor
+        loop = asyncio.get_running_loop()
+        size = -(-len(msgs) // self.workers)  # one slice per worker, so N workers map one batch together
+        slices = [list(msgs[i:i + size]) for i in range(0, len(msgs), size)]
         try:
-            outcomes, unmapped = await asyncio.get_running_loop().run_in_executor(
-                executor, _route_batch, list(msgs))
+            mapped = await asyncio.gather(*(loop.run_in_executor(executor, _route_batch, part)
+                                            for part in slices))
         except BrokenProcessPool as exc:
             log.error("a mapping worker died; its batch is mapped again", count=len(msgs))
             if self._executor is executor:
@@ -109,11 +112,12 @@ class MappingPool:
             raise MappingUnavailable("mapping worker died") from exc
         self.batches += 1
         if self.metrics is not None:
-            for table, n in unmapped.items():
-                self.metrics.unmapped_codes.labels(table).inc(n)
+            for _, unmapped in mapped:
+                for table, n in unmapped.items():
+                    self.metrics.unmapped_codes.labels(table).inc(n)
         quality = self.router.quality
         results = []
-        for per_message in outcomes:
+        for per_message in (one for outcomes, _ in mapped for one in outcomes):
             for out in per_message:
                 r = out.result
                 quality.observe(out.org, out.dataset, record=r.record, error=r.error,

@@ -95,7 +95,7 @@ async def test_workers_map_exactly_as_the_event_loop_and_count_the_same_quality(
     batch += [sample("adt_a04_v24.hl7", "W-A04"), sample("adt_a08_escapes.hl7", "W-A08")]
     results = {}
     quality = {}
-    for workers in (0, 1):
+    for workers in (0, 1, 2):  # two workers map one batch in two slices
         engine: Engine = await engine_factory(make_config(config_text(str(tmp_path / f"w{workers}.db"),
                                                                       workers, ROUTES)))
         assert (engine.pipeline.mapper is not None) == bool(workers)
@@ -105,8 +105,8 @@ async def test_workers_map_exactly_as_the_event_loop_and_count_the_same_quality(
         if workers:
             assert engine.mapping_pool is not None and engine.mapping_pool.batches >= 1
             assert os.getpid() not in worker_pids(engine)
-    assert results[1] == results[0]
-    assert quality[1] == quality[0] and quality[0]  # the parent counts what the worker mapped
+    assert results[1] == results[0] and results[2] == results[0]
+    assert quality[1] == quality[0] == quality[2] and quality[0]  # the parent counts what workers mapped
 
 
 async def test_a_killed_worker_loses_no_message(
