@@ -63,7 +63,7 @@ def decide(results: list[RouteResult]) -> tuple[MessageState, str | None]:
     if any(r.record is not None or r.passthrough for r in results):
         return MessageState.MAPPED, None
     reasons = [f"{r.route_id}: {r.filtered}" for r in results if r.filtered]
-    return MessageState.FILTERED, "; ".join(reasons) if reasons else "no route matched"
+    return MessageState.FILTERED, "; ".join(reasons) if reasons else messages.NO_ROUTE
 
 
 class Pipeline:

@@ -115,13 +115,10 @@ class MappingPool:
             for _, unmapped in mapped:
                 for table, n in unmapped.items():
                     self.metrics.unmapped_codes.labels(table).inc(n)
-        quality = self.router.quality
         results = []
         for per_message in (one for outcomes, _ in mapped for one in outcomes):
             for out in per_message:
-                r = out.result
-                quality.observe(out.org, out.dataset, record=r.record, error=r.error,
-                                filtered=r.filtered is not None, invalid=out.invalid)
+                self.router.observe(out)
             results.append([out.result for out in per_message])
         return results
 

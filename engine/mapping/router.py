@@ -72,7 +72,7 @@ class Router:
             org = msg.sending_facility or ""
             outcome = Outcome(RouteResult(route_id="(parse)", error=text), org, None, [])
             if observe:
-                self.quality.observe(outcome.org, None, error=text, invalid=[])
+                self.observe(outcome)
             return [outcome]
         outcomes: list[Outcome] = []
         seen: dict[str, int] = {}
@@ -90,11 +90,16 @@ class Router:
                     if n > 1:
                         out.result = replace(out.result, route_id=f"{route.id}#{n}")
                     if observe:
-                        r = out.result
-                        self.quality.observe(out.org, out.dataset, record=r.record, error=r.error,
-                                             filtered=r.filtered is not None, invalid=out.invalid)
+                        self.observe(out)
                     outcomes.append(out)
         return outcomes
+
+    def observe(self, out: Outcome) -> None:
+        """Count one route outcome in the data-quality counters (also for outcomes mapped elsewhere:
+        engine/mapping/pool.py maps in worker processes and observes here)."""
+        r = out.result
+        self.quality.observe(out.org, out.dataset, record=r.record, error=r.error,
+                             filtered=r.filtered is not None, invalid=out.invalid)
 
     def may_route(self, channel: str | None) -> bool:
         """False when no route can select messages of `channel` (by the route's and channel's lists)."""
