@@ -165,14 +165,14 @@ def _rss_mb(pid: int) -> float:
 
 
 def _backlog_run(args: argparse.Namespace, tmp: Path, ingest: Any) -> None:
-    sink, sink_port = _spawn([sys.executable, __file__, "--sink", "0"])
+    sink, sink_port = ingest._spawn([sys.executable, __file__, "--sink", "0"])
     sink_url = f"http://127.0.0.1:{sink_port}"
     config = _write_config(tmp, sink_port, args.mode, args.batch, args.mapping_workers)
     t0 = time.time()
     _prefill(tmp / "bench.db", args.backlog)
     print(f"backlog of {args.backlog:,} queued deliveries written in {time.time() - t0:.1f}s", flush=True)
     start = time.time()
-    engine, _ = _spawn([sys.executable, "-c", ingest._ENGINE_SNIPPET, str(config)])
+    engine, _ = ingest._spawn([sys.executable, "-c", ingest._ENGINE_SNIPPET, str(config)])
     try:
         first = None
         peak = 0.0
@@ -190,13 +190,6 @@ def _backlog_run(args: argparse.Namespace, tmp: Path, ingest: Any) -> None:
               f"{elapsed:.1f}s = {done / elapsed:,.0f} msg/s; engine peak RSS {peak:.0f} MB")
     finally:
         ingest.terminate(engine, sink)
-
-
-def _spawn(argv: list[str], **kw: Any) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=REPO,
-                            env={**os.environ, "PYTHONPATH": str(REPO)}, **kw)
-    line = proc.stdout.readline() if proc.stdout else ""
-    return proc, int(line)
 
 
 def main() -> int:
@@ -226,9 +219,9 @@ def main() -> int:
         if args.backlog:
             _backlog_run(args, Path(tmp), ingest)
             return 0
-        sink, sink_port = _spawn([sys.executable, __file__, "--sink", "1" if args.outage else "0"])
+        sink, sink_port = ingest._spawn([sys.executable, __file__, "--sink", "1" if args.outage else "0"])
         config = _write_config(Path(tmp), sink_port, args.mode, args.batch, args.mapping_workers)
-        engine, mllp_port = _spawn([sys.executable, "-c", ingest._ENGINE_SNIPPET, str(config)])
+        engine, mllp_port = ingest._spawn([sys.executable, "-c", ingest._ENGINE_SNIPPET, str(config)])
         sink_url = f"http://127.0.0.1:{sink_port}"
         try:
             print(f"mode {args.mode}; {args.connections} MLLP connections; {args.seconds:g}s load; "

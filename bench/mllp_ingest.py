@@ -152,10 +152,7 @@ channels:
     mllp: {{listen: "127.0.0.1:0"}}
 """, encoding="utf-8")
     # level warning hides the "mllp listening" line: find the port from a probe config instead.
-    proc = subprocess.Popen([sys.executable, "-c", _ENGINE_SNIPPET, str(config)], cwd=REPO,
-                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-    line = proc.stdout.readline() if proc.stdout else ""
-    return proc, int(line)
+    return _spawn([sys.executable, "-c", _ENGINE_SNIPPET, str(config)])
 
 
 _ENGINE_SNIPPET = """
@@ -195,12 +192,13 @@ def terminate(*procs: subprocess.Popen[str]) -> None:
 
 
 def _spawn_echo() -> tuple[subprocess.Popen[str], int]:
-    return _spawn([__file__, "--echo-server"])
+    return _spawn([sys.executable, __file__, "--echo-server"])
 
 
 def _spawn(argv: list[str]) -> tuple[subprocess.Popen[str], int]:
-    """Start a server process that prints its port on the first line."""
-    proc = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, text=True)
+    """Start a server process (with the repo importable) that prints its port on the first line."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
     line = proc.stdout.readline() if proc.stdout else ""
     return proc, int(line)
 
@@ -242,7 +240,8 @@ def main() -> int:
             os.environ["BENCH_SWITCH_INTERVAL"] = str(args.switch_interval)
         engine, engine_port = _spawn_engine(Path(tmp))
         echo, echo_port = _spawn_echo()
-        bare, bare_port = _spawn([str(REPO / "bench" / "_bare_durable.py"), str(Path(tmp) / "bare.db")])
+        bare, bare_port = _spawn([sys.executable, str(REPO / "bench" / "_bare_durable.py"),
+                                    str(Path(tmp) / "bare.db")])
         try:
             swi = f"; engine switch interval {args.switch_interval}s" if args.switch_interval else ""
             print(f"store: {tmp} (synchronous=FULL){swi}; message {sum(map(len, adt_parts())) + 8} bytes; "
