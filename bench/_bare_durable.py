@@ -23,8 +23,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine import messages
 from engine.ids import new_id
+from engine.store import messages
 
 
 class _Server:

@@ -3,13 +3,13 @@
     .venv/bin/python bench/store_ceiling.py [--seconds 4] [--store-dir DIR]
 
 No network, no event loop, no GIL contention: one thread runs what the store writer runs per message,
-in groups as the engine forms them, on the real schema (`engine.messages`, `engine.queue`):
+in groups as the engine forms them, on the real schema (`engine.store.messages`, `engine.delivery.outbox`):
 
 - ingest: `messages.InsertPlan` for a group of 1.5 KB ADT^A01 messages, committed with
   synchronous=FULL (what every ACK waits for);
 - end to end: the same, plus what follows each message through the pipeline and delivery —
-  `messages.record_outcomes` with a person record, `queue.enqueue_many` with its payload, and
-  `queue.mark_sent_many` — in commits with synchronous=NORMAL, as the engine groups them.
+  `messages.record_outcomes` with a person record, `outbox.enqueue_many` with its payload, and
+  `outbox.mark_sent_many` — in commits with synchronous=NORMAL, as the engine groups them.
 
 Groups of 1, 16 and 32 stand for one sender, and for 32 senders whose messages split into two
 alternating group commits (what bench/mllp_ingest.py sees). The engine cannot beat these rates on the
@@ -30,8 +30,9 @@ sys.path.insert(0, str(REPO))
 
 import orjson  # noqa: E402
 
-from engine import messages, queue  # noqa: E402
-from engine.store import CORE_DDL  # noqa: E402
+from engine.delivery import outbox  # noqa: E402
+from engine.store import messages  # noqa: E402
+from engine.store.sqlite import CORE_DDL  # noqa: E402
 from engine.types import InboundMessage, MessageState, RouteResult  # noqa: E402
 
 RAW = (REPO / "tests" / "samples" / "adt_a01_v251_utf8.hl7").read_bytes().replace(b"\n", b"\r")[:1500]
@@ -44,7 +45,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
-    for ddl in (CORE_DDL, messages.DDL, queue.DDL):
+    for ddl in (CORE_DDL, messages.DDL, outbox.DDL):
         conn.executescript(ddl)
     return conn
 
@@ -74,12 +75,12 @@ def _run(path: Path, group: int, seconds: float, end_to_end: bool) -> float:
             conn.execute("BEGIN IMMEDIATE")
             messages.record_outcomes(conn, [(i, MessageState.MAPPED, None, [RouteResult(
                 route_id="adt_person", dataset="person", record=RECORD)]) for i in ids], now=now)
-            pending = queue.enqueue_many(conn, [queue.NewDelivery(
+            pending = outbox.enqueue_many(conn, [outbox.NewDelivery(
                 message_id=i, destination="sink", route_id="adt_person", dataset="person", channel="bench",
                 payload=payload, content_type="application/json", order_value=None) for i in ids], now=now)
             conn.execute("COMMIT")
             conn.execute("BEGIN IMMEDIATE")
-            queue.mark_sent_many(conn, [(p.id, 1, "200") for p in pending], now=now)
+            outbox.mark_sent_many(conn, [(p.id, 1, "200") for p in pending], now=now)
             conn.execute("COMMIT")
         done += group
     conn.close()

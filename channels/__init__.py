@@ -7,7 +7,9 @@ from channels.base import Inbound, Outbound
 
 def inbound_types() -> dict[str, type[Inbound]]:
     """Config `channels[].type` → class. Imported lazily so one connector's deps don't load all."""
-    from channels import amqp, http, mllp
+    from channels.amqp import inbound as amqp
+    from channels.http import inbound as http
+    from channels.mllp import inbound as mllp
 
     types: dict[str, type[Inbound]] = {"mllp": mllp.MllpInbound, "http": http.HttpInbound,
                                        "amqp": amqp.AmqpInbound}
@@ -16,7 +18,12 @@ def inbound_types() -> dict[str, type[Inbound]]:
 
 def outbound_types() -> dict[str, type[Outbound]]:
     """Config `destinations[].type` → class."""
-    from channels import amqp_out, fhir_out, file_out, http_out, mllp_out, stub
+    from channels import stub
+    from channels.amqp import outbound as amqp_out
+    from channels.file import outbound as file_out
+    from channels.http import fhir_outbound as fhir_out
+    from channels.http import outbound as http_out
+    from channels.mllp import outbound as mllp_out
 
     types: dict[str, type[Outbound]] = {
         "http": http_out.HttpOutbound, "fhir": fhir_out.FhirOutbound, "mllp": mllp_out.MllpOutbound,

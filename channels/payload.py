@@ -1,7 +1,7 @@
 """Turn one inbound payload (HL7 v2 ER7 or FHIR JSON/XML) into the `InboundMessage`s to commit.
 
 Shared by the HTTP and AMQP channels, which both receive a whole payload with a content type (MLLP
-frames are handled in channels/mllp.py). HL7 v2 payloads may be batches (HL7 v2.5.1 §2.10.3): each
+frames are handled in channels/mllp/inbound.py). HL7 v2 payloads may be batches (HL7 v2.5.1 §2.10.3): each
 message is committed on its own, with its own MSH-4 + MSH-10 dedupe key, as MLLP would. FHIR Bundles
 of type transaction/batch/message/collection/searchset are split into one message per entry resource
 (`engine.fhir.split_bundle`), each stored as FHIR JSON, so routes select on the entry's resourceType.
@@ -89,7 +89,7 @@ class Envelope:
 def hl7v2_items(raw: bytes, env: Envelope, *, charset: str | None = None) -> list[Hl7Item]:
     """Decode (``charset``, else MSH-18, else UTF-8), split a batch, and parse each message.
 
-    As MLLP does (channels/mllp_handler.py): if any message of a batch is unreadable, the whole payload
+    As MLLP does (channels/mllp/handler.py): if any message of a batch is unreadable, the whole payload
     is ONE rejected item holding the raw bytes (header fields filled in where the MSH can be read), so
     a sender never has to resend half a batch.
     """

@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
-from engine import messages
 from engine.errors import MappingUnavailable, StoreError
+from engine.store import messages
 from engine.types import MessageState, ProcessingOutcome, RouteResult, StoredMessage
 
 if TYPE_CHECKING:
+    from engine.delivery.outbox import Pending
+    from engine.delivery.subscriptions import Subscriptions
     from engine.mapping.pool import MappingPool
-    from engine.queue import Pending
-    from engine.store import Store
-    from engine.subscriptions import Subscriptions
+    from engine.store.sqlite import Store
 
 DEFAULT_QUEUE_SIZE = 10_000
 """Messages held in memory between commit and mapping before the pipeline falls back to the store."""
@@ -45,7 +45,7 @@ Routed = tuple[StoredMessage, list[RouteResult]]
 
 
 class DeliveryRecorder(Protocol):
-    """The delivery room's side of the outcome transaction (see engine/delivery.py)."""
+    """The delivery room's side of the outcome transaction (see engine/delivery/service.py)."""
 
     def record_many(self, conn: sqlite3.Connection, outcomes: Sequence[Routed],
                     now: float) -> Sequence[Pending]:

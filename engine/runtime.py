@@ -18,15 +18,16 @@ import structlog
 
 from channels import inbound_types
 from channels.base import ChannelStats, Inbound
-from engine import __version__, messages
+from engine import __version__
 from engine.config import ChannelConfig, Config
-from engine.delivery import DeliveryService
+from engine.delivery.service import DeliveryService
+from engine.delivery.subscriptions import Subscriptions
 from engine.errors import MappingUnavailable
-from engine.ingest import IngestBatcher, Landed, resolve
 from engine.metrics import Metrics
 from engine.pipeline import Pipeline
-from engine.store import CORE_DDL, SqliteStore, Store
-from engine.subscriptions import Subscriptions
+from engine.store import messages
+from engine.store.ingest import IngestBatcher, Landed, resolve
+from engine.store.sqlite import CORE_DDL, SqliteStore, Store
 from engine.types import (
     Acceptance,
     ChannelState,
@@ -220,7 +221,7 @@ class Engine:
             if channel.config.enabled:
                 await channel.start()
         if self.config.engine.admin.enabled:
-            from engine.admin import AdminServer
+            from engine.admin.server import AdminServer
 
             self.admin = AdminServer(self)
             await self.admin.start()

@@ -25,7 +25,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.config import load_config, parse_duration
-    from engine.datasets import DatasetRegistry
+    from engine.datasets.registry import DatasetRegistry
     from engine.errors import ConfigError
     from engine.mapping.quality import dataset_fields, from_store, table
 

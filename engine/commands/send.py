@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from channels.mllp_client import DEFAULT_TIMEOUT, MllpClient
+from channels.mllp.client import DEFAULT_TIMEOUT, MllpClient
 from engine.errors import Hl7ParseError, RejectedMessage, TransientDeliveryError
 from engine.hl7v2.ack import SUCCESS_CODES, parse_ack
 from engine.hl7v2.batch import split_batch

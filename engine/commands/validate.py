@@ -23,7 +23,7 @@ def validate(args: argparse.Namespace) -> int:
     from engine.config import load_config
     from engine.errors import ConfigError
     from engine.mapping import DEFAULT_TABLES_DIR, build_router, load_router
-    from engine.tables import load_tables
+    from engine.mapping.code_tables import load_tables
 
     try:
         config = load_config(args.config)

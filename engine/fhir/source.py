@@ -1,4 +1,4 @@
-"""`FhirSource`: a FHIR resource (or one element inside it) seen through `engine.source.Source`.
+"""`FhirSource`: a FHIR resource (or one element inside it) seen through `engine.message_view.Source`.
 
 Paths are FHIRPath (`engine.fhir.path`). Primitive results become their FHIR JSON text: booleans
 ``true``/``false``, numbers as ``str()``, dates/times as their ISO strings; complex results (a whole
@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from engine.fhir.parse import FhirResource, to_dict
 from engine.fhir.path import evaluate
-from engine.source import HEADER_KEYS, Source
+from engine.message_view import HEADER_KEYS, Source
 
 
 def as_text(value: Any) -> str | None:
@@ -72,7 +72,7 @@ class FhirSource:
 
     @property
     def header(self) -> Mapping[str, str]:
-        """Routing facts (`engine.source.HEADER_KEYS`); a child shares its resource's header."""
+        """Routing facts (`engine.message_view.HEADER_KEYS`); a child shares its resource's header."""
         return self._header
 
     def __repr__(self) -> str:

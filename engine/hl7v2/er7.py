@@ -9,7 +9,7 @@ Reads follow one rule: a value that is absent, empty, or the HL7 null ``""`` is 
 and left out of `get_all` (use `Segment.raw_value` to see the literal text). Numbering is the spec's:
 MSH-1 is the field separator and MSH-2 the encoding characters, so ``MSH-9`` is the message type.
 
-`Er7Message`, `Segment` and `Repetition` all satisfy `engine.source.Source`.
+`Er7Message`, `Segment` and `Repetition` all satisfy `engine.message_view.Source`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from engine.hl7v2.validate import (
     has_control_chars,
     not_msh_reason,
 )
-from engine.source import Source
+from engine.message_view import Source
 
 __all__ = ["HL7_NULL", "Er7Message", "Repetition", "Segment"]
 
@@ -158,7 +158,7 @@ class Er7Message:
 
     @property
     def header(self) -> Mapping[str, str]:
-        """Routing facts from MSH, keys as `engine.source.HEADER_KEYS` (read once, then cached)."""
+        """Routing facts from MSH, keys as `engine.message_view.HEADER_KEYS` (read once, then cached)."""
         header = self._header
         if header is None:
             header = self._header = self._read_header()

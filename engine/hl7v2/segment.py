@@ -2,7 +2,7 @@
 
 A `Segment` is built on the first read of it and splits its fields then; each field's repetitions
 are split on first read of that field (cached); components and subcomponents are sliced per read with
-bounded ``str.split``. Both `Segment` and `Repetition` satisfy `engine.source.Source` so ``each:``
+bounded ``str.split``. Both `Segment` and `Repetition` satisfy `engine.message_view.Source` so ``each:``
 rows read relative paths: ``"5"``, ``"3[*].1"`` on a segment, ``"1"``, ``"4.2"`` on a repetition. A
 path starting with a letter (``"PID-3.1"``, ``"MSH-10"``) is read against the whole message instead.
 """
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 from engine.errors import PathSyntaxError
 from engine.hl7v2.encoding import Encoding, unescape
 from engine.hl7v2.path import ALL, FIRST, Path, compile_path
-from engine.source import Source
+from engine.message_view import Source
 
 if TYPE_CHECKING:
     from engine.hl7v2.er7 import Er7Message

@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from engine.config import Config
-from engine.datasets import DatasetRegistry
+from engine.datasets.registry import DatasetRegistry
 from engine.errors import ConfigError
 from engine.mapping.model import REPO, Route
 from engine.mapping.route import load_routes
@@ -23,7 +23,7 @@ from engine.mapping.router import Router
 from engine.metrics import Metrics
 
 DEFAULT_TABLES_DIR = REPO / "mappings" / "tables"
-"""Code tables used when the config names none (`engine.tables`)."""
+"""Code tables used when the config names none (`engine.mapping.code_tables`)."""
 DEFAULT_SCHEMAS_DIR = REPO / "schemas" / "ningbo"
 """Dataset schemas used when no config is given (route tests, `yonglink map` without --config)."""
 
@@ -35,7 +35,7 @@ def build_router(route_files: Iterable[str | Path], *, schemas_dir: str | Path =
                  tables_dir: str | Path = DEFAULT_TABLES_DIR, metrics: Metrics | None = None,
                  channel_routes: dict[str, frozenset[str] | None] | None = None) -> Router:
     """Load tables, schemas and routes into a Router (no config needed: route tests, the CLI)."""
-    from engine.tables import load_tables
+    from engine.mapping.code_tables import load_tables
 
     tables = load_tables(tables_dir)
     datasets = _registry(Path(schemas_dir).resolve(), _stamp(Path(schemas_dir)))

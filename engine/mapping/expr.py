@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import ConfigError, PathSyntaxError
-from engine.source import Source
+from engine.message_view import Source
 
 Cond = Callable[[Source, Any], bool]
 """A compiled condition: (source, current field value) -> bool."""

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from engine.datasets import DatasetRegistry
+from engine.datasets.registry import DatasetRegistry
 from engine.errors import FilteredMessage, MappingError
 from engine.mapping import formats
 from engine.mapping.model import FieldMap, Route, check_operation
-from engine.source import Source
+from engine.message_view import Source
 from engine.types import RouteResult
 
 MAX_VALUE_IN_ERROR = 40

@@ -10,12 +10,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.datasets import Dataset
+from engine.datasets.registry import Dataset
 from engine.errors import MappingError
 from engine.mapping import paths
 from engine.mapping.expr import Cond
 from engine.mapping.transforms import Step, Value
-from engine.source import Source
+from engine.message_view import Source
 
 REPO = Path(__file__).resolve().parents[2]
 """The repository root: route files inside it are named relative to it in errors."""

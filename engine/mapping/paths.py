@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from engine.errors import ConfigError, PathSyntaxError
-from engine.source import HEADER_KEYS, Source
+from engine.message_view import HEADER_KEYS, Source
 
 HEADER = "header."
 """Prefix of a path that reads a `Source.header` key (``header.sending_facility``)."""

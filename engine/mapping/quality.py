@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from engine.datasets import FieldInfo
+from engine.datasets.registry import FieldInfo
 
 UNKNOWN_ORG = "(unknown)"
 _FIELD_IN_ERROR = re.compile(r"(?:^|; )\S+:\d+ ([A-Za-z_][\w.\[\]]*): ")

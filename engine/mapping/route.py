@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import KeyPath, load_yaml_with_lines
-from engine.datasets import DatasetRegistry
+from engine.datasets.registry import DatasetRegistry
 from engine.errors import ConfigError, PathSyntaxError
 from engine.mapping import paths
+from engine.mapping.code_tables import CodeTable
 from engine.mapping.expr import Cond, compile_condition
 from engine.mapping.model import (
     EachMap,
@@ -29,8 +30,7 @@ from engine.mapping.model import (
     display_name,
 )
 from engine.mapping.transforms import CompileEnv, Value, compile_transform
-from engine.source import Source
-from engine.tables import CodeTable
+from engine.message_view import Source
 
 TOP_KEYS = ("id", "description", "match", "filter", "validate", "target", "records", "passthrough",
             "operation", "envelope", "fields", "each", "destinations")

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from engine.datasets import DatasetRegistry
+from engine.datasets.registry import DatasetRegistry
 from engine.errors import EngineError, MappingError
 from engine.hl7v2.batch import split_batch
 from engine.hl7v2.charset import decode, sniff_charset
@@ -24,8 +24,8 @@ from engine.hl7v2.er7 import Er7Message
 from engine.mapping.mapper import Outcome, Unit, run_route
 from engine.mapping.model import Route
 from engine.mapping.quality import QualityCounter, dataset_fields
+from engine.message_view import FHIR_CONTENT_TYPES, HL7_CONTENT_TYPES
 from engine.metrics import Metrics
-from engine.source import FHIR_CONTENT_TYPES, HL7_CONTENT_TYPES
 from engine.types import RouteResult, StoredMessage
 
 DEFAULT_FHIR_RELEASE = "R4B"

@@ -21,9 +21,9 @@ from typing import Any
 
 from engine.errors import ConfigError, MappingError
 from engine.mapping import formats
+from engine.mapping.code_tables import CodeTable
 from engine.mapping.expr import Cond
-from engine.source import Source
-from engine.tables import CodeTable
+from engine.message_view import Source
 
 Value = Any
 """A field value in flight: text, a number, a list of texts, or None (absent)."""

@@ -14,7 +14,7 @@ import orjson
 import pytest
 import structlog
 
-from channels.mllp_client import MllpClient
+from channels.mllp.client import MllpClient
 from engine.config import Config, LogConfig
 from engine.logs import REDACTED, configure_logging, is_phi_key, mask_text, redact_phi
 from engine.runtime import Engine

@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from channels.mllp_client import MllpClient
+from channels.mllp.client import MllpClient
 from channels.stub import StubOutbound
 from engine.config import Config
 from engine.runtime import Engine

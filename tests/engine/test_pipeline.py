@@ -9,10 +9,10 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine import messages
+from engine.delivery.outbox import Pending
 from engine.pipeline import Pipeline, Routed, decide
-from engine.queue import Pending
-from engine.store import CORE_DDL, SqliteStore
+from engine.store import messages
+from engine.store.sqlite import CORE_DDL, SqliteStore
 from engine.types import InboundMessage, MessageState, RouteResult, StoredMessage
 
 

@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from engine import messages
 from engine.config import Config
 from engine.runtime import Engine
+from engine.store import messages
 from engine.types import InboundMessage, MessageState
 
 CONFIG = """

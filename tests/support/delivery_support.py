@@ -16,8 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
-from engine import messages
 from engine.runtime import Engine
+from engine.store import messages
 from engine.types import HL7V2, InboundMessage, MessageState, RouteResult
 
 

@@ -9,7 +9,7 @@ import pytest
 from engine.errors import PathSyntaxError
 from engine.fhir.path import compile_fhirpath, evaluate
 from engine.fhir.source import FhirSource
-from engine.source import HEADER_KEYS, Source, open_source
+from engine.message_view import HEADER_KEYS, Source, open_source
 
 FHIR = Path(__file__).resolve().parents[2] / "samples" / "fhir"
 CITIZEN_ID = "Patient.identifier.where(system='urn:oid:2.16.156.10011.1.3').value"

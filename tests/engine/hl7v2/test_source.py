@@ -6,7 +6,7 @@ import pytest
 
 from engine.errors import PathSyntaxError
 from engine.hl7v2.er7 import Er7Message
-from engine.source import HEADER_KEYS, Source, open_source
+from engine.message_view import HEADER_KEYS, Source, open_source
 
 from .conftest import SAMPLES, sample_text
 

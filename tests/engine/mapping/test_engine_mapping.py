@@ -7,9 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine import messages
 from engine.config import Config
 from engine.runtime import Engine
+from engine.store import messages
 from engine.types import HL7V2, InboundMessage, MessageState
 
 MAPPINGS = Path(__file__).resolve().parents[3] / "mappings"

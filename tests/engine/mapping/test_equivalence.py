@@ -95,7 +95,7 @@ def _mutants(raw: bytes) -> Iterator[tuple[str, bytes]]:
 
 def current() -> dict[str, Any]:
     """What the mapping runtime produces now, in the fixture's shape."""
-    from engine.tables import CodeTable
+    from engine.mapping.code_tables import CodeTable
     from engine.types import FHIR_JSON, FHIR_XML, HL7V2
 
     router = _router()

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from channels.mllp_client import MllpClient
-from engine import messages
+from channels.mllp.client import MllpClient
 from engine.config import Config
 from engine.reload import reload
 from engine.runtime import Engine
+from engine.store import messages
 
 MakeConfig = Callable[[str], Config]
 Factory = Callable[[Config], Any]

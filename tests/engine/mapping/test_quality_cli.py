@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import messages
 from engine.cli import main
 from engine.mapping import build_router
 from engine.mapping.quality import dataset_fields, from_store, table
+from engine.store import messages
 from engine.types import HL7V2, InboundMessage, MessageState, StoredMessage
 
 SAMPLE = Path("tests/samples/adt_a01_v251_utf8.hl7")

@@ -9,9 +9,9 @@ import pytest
 from engine.errors import ConfigError, MappingError
 from engine.hl7v2.er7 import Er7Message
 from engine.mapping import paths
+from engine.mapping.code_tables import CodeTable
 from engine.mapping.expr import compile_condition
 from engine.mapping.transforms import CompileEnv, compile_transform
-from engine.tables import CodeTable
 
 SEX = CodeTable(id="sex", mapping={"M": "1", "F": "2"}, policy="error")
 FLAGS = CodeTable(id="flags", mapping={"": "1", "H": "2"}, policy="error")

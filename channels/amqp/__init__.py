@@ -1,0 +1,1 @@
+"""AMQP connector (RabbitMQ via aio-pika): inbound consumer and outbound publisher."""

@@ -1,0 +1,1 @@
+"""File connector: outbound writes one file per record."""

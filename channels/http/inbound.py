@@ -1,0 +1,271 @@
+"""HTTP inbound channel (aiohttp): HL7 v2 and FHIR posts, answered only after the durable commit.
+
+Endpoints under the channel's `base_path`:
+
+- `POST {base}/hl7v2` — one HL7 v2 message or a batch (`x-application/hl7-v2+er7` or `text/plain`;
+  charset from the header, else the channel's `charset`, else MSH-18, else UTF-8). HTTP 200 with the
+  HL7 ACK(s) in the body: AA after commit, AR + ERR for unparseable input (stored as `rejected`), AE
+  with HTTP 503 when the store failed. A batch is answered with one ACK per message, in order.
+- `POST {base}/fhir`, `POST {base}/fhir/{resourceType}` — FHIR JSON or XML, a resource or a Bundle.
+  201 (200 for an idempotent retry) with an OperationOutcome whose informational issues carry the
+  stored message ids; 400 with one issue per invalid element path (payload stored as `rejected`).
+- `GET {base}/openapi.json` — the OpenAPI document of the above.
+
+Credentials are checked, and `Content-Length` compared with `max_body_bytes`, before the body is
+read (also in the `Expect: 100-continue` handler, so a refused client never sends it); the limit is
+enforced again while reading for chunked bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from channels.base import ChannelContext, Inbound
+from channels.http.auth import Authenticator, tls_context
+from channels.http.responses import Issue, openapi, operation_outcome
+from channels.payload import (
+    FHIR_MEDIA_TYPES,
+    FHIR_XML_TYPES,
+    HL7_MEDIA_TYPES,
+    Envelope,
+    Hl7Item,
+    fhir_messages,
+    hl7v2_items,
+    media_type,
+)
+from engine.config import parse_listen, parse_size
+from engine.errors import FhirParseError, StoreError
+from engine.hl7v2.ack import build_ack
+from engine.ids import new_id
+from engine.types import Acceptance, InboundMessage
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+"""10 MiB: far above any real HL7 v2 message or FHIR Bundle a hospital posts in one go."""
+READ_CHUNK = 64 * 1024
+RETRY_AFTER_SECONDS = "5"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class HttpInbound(Inbound):
+    """An aiohttp server for one channel; `describe()` shows where it listens."""
+
+    def __init__(self, *, name: str, settings: Mapping[str, Any], context: ChannelContext) -> None:
+        super().__init__(name=name, settings=settings, context=context)
+        self.host, self.port = parse_listen(settings.get("listen", DEFAULT_LISTEN))
+        self.base = "/" + str(settings.get("base_path", "/")).strip("/")
+        self.base = "" if self.base == "/" else self.base
+        self.max_body = parse_size(settings.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES))
+        self.charset: str | None = settings.get("charset")
+        self.release: str = settings.get("fhir_release", "R4B")
+        self.split_bundles: bool = settings.get("split_bundles", True)
+        self.auth = Authenticator(settings.get("auth") or {}, channel=name)
+        self._tls = settings.get("tls")
+        self._runner: web.AppRunner | None = None
+        self._ack_prefix = new_id()[-10:] + "-"
+        self._acks = 0
+        self._observe: Callable[[float], None] = context.observe_ack
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.auth.load()
+        app = web.Application(client_max_size=self.max_body + 1)
+        for path, handler in ((f"{self.base}/hl7v2", self._hl7v2), (f"{self.base}/fhir", self._fhir),
+                              (f"{self.base}/fhir/{{resource_type}}", self._fhir)):
+            app.router.add_post(path, self._guarded(handler), expect_handler=self._expect)
+        app.router.add_get(f"{self.base}/openapi.json", self._openapi)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, ssl_context=tls_context(self._tls),
+                           reuse_address=True)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        bound = runner.addresses[0]
+        self.port = int(bound[1])
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()  # stops listening, lets handlers in flight finish
+            self._runner = None
+
+    def describe(self) -> dict[str, Any]:
+        scheme = "https" if self._tls else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return {"listen": f"{host}:{self.port}", "url": f"{scheme}://{host}:{self.port}{self.base}/",
+                "auth": self.auth.required or bool(self.auth.allowed_clients)}
+
+    # --- guards -----------------------------------------------------------------------------------
+
+    def _denied(self, request: web.Request) -> web.Response | None:
+        refused = self.auth.check(request)
+        if refused is not None:
+            status, reason = refused
+            return web.Response(status=status, text=reason + "\n",
+                                headers=self.auth.challenge() if status == 401 else None)
+        length = request.content_length
+        if length is not None and length > self.max_body:
+            return _too_large(self.max_body)
+        return None
+
+    async def _expect(self, request: web.Request) -> web.StreamResponse | None:
+        """`Expect: 100-continue`: refuse before the client sends the body, else let it continue."""
+        denied = self._denied(request)
+        if denied is not None:
+            denied.force_close()
+            return denied
+        if request.headers.get("Expect", "").lower() != "100-continue":
+            return web.Response(status=417, text="only Expect: 100-continue is supported\n")
+        if request.version >= (1, 1):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        return None
+
+    def _guarded(self, handler: Handler) -> Handler:
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            denied = self._denied(request)
+            if denied is not None:
+                denied.force_close()  # the body stays unread
+                return denied
+            stats = self.context.stats
+            stats.connections_open += 1  # requests in flight (HTTP keeps no session to count)
+            try:
+                return await handler(request)
+            finally:
+                stats.connections_open -= 1
+        return guarded
+
+    async def _read_body(self, request: web.Request) -> bytes | None:
+        """The body, or None once it exceeds `max_body_bytes` (chunked bodies have no length)."""
+        buf = bytearray()
+        async for chunk in request.content.iter_chunked(READ_CHUNK):
+            buf += chunk
+            if len(buf) > self.max_body:
+                return None
+        return bytes(buf)
+
+    def _envelope(self, request: web.Request) -> Envelope:
+        key = request.headers.get("Idempotency-Key", "").strip()
+        return Envelope(channel=self.name, received_at=time.time(), peer=request.remote,
+                        key=f"{self.name}:idem:{key}" if key else None)
+
+    # --- HL7 v2 -----------------------------------------------------------------------------------
+
+    async def _hl7v2(self, request: web.Request) -> web.StreamResponse:
+        kind, charset = media_type(request.headers.get("Content-Type"))
+        if kind not in HL7_MEDIA_TYPES:
+            return _unsupported(kind, sorted(HL7_MEDIA_TYPES))
+        raw = await self._read_body(request)
+        if raw is None:
+            return _too_large(self.max_body)
+        started = time.perf_counter()
+        items = hl7v2_items(raw, self._envelope(request), charset=charset or self.charset)
+        status, code, text, error_code, location = await self._commit_hl7(items)
+        first = items[0]
+        ack = build_ack(first.parsed, code, text, control_id=self._control_id(),
+                        error_code=error_code, location=location)
+        body = ack.encode(first.codec, errors="replace")
+        self._observe(time.perf_counter() - started)
+        headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else None
+        return web.Response(status=status, body=body, headers=headers,
+                            content_type="x-application/hl7-v2+er7", charset=first.codec)
+
+    async def _commit_hl7(self, items: list[Hl7Item]) -> tuple[int, str, str, str | None, str | None]:
+        """Commit and choose the ACK as MLLP does: AA/AR, or CA/CR when MSH-15 asks for enhanced mode
+        (HL7 v2.5.1 §2.9.3); a batch gets one ACK for the first message, "batch of N messages accepted".
+        Returns (HTTP status, MSA-1, text, ERR-3 code, ERR-2 location)."""
+        first = items[0]
+        enhanced = first.parsed is not None and bool(first.parsed.accept_ack_type)
+        if first.error is not None:
+            try:
+                await self.context.reject(first.inbound, first.error.reason)
+            except StoreError as exc:  # still AR: the input is unacceptable whatever the store says
+                self.context.error(f"could not store rejected input: {exc}")
+            return (200, "CR" if enhanced else "AR", first.error.reason, first.error.code,
+                    first.error.location)
+        results = await asyncio.gather(*(self.context.accept(i.inbound) for i in items),
+                                       return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            self.context.error(f"store failed, answered AE / 503: {failed[0]}")
+            if not all(isinstance(f, StoreError) for f in failed):
+                raise failed[0]
+            return 503, "CE" if enhanced else "AE", "message not stored, retry later", "207", None
+        text = f"batch of {len(items)} messages accepted" if len(items) > 1 else ""
+        return 200, "CA" if enhanced else "AA", text, None, None
+
+    def _control_id(self) -> str:
+        """MSH-10 of our ACKs: unique, and within HL7 v2.5.1's 20 characters."""
+        self._acks += 1
+        return f"{self._ack_prefix}{self._acks}"
+
+    # --- FHIR -------------------------------------------------------------------------------------
+
+    async def _fhir(self, request: web.Request) -> web.StreamResponse:
+        kind, _ = media_type(request.headers.get("Content-Type"))
+        xml = kind in FHIR_XML_TYPES
+        if kind not in FHIR_MEDIA_TYPES:
+            body, ctype = operation_outcome([("error", "not-supported", f"content type {kind!r} is not "
+                                              "application/fhir+json or application/fhir+xml", None)])
+            return web.Response(status=415, body=body, headers={"Content-Type": ctype})
+        raw = await self._read_body(request)
+        if raw is None:
+            return _too_large(self.max_body)
+        started = time.perf_counter()
+        env = self._envelope(request)
+        try:
+            try:
+                msgs = fhir_messages(raw, env, content_type=kind, release=self.release,
+                                     expected_type=request.match_info.get("resource_type"),
+                                     split=self.split_bundles)
+            except FhirParseError as exc:
+                rejected = InboundMessage(channel=self.name, raw=raw, content_type=kind,
+                                          received_at=env.received_at, peer=env.peer)
+                mid = await self.context.reject(rejected, exc.reason)
+                issues: list[Issue] = [("error", "invalid" if path else "structure", text, path or None)
+                                       for path, text in exc.issues or [("", exc.reason)]]
+                issues.append(("information", "informational", f"stored as rejected message {mid}", None))
+                return self._outcome(400, issues, xml, started)
+            accepted: list[Acceptance] = await asyncio.gather(*(self.context.accept(m) for m in msgs))
+        except StoreError as exc:
+            self.context.error(f"store failed: {exc}")
+            resp = self._outcome(503, [("error", "transient", "message not stored, retry later", None)],
+                                 xml, started)
+            resp.headers["Retry-After"] = RETRY_AFTER_SECONDS
+            return resp
+        issues = []
+        for msg, acc in zip(msgs, accepted, strict=True):
+            what = "already stored as message" if acc.duplicate else "stored as message"
+            entry = msg.metadata.get("bundle_entry")
+            where = f"Bundle.entry[{entry}]" if entry is not None else None
+            issues.append(("information", "informational", f"{what} {acc.message_id}", where))
+        status = 200 if all(a.duplicate for a in accepted) else 201
+        return self._outcome(status, issues, xml, started)
+
+    def _outcome(self, status: int, issues: list[Issue], xml: bool, started: float) -> web.Response:
+        body, ctype = operation_outcome(issues, xml=xml)
+        self._observe(time.perf_counter() - started)
+        return web.Response(status=status, body=body, headers={"Content-Type": ctype})
+
+    async def _openapi(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(openapi(self.base, auth=self.auth.required, max_body_bytes=self.max_body,
+                                         api_key_header=self.auth.api_key_header))
+
+
+def _too_large(limit: int) -> web.Response:
+    resp = web.Response(status=413, text=f"body larger than {limit} bytes\n")
+    resp.force_close()
+    return resp
+
+
+def _unsupported(kind: str, allowed: list[str]) -> web.Response:
+    return web.Response(status=415, text=f"content type {kind!r} is not one of {', '.join(allowed)}\n")

@@ -1,0 +1,1 @@
+"""MLLP connector: inbound listener, connections, framing, frame handler, ACKs, client and outbound."""

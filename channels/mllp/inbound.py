@@ -1,0 +1,151 @@
+"""MLLP inbound channel: an HL7 v2 listener over TCP (optionally TLS / mutual TLS).
+
+Config (`channels[].mllp`, schema `schemas/config/channel-mllp.schema.json`)::
+
+    listen: "0.0.0.0:2575"        # port 0 picks a free port; describe() shows the actual one
+    charset: null                 # override MSH-18 (Table 0211 name or Python codec)
+    ack: on_receipt               # or after_processing (see channels/mllp/handler.py)
+    max_frame_bytes: 1MiB         # oversize frame: AR, then the connection is closed
+    idle_timeout: 300s            # no bytes for this long: close
+    read_timeout: 30s             # a started frame not finished within this: close
+    processing_timeout: 30s       # ack: after_processing waits at most this long
+    max_connections: 256          # connections beyond this are refused (closed at once)
+    tls: {cert: server.pem, key: server.key, ca: clients-ca.pem, require_client_cert: true}
+
+Framing is in `channels/mllp/framing.py`, one connection in `channels/mllp/connection.py`, and what
+each frame is answered in `channels/mllp/handler.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from channels.base import ChannelContext, Inbound
+from channels.mllp.connection import MllpConnection
+from channels.mllp.framing import DEFAULT_MAX_FRAME_BYTES
+from channels.mllp.handler import MllpHandler
+from engine.config import parse_duration, parse_listen, parse_size
+from engine.errors import ConfigError
+
+DEFAULT_IDLE_TIMEOUT = 300.0
+"""Seconds a connection may stay silent before it is closed."""
+DEFAULT_READ_TIMEOUT = 30.0
+"""Seconds a frame may take from its start block to its end block."""
+DEFAULT_PROCESSING_TIMEOUT = 30.0
+"""Seconds `ack: after_processing` waits for the pipeline before answering AA "processing continues"."""
+DEFAULT_MAX_CONNECTIONS = 256
+"""Concurrent connections per channel; more are refused."""
+STOP_GRACE = 5.0
+"""Seconds `stop()` waits for commits in flight before closing connections."""
+
+log = structlog.get_logger("yonglink.mllp")
+
+
+class MllpInbound(Inbound):
+    """Listens for MLLP connections; every frame is committed before it is acknowledged."""
+
+    def __init__(self, *, name: str, settings: Mapping[str, Any], context: ChannelContext) -> None:
+        super().__init__(name=name, settings=settings, context=context)
+        key = f"channels.{name}.mllp"
+        self.host, self.port = parse_listen(str(settings["listen"]), key=f"{key}.listen")
+        self.max_frame_bytes = parse_size(settings.get("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES),
+                                          key=f"{key}.max_frame_bytes")
+        self.idle_timeout = parse_duration(settings.get("idle_timeout", DEFAULT_IDLE_TIMEOUT),
+                                           key=f"{key}.idle_timeout")
+        self.read_timeout = parse_duration(settings.get("read_timeout", DEFAULT_READ_TIMEOUT),
+                                           key=f"{key}.read_timeout")
+        self.max_connections = int(settings.get("max_connections", DEFAULT_MAX_CONNECTIONS))
+        self.ack_mode = str(settings.get("ack", "on_receipt"))
+        processing_timeout = parse_duration(settings.get("processing_timeout", DEFAULT_PROCESSING_TIMEOUT),
+                                            key=f"{key}.processing_timeout")
+        self.handler = MllpHandler(context=context, charset=settings.get("charset"),
+                                   after_processing=self.ack_mode == "after_processing",
+                                   processing_timeout=processing_timeout)
+        self.tls = settings.get("tls")
+        self.connections: set[MllpConnection] = set()
+        self._server: asyncio.Server | None = None
+        self.observe_ack: Callable[[float], None] = context.observe_ack
+        self._base = context.config_dir
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: MllpConnection(self), self.host, self.port, ssl=self._ssl_context(),
+            reuse_address=True, backlog=1024)
+        log.info("mllp listening", channel=self.name, listen=self.describe()["listen"],
+                 tls=bool(self.tls))
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        busy = [asyncio.ensure_future(c.drained()) for c in self.connections if c.in_flight]
+        if busy:  # commits in flight finish, and their ACKs are written, before the connections close
+            await asyncio.wait(busy, timeout=STOP_GRACE)
+            for waiter in busy:
+                waiter.cancel()
+        for conn in list(self.connections):
+            conn.close()
+        await self._server.wait_closed()
+        self._server = None
+
+    def describe(self) -> dict[str, Any]:
+        listen = f"{self.host}:{self.port}"
+        if self._server is not None and self._server.sockets:
+            host, port = self._server.sockets[0].getsockname()[:2]
+            listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return {"listen": listen, "tls": bool(self.tls), "ack": self.ack_mode,
+                "max_connections": self.max_connections}
+
+    @property
+    def port_bound(self) -> int:
+        """The actual listening port (useful with `listen: host:0`)."""
+        return int(self.describe()["listen"].rsplit(":", 1)[1])
+
+    # --- connections (called by MllpConnection) ----------------------------------------------------
+
+    def admit(self, conn: MllpConnection) -> bool:
+        """Count a new connection, or refuse it beyond `max_connections`."""
+        if len(self.connections) >= self.max_connections:
+            return False
+        self.connections.add(conn)
+        self._count()
+        return True
+
+    def release(self, conn: MllpConnection) -> None:
+        if conn in self.connections:
+            self.connections.discard(conn)
+            self._count()
+
+    def _count(self) -> None:
+        self.context.stats.connections_open = len(self.connections)
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        """TLS from `tls: {cert, key, ca, require_client_cert}`; mutual TLS when a client cert is required."""
+        tls = self.tls
+        if not tls:
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            ctx.load_cert_chain(self._path(tls["cert"]), self._path(tls["key"]))
+            if tls.get("ca"):
+                ctx.load_verify_locations(cafile=self._path(tls["ca"]))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot load TLS files: {exc}", key=f"channels.{self.name}.mllp.tls") from exc
+        if tls.get("require_client_cert"):
+            if not tls.get("ca"):
+                raise ConfigError("require_client_cert needs `ca` (the CA that signs client certs)",
+                                  key=f"channels.{self.name}.mllp.tls")
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        return ctx
+
+    def _path(self, value: str) -> str:
+        path = Path(value)
+        return str(path if path.is_absolute() else self._base / path)
+

@@ -1,0 +1,1 @@
+"""Dataset schemas (schemas/ningbo): the registry and the fast validation path."""

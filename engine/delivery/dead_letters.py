@@ -1,0 +1,151 @@
+"""Dead-letter queries for the admin API: search, show, re-queue, purge, and the audit log.
+
+A dead letter is either a delivery that failed permanently or ran out of attempts/age (`kind:
+delivery`, its payload is the delivery row's) or a message that could not be mapped or routed (`kind:
+mapping`, its payload is the stored raw message). Dead letters are never pruned automatically; a purge
+is an explicit act recorded in `dlq_audit` with who and when.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from engine.delivery.outbox import _DEAD_COLUMNS
+from engine.store.filters import Filters
+
+MAX_PAGE = 1000
+"""Largest page `GET /dlq` returns."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterQuery:
+    """Filters shared by `GET /dlq`, `POST /dlq/replay` and the CLI; `before` pages backwards by id."""
+
+    channel: str | None = None
+    destination: str | None = None
+    kind: str | None = None
+    error: str | None = None
+    since: float | None = None
+    until: float | None = None
+    before: str | None = None
+    limit: int = 50
+
+
+def _row(row: Sequence[Any]) -> dict[str, Any]:
+    keys = [k.strip() for k in _DEAD_COLUMNS.split(",")]
+    return dict(zip(keys, row, strict=True))
+
+
+def search(conn: sqlite3.Connection, q: DeadLetterQuery) -> list[dict[str, Any]]:
+    """Newest first; no payloads."""
+    f = Filters().equal(channel=q.channel, destination=q.destination, kind=q.kind)
+    f.add("instr(lower(error), lower(?)) > 0", q.error or None)
+    f.add("created_at >= ?", q.since).add("created_at < ?", q.until)
+    sql, args = f.page(_DEAD_COLUMNS, "dead_letters", before=q.before, limit=q.limit, max_limit=MAX_PAGE)
+    return [_row(r) for r in conn.execute(sql, args).fetchall()]
+
+
+def get(conn: sqlite3.Connection, dead_id: str, *, with_payload: bool) -> dict[str, Any] | None:
+    """One dead letter; with its payload (delivery payload or raw message) when asked."""
+    row = conn.execute(f"SELECT {_DEAD_COLUMNS} FROM dead_letters WHERE id = ?", (dead_id,)).fetchone()
+    if row is None:
+        return None
+    item = _row(row)
+    if with_payload:
+        if item["kind"] == "delivery" and item["delivery_id"]:
+            p = conn.execute("SELECT payload, content_type, last_response FROM deliveries WHERE id = ?",
+                             (item["delivery_id"],)).fetchone()
+            payload, ctype = (p[0], p[1]) if p else (None, None)
+            item["last_response"] = p[2] if p else None
+        else:
+            m = conn.execute("SELECT raw, content_type FROM messages WHERE id = ?",
+                             (item["message_id"],)).fetchone()
+            payload, ctype = (m[0], m[1]) if m else (None, None)
+        item["content_type"] = ctype
+        item["payload"] = _render(payload, ctype)
+    return item
+
+
+def _render(payload: bytes | None, content_type: str | None) -> Any:
+    if payload is None:
+        return None
+    if content_type and "json" in content_type:
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            pass
+    return bytes(payload).decode("utf-8", errors="replace")
+
+
+def requeue(conn: sqlite3.Connection, dead_id: str, *, now: float, who: str) -> str | None:
+    """Re-send the stored payload: the delivery goes back to `queued` with fresh attempts and age.
+
+    Returns the destination to wake, or None when the dead letter is gone or is not a delivery.
+    """
+    row = conn.execute("SELECT kind, delivery_id, destination, message_id FROM dead_letters WHERE id = ?",
+                       (dead_id,)).fetchone()
+    if row is None or row[0] != "delivery" or row[1] is None:
+        return None
+    cur = conn.execute("UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt_at = ?,"
+                       " created_at = ?, first_attempt_at = NULL, last_error = NULL"
+                       " WHERE id = ? AND state = 'dead' AND payload IS NOT NULL", (now, now, row[1]))
+    if cur.rowcount == 0:
+        return None
+    conn.execute("DELETE FROM dead_letters WHERE id = ?", (dead_id,))
+    audit(conn, now=now, action="replay", who=who, dead_letter_id=dead_id, message_id=row[3],
+          destination=row[2], detail="resend stored payload")
+    return str(row[2])
+
+
+def prepare_remap(conn: sqlite3.Connection, dead_id: str, *, now: float, who: str) -> str | None:
+    """Put the dead letter's message back to `received` (the caller resubmits it to the pipeline).
+
+    Every dead letter of that message is removed: mapping it again re-creates whatever still fails.
+    Returns the message id, or None when the dead letter is gone or the raw message was pruned.
+    """
+    from engine.store import messages
+
+    row = conn.execute("SELECT message_id, destination FROM dead_letters WHERE id = ?", (dead_id,)).fetchone()
+    if row is None:
+        return None
+    message_id = str(row[0])
+    has_raw = conn.execute("SELECT raw IS NOT NULL FROM messages WHERE id = ?", (message_id,)).fetchone()
+    if not has_raw or not has_raw[0]:
+        return None
+    messages.reset_for_remap(conn, message_id)
+    conn.execute("DELETE FROM dead_letters WHERE message_id = ?", (message_id,))
+    audit(conn, now=now, action="replay", who=who, dead_letter_id=dead_id, message_id=message_id,
+          destination=row[1], detail="remap from stored raw message")
+    return message_id
+
+
+def purge(conn: sqlite3.Connection, dead_id: str, *, now: float, who: str) -> bool:
+    """Delete a dead letter for good, leaving an audit row (who, when, what)."""
+    row = conn.execute("SELECT message_id, destination, kind, error FROM dead_letters WHERE id = ?",
+                       (dead_id,)).fetchone()
+    if row is None:
+        return False
+    conn.execute("DELETE FROM dead_letters WHERE id = ?", (dead_id,))
+    audit(conn, now=now, action="purge", who=who, dead_letter_id=dead_id, message_id=row[0],
+          destination=row[1], detail=f"kind={row[2]}")
+    return True
+
+
+def audit(conn: sqlite3.Connection, *, now: float, action: str, who: str, dead_letter_id: str | None,
+          message_id: str | None, destination: str | None, detail: str | None) -> None:
+    conn.execute("INSERT INTO dlq_audit (at, action, who, dead_letter_id, message_id, destination, detail)"
+                 " VALUES (?,?,?,?,?,?,?)",
+                 (now, action, who, dead_letter_id, message_id, destination, detail))
+
+
+def audit_log(conn: sqlite3.Connection, *, limit: int = 100) -> list[dict[str, Any]]:
+    """Newest audit rows first."""
+    rows = conn.execute("SELECT at, action, who, dead_letter_id, message_id, destination, detail"
+                        " FROM dlq_audit ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
+    keys = ("at", "action", "who", "dead_letter_id", "message_id", "destination", "detail")
+    return [dict(zip(keys, r, strict=True)) for r in rows]
