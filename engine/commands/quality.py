@@ -1,8 +1,11 @@
-"""`yonglink quality [--since 7d] [--json] [--config F]`: data-quality report from the store.
+"""`yonglink quality`: data-quality figures from the store, no running engine needed.
 
-Counts per sending organisation and dataset: records mapped, failed and filtered, and per field how
-often it was missing from a mapped record or invalid — recomputed from the store's `results` table, so
-it needs no running engine (see engine/mapping/quality.py for why nothing else is persisted).
+* `yonglink quality --month 2026-11 [--org X] [--format table|json|csv|html] [--lang zh|en] [-o FILE]`:
+  the monthly bulletin (数据质量月度通报, engine/quality/): per sending organisation and dataset, messages,
+  completeness, validity, timeliness, duplicates, worst fields, score, ranking and change against the
+  previous month. The HTML is the printable bulletin, in Chinese unless `--lang en`.
+* `yonglink quality [--since 7d] [--json]`: the rolling counts per organisation and dataset (records
+  mapped/failed/filtered, fields missing/invalid), as `/status` shows them live (engine/mapping/quality.py).
 """
 
 from __future__ import annotations
@@ -20,10 +23,77 @@ def register(sub: Any) -> None:
     p.add_argument("--config", "-c", default="config.example.yaml", help="config file (for the store path)")
     p.add_argument("--since", help="only messages received in this period (e.g. 24h, 7d, 30d)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--month", help="the monthly bulletin for this month (YYYY-MM, Beijing time)")
+    p.add_argument("--org", help="with --month: only this sending organisation (case-insensitive)")
+    p.add_argument(
+        "--format",
+        choices=("table", "json", "csv", "html"),
+        default=None,
+        help="with --month: output format (default table)",
+    )
+    p.add_argument("--lang", choices=("zh", "en"), default="zh", help="language of the HTML bulletin")
+    p.add_argument("--output", "-o", help="write to this file instead of standard output")
     p.set_defaults(func=run)
 
 
+def monthly(args: argparse.Namespace) -> int:
+    """The monthly bulletin for `--month`."""
+    from engine.config import load_config
+    from engine.errors import ConfigError
+    from engine.mapping import load_router
+    from engine.quality import bulletin, dataset_fields, month_bounds, route_fields, table, to_csv, to_html
+
+    try:
+        month_bounds(args.month)
+    except ValueError as exc:
+        print(f"--month: {exc}", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config)
+        router = load_router(config)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    path = config.engine.store.path
+    if not path.exists():
+        print(f"no store at {path} (has the engine run?)", file=sys.stderr)
+        return 1
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        report = bulletin(
+            conn,
+            args.month,
+            datasets=dataset_fields(router.datasets) if router.datasets else {},
+            routes=route_fields(router.routes),
+            org=args.org,
+            generated_at=time.time(),
+        )
+    except sqlite3.Error as exc:
+        print(f"cannot read the store {path}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        conn.close()
+    fmt = args.format or ("json" if args.json else "table")
+    text = {
+        "table": lambda: table(report),
+        "csv": lambda: to_csv(report),
+        "html": lambda: to_html(report, lang=args.lang),
+        "json": lambda: json.dumps(report, ensure_ascii=False, indent=2),
+    }[fmt]()
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as out:
+            out.write(text)
+    else:
+        print(text)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.month:
+        return monthly(args)
+    if args.org or args.format or args.output:
+        print("--org, --format and --output go with --month", file=sys.stderr)
+        return 2
     from engine.config import load_config, parse_duration
     from engine.datasets.registry import DatasetRegistry
     from engine.errors import ConfigError
