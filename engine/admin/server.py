@@ -10,6 +10,7 @@ Routes (every response is JSON, errors included, except `/metrics`, which is Pro
 - `GET /messages`, `GET /messages/{id}` — engine/admin/messages_api.py.
 - `POST /channels/{name}/start|stop|pause|resume` — `Engine.control`.
 - `/dlq…` — engine/admin/dlq_api.py (delivery room); `/reload` — engine/admin/reload_api.py;
+  `/quality/monthly` — engine/admin/quality_api.py (the monthly bulletin);
   `/`, `/console/…` and
   `/history` — engine/admin/console.py (console room).
 
@@ -29,11 +30,12 @@ import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from engine.admin import console, dlq_api, messages_api, reload_api
+from engine.admin import console, dlq_api, messages_api, quality_api, reload_api
 from engine.admin.auth import Handler, auth_middleware, authorized
 from engine.errors import StoreError
 from engine.logs import mask_text
 from engine.metrics import CONTENT_TYPE
+from engine.quality.service import QualityReports
 from engine.types import ChannelState
 
 if TYPE_CHECKING:
@@ -135,6 +137,7 @@ class AdminServer:
         messages_api.add_routes(self.app, engine, json_response)
         dlq_api.add_routes(self.app, engine)
         reload_api.add_routes(self.app, engine)
+        quality_api.add_routes(self.app, QualityReports(store=engine.store, router=lambda: engine.router))
         console.add_routes(self.app, engine)  # `/`, `/console/…` (public: no data), `/history`
         self._runner: web.AppRunner | None = None
         self.url = ""

@@ -127,6 +127,8 @@ class BulletinBuilder:
         error: str | None,
     ) -> None:
         """Count one route result of the period."""
+        if record is None and not filtered and not error:
+            return  # a pass-through result: forwarded as received, no dataset record to judge
         name = dataset or "(none)"
         tallies = self._tallies(org, name)
         info = self.datasets.get(name)

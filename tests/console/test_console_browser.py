@@ -351,3 +351,30 @@ async def test_the_console_files_are_served_without_the_token_and_history_is_not
         for path in ("/console/../console.py", "/console/%2e%2e/reload.py", "/console/nope.js"):
             async with http.get(URL(engine.admin.url + path, encoded=True)) as resp:
                 assert resp.status == 404, path
+
+
+async def test_the_quality_page_shows_the_monthly_bulletin_for_the_picked_month(
+        start_engine: Callable[..., Any], open_console: Any, screenshot: Any) -> None:
+    """The month picker loads that month's bulletin from the store: this month ranks NBH001 with its two
+    messages; last month has no rows; the printable bulletin is the Chinese HTML of the same month."""
+    engine = await start_engine()
+    await send_mllp(listen(engine), [hl7("Q1"), hl7("Q2")])
+    await wait_for(lambda: engine.channels["adt"].stats.counts["mapped"] == 2)
+    page = await open_console(engine.admin.url, hash="#/quality", locale="zh-CN")
+    row = page.locator("#monthly-table tr[data-org=NBH001]")
+    await expect(row.locator("td").nth(0)).to_have_text("1")
+    await expect(row.locator("td").nth(4)).to_have_text("2")
+    await screenshot(page, "console-quality-monthly")
+    month = await page.locator("#q-month").input_value()
+    year, mon = int(month[:4]), int(month[5:])
+    before = f"{year - 1}-12" if mon == 1 else f"{year}-{mon - 1:02d}"
+    await page.locator("#q-month").fill(before)
+    await page.locator("#q-month").dispatch_event("change")
+    await expect(page.locator("#monthly-table td.empty")).to_have_count(1)
+    href = await page.locator("#q-print").get_attribute("href")
+    assert href is not None and f"month={before}" in href and "format=html" in href
+    async with aiohttp.ClientSession() as http, \
+            http.get(f"{engine.admin.url}/quality/monthly?month={month}&format=html") as resp:
+        assert resp.status == 200
+        text = await resp.text()
+    assert "数据质量月度通报" in text and "NBH001" in text and "DOE" not in text

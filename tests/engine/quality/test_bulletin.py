@@ -51,6 +51,13 @@ fields:
   phone: PID-13.1
 destinations: []
 """
+PASSTHROUGH = """\
+id: q_pass
+match:
+  message_type: ADT^A04
+passthrough: true
+destinations: []
+"""
 GOOD_ID = "330203198503120171"  # GB 11643 check character 1 (weights 7 9 10 5 8 4 2 1 6 3 ...)
 BAD_ID = "330203198503120172"
 
@@ -102,8 +109,10 @@ TRAFFIC = [
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     (tmp_path / "q_person.yaml").write_text(ROUTE, encoding="utf-8")
+    # a pass-through route beside it: its results carry no record and must count for nothing
+    (tmp_path / "q_pass.yaml").write_text(PASSTHROUGH, encoding="utf-8")
     (tmp_path / "config.yaml").write_text(
-        "engine:\n  store: {path: y.db}\nroutes: [q_person.yaml]\n", encoding="utf-8"
+        "engine:\n  store: {path: y.db}\nroutes: [q_person.yaml, q_pass.yaml]\n", encoding="utf-8"
     )
     router = load_router(load_config(tmp_path / "config.yaml"))
     conn = sqlite3.connect(tmp_path / "y.db")
