@@ -31,8 +31,9 @@ def add_routes(app: web.Application, reports: QualityReports) -> None:
             return web.Response(text=to_html(report, lang=request.query.get("lang", "zh")),
                                 content_type="text/html", charset="utf-8")
         if fmt == "csv":
+            disposition = f'attachment; filename="quality-{month}.csv"'
             return web.Response(text=to_csv(report), content_type="text/csv", charset="utf-8",
-                                headers={"Content-Disposition": f'attachment; filename="quality-{month}.csv"'})
+                                headers={"Content-Disposition": disposition})
         return web.json_response(report)
 
     app.router.add_get("/quality/monthly", monthly)
