@@ -10,7 +10,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMANDS = ("run", "validate", "send", "map", "test", "quality", "status", "messages", "dlq")
+COMMANDS = ("run", "validate", "send", "map", "test", "quality", "status", "messages", "tail", "dlq",
+            "reload", "backup", "completion")
 """Subcommand modules in `engine/commands/`, in the order `--help` lists them."""
 
 

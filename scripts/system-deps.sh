@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the real servers the test suite starts: Debian's rabbitmq-server and chromium (+ CJK font).
+# Install the real servers the test suite starts: Debian's rabbitmq-server and chromium (+ CJK font),
+# and the checkers it runs: promtool (prometheus).
 # Idempotent: does nothing when they are already there. Needs root (CI runs as root) or sudo.
 set -euo pipefail
 need=()
@@ -7,6 +8,8 @@ command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/lib/rabbitmq/bin/rabbitm
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # Chinese glyphs for the console screenshots the browser tests save (labels are zh/en).
 dpkg -s fonts-wqy-zenhei >/dev/null 2>&1 || need+=(fonts-wqy-zenhei)
+# promtool (Debian `prometheus`) checks deploy/prometheus/alerts.yml; the server itself is never started.
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -3,19 +3,26 @@
 `yonglink messages --control-id MSG00042` lists matches newest first; `yonglink messages --id ID` shows
 one message with its route results and deliveries (raw content only when the API allows it: with the
 token, or from the engine's own host when no token is configured). Same URL/token options and exit codes
-as `yonglink status`.
+as `yonglink status` (engine/commands/admin_client.py). `--id` prints the message's path (received →
+each route's outcome → each delivery attempt) with local times; `--json` the API's document.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
-import urllib.error
 import urllib.parse
 from typing import Any
 
-from engine.commands.status import DEFAULT_TIMEOUT, add_connection_options, fetch, report_api_error, table
+from engine.commands.admin_client import (
+    API_ERRORS,
+    add_connection_options,
+    fetch,
+    report_api_error,
+    target_of,
+)
+from engine.commands.status import table
+from engine.commands.views import local, message_path
 
 COLUMNS = ("RECEIVED", "ID", "CHANNEL", "TYPE", "CONTROL ID", "FACILITY", "STATE", "ERROR")
 FILTERS = (("channel", "channel"), ("control_id", "control-id"), ("state", "state"),
@@ -41,25 +48,27 @@ def register(sub: Any) -> None:
 
 
 def messages(args: argparse.Namespace) -> int:
-    base = args.url.rstrip("/")
+    target = target_of(args)
+    if target is None:
+        return 2
+    base = target.url
     if args.id:
         url = f"{base}/messages/{urllib.parse.quote(args.id, safe='')}"
     else:
         params = {key: getattr(args, key) for key, _flag in FILTERS if getattr(args, key) is not None}
         url = f"{base}/messages?{urllib.parse.urlencode(params)}"
     try:
-        doc = fetch(url, args.token, getattr(args, "timeout", DEFAULT_TIMEOUT))
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        return report_api_error(exc, args.url)
-    if args.json or args.id:
+        doc = fetch(url, target.token, args.timeout)
+    except API_ERRORS as exc:
+        return report_api_error(exc, target.url)
+    if args.json:
         print(json.dumps(doc, indent=2, ensure_ascii=False))
+        return 0
+    if args.id:
+        print(message_path(doc))
         return 0
     print(render_list(doc))
     return 0
-
-
-def _local(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
 
 
 def render_list(doc: dict[str, Any]) -> str:
@@ -67,7 +76,7 @@ def render_list(doc: dict[str, Any]) -> str:
     items = doc.get("items", [])
     if not items:
         return "no messages match"
-    rows = [[_local(m.get("received_at")), m.get("id"), m.get("channel"), m.get("message_type") or "",
+    rows = [[local(m.get("received_at")), m.get("id"), m.get("channel"), m.get("message_type") or "",
              m.get("control_id") or "", m.get("sending_facility") or "", m.get("state"),
              (m.get("error") or "")[:60]] for m in items]
     out = table(COLUMNS, rows)

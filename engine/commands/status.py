@@ -1,84 +1,79 @@
-"""`yonglink status [--url URL] [--token T] [--json]`: a running engine's `/status` as tables.
+"""`yonglink status [--config F | --url URL] [--token T] [--json] [--check]`: a running engine's `/status`.
 
-Exit codes: 0 shown, 1 the API answered with an error (e.g. 401: token missing or wrong), 2 the admin
-API could not be reached. The token may also come from `YONGLINK_ADMIN_TOKEN` (keeps it out of `ps`),
-the URL from `YONGLINK_ADMIN_URL`.
+Which engine, the token and the exit codes are engine/commands/admin_client.py's (0 shown, 1 the API
+answered with an error, 2 unreachable). `--check` is for monitoring scripts: it exits 1 when anything needs
+a person — a destination down or blocked, a channel in error or stopped while enabled — and lists what.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
-DEFAULT_URL = "http://127.0.0.1:8081"
-"""Where `config.example.yaml` puts the admin API."""
-DEFAULT_TIMEOUT = 5.0
+from engine.commands.admin_client import (
+    API_ERRORS,
+    add_connection_options,
+    fetch,
+    report_api_error,
+    target_of,
+)
 
 CHANNEL_COLUMNS = ("CHANNEL", "TYPE", "LISTEN", "STATE", "RECEIVED", "REJECTED", "DUPLICATE", "FILTERED",
                    "MAPPED", "FAILED", "CONN", "LAST ERROR")
 DESTINATION_COLUMNS = ("DESTINATION", "TYPE", "STATE", "QUEUED", "RETRYING", "SENT", "DEAD", "OLDEST",
                        "LAST ERROR")
-
-
-def add_connection_options(p: argparse.ArgumentParser) -> None:
-    """`--url`, `--token`, `--timeout`: shared by the commands that talk to the admin API."""
-    p.add_argument("--url", default=os.environ.get("YONGLINK_ADMIN_URL", DEFAULT_URL),
-                   help=f"admin API base URL (default $YONGLINK_ADMIN_URL or {DEFAULT_URL})")
-    p.add_argument("--token", default=os.environ.get("YONGLINK_ADMIN_TOKEN"),
-                   help="admin bearer token (default $YONGLINK_ADMIN_TOKEN)")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to wait for the API")
+BAD_DESTINATION_STATES = ("down", "blocked")
+BAD_CHANNEL_STATES = ("error", "stopped", "reconnecting")
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("status", help="show channels, destinations and store of a running engine")
     add_connection_options(p)
     p.add_argument("--json", action="store_true", help="print the raw /status JSON")
+    p.add_argument("--check", action="store_true",
+                   help="exit 1 when a destination is down/blocked or a channel in error (for monitoring)")
     p.set_defaults(func=status)
 
 
-def fetch(url: str, token: str | None, timeout: float) -> Any:
-    """GET a JSON document from the admin API (raises urllib errors)."""
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read())
-
-
-def report_api_error(exc: Exception, base_url: str, *, what: str | None = None) -> int:
-    """Print why an admin API call failed; exit code 1 for an HTTP error answer, 2 when unreachable."""
-    if isinstance(exc, urllib.error.HTTPError):
-        try:
-            reason = json.loads(exc.read()).get("error", exc.reason)
-        except (ValueError, AttributeError):
-            reason = exc.reason
-        hint = " (pass --token or set YONGLINK_ADMIN_TOKEN)" if exc.code in (401, 403) else ""
-        prefix = f"{what}: " if what else ""
-        print(f"yonglink: {prefix}HTTP {exc.code}: {reason}{hint}", file=sys.stderr)
-        return 1
-    reason = getattr(exc, "reason", exc)
-    print(f"yonglink: cannot reach the admin API at {base_url}: {reason}", file=sys.stderr)
-    return 2
-
-
 def status(args: argparse.Namespace) -> int:
-    url = args.url.rstrip("/") + "/status"
+    target = target_of(args)
+    if target is None:
+        return 2
+    url = target.url + "/status"
     try:
-        doc = fetch(url, args.token, args.timeout)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        return report_api_error(exc, args.url, what=url)
+        doc = fetch(url, target.token, args.timeout)
+    except API_ERRORS as exc:
+        return report_api_error(exc, target.url, what=url)
     if args.json:
         print(json.dumps(doc, indent=2, ensure_ascii=False))
-    else:
+    elif not args.check:
         print(render(doc, now=time.time()))
+    if args.check:
+        found = problems(doc)
+        for line in found:
+            print(f"PROBLEM {line}")
+        if not found:
+            print("OK: every enabled channel started, every destination reachable")
+        return 1 if found else 0
     return 0
+
+
+def problems(doc: dict[str, Any]) -> list[str]:
+    """What `--check` reports: one line per channel or destination that needs attention."""
+    out = []
+    for ch in doc.get("channels", []):
+        if ch.get("enabled", True) and ch.get("state") in BAD_CHANNEL_STATES:
+            why = _last_error(ch.get("last_error"), time.time(), width=100)
+            out.append(f"channel {ch.get('name')} is {ch.get('state')}" + (f": {why}" if why else ""))
+    for d in doc.get("destinations", []):
+        if d.get("state") in BAD_DESTINATION_STATES:
+            why = _last_error(d.get("last_error"), time.time(), width=100)
+            out.append(f"destination {d.get('name')} is {d.get('state')} ({int(d.get('queued') or 0)} queued)"
+                       + (f": {why}" if why else ""))
+    return out
 
 
 # --- rendering ------------------------------------------------------------------------------------

@@ -126,8 +126,15 @@ async def test_messages_command_lists_matches_and_shows_one_in_full(
     header, row = cli_output(capsys).splitlines()[:2]
     assert header.split()[:3] == ["RECEIVED", "ID", "CHANNEL"]
     assert acc.message_id in row and "CTRL42" in row and "ADT^A01" in row
-    assert await run_cli("messages", *api, "--id", acc.message_id) == 0
+    assert await run_cli("messages", *api, "--id", acc.message_id, "--json") == 0
     doc = json.loads(cli_output(capsys))
     assert doc["id"] == acc.message_id and doc["raw"].startswith("MSH|")
+    # without --json: the message's path with local times, then the raw segments
+    assert await run_cli("messages", *api, "--id", acc.message_id) == 0
+    shown = cli_output(capsys)
+    local = time.strftime("%Y-%m-%d %H:%M", time.localtime(doc["received_at"]))
+    assert f"message {acc.message_id}" in shown and "control id CTRL42" in shown
+    assert f"{local}" in shown and "received on his-adt" in shown
+    assert "raw:\n  MSH|^~\\&|A|B" in shown
     assert await run_cli("messages", *api, "--id", "NOPE") == 1
     assert "no message NOPE" in capsys.readouterr().err

@@ -39,8 +39,10 @@ async def inject(engine: Engine, *, records: list[dict[str, Any]] | None = None,
     def op(conn: sqlite3.Connection) -> tuple[list[str], set[str]]:
         ids, wake = [], set()
         for body, result in items:
+            msh = body.split(b"\r", 1)[0].decode(errors="replace").split("|")
             acc = messages.insert(conn, InboundMessage(channel=channel, raw=body, content_type=HL7V2,
-                                                       received_at=now), dedupe_window=0)
+                                                       received_at=now, sending_facility=msh[3] or None,
+                                                       control_id=msh[9] or None), dedupe_window=0)
             stored = messages.get(conn, acc.message_id)
             state = MessageState.FAILED if result.error else MessageState.MAPPED
             messages.record_outcome(conn, acc.message_id, state, result.error, [result], now=now)

@@ -166,11 +166,17 @@ async def test_the_cli_lists_replays_in_bulk_and_purges(
     assert await run_cli(engine, "list", "--destination", "platform") == 0
     out = cli_out(capsys.readouterr().out)
     assert "DESTINATION" in out and out.count("platform") == 2 and "archive" not in out
+    assert "CONTROL ID" in out and "FACILITY" in out
+    assert all((i["control_id"], i["sending_facility"]) == ("C1", "NBH") for i in items)
     assert await run_cli(engine, "list", "--json") == 0
     assert len(json.loads(cli_out(capsys.readouterr().out))["items"]) == 3
     archive = next(i for i in items if i["destination"] == "archive")
-    assert await run_cli(engine, "show", archive["id"]) == 0
+    assert await run_cli(engine, "show", archive["id"], "--json") == 0
     assert json.loads(cli_out(capsys.readouterr().out))["payload"] == {"n": 3}
+    assert await run_cli(engine, "show", archive["id"]) == 0
+    shown = capsys.readouterr().out
+    assert f"dead letter {archive['id']}" in shown and "destination  archive" in shown
+    assert '"n": 3' in shown and "dead since   20" in shown
     sink.default = 200
     assert await run_cli(engine, "replay", "--all", "--destination", "platform") == 0
     assert "re-queued 2" in capsys.readouterr().out
