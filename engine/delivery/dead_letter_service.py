@@ -63,11 +63,10 @@ class DeadLetterService:
     async def replay(self, ids: list[str], *, remap: bool, who: str) -> ReplayReport:
         """Re-queue (or, with `remap` and always for mapping dead letters, re-map) each dead letter."""
         now = time.time()
-        report = ReplayReport()
-        wake: set[str] = set()
-        remapped: list[str] = []
 
-        def run(conn: sqlite3.Connection) -> None:
+        def run(conn: sqlite3.Connection) -> tuple[ReplayReport, set[str], list[str]]:
+            # Fresh results per call: the store may run an op again after rolling its group back.
+            report, wake, remapped = ReplayReport(), set[str](), list[str]()
             for dead_id in ids:
                 kind = dead_letters.kind_of(conn, dead_id)
                 if kind is None:
@@ -85,13 +84,14 @@ class DeadLetterService:
                     else:
                         wake.add(dest)
                         report.requeued += 1
+            report.remapped = len(remapped)
+            return report, wake, remapped
 
-        await self.store.write(run)
+        report, wake, remapped = await self.store.write(run)
         self._wake(wake)
         for message_id in remapped:
             msg = await self.store.read(partial(messages.get, message_id=message_id))
             if msg is not None:
                 self._resubmit(msg)
-        report.remapped = len(remapped)
         self._refresh()
         return report
