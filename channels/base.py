@@ -1,7 +1,9 @@
 """The two shapes every connector takes: an inbound source and an outbound destination.
 
 An inbound channel receives bytes from the outside world and hands each message to its
-`ChannelContext` *before* it acknowledges: `await ctx.accept(msg)` returns only after the store commit.
+`ChannelContext` *before* it acknowledges: `await ctx.accept(msg)` returns only after the store commit;
+`ctx.accept_soon(msg, landed)` is the same commit answered through a callback (the MLLP hot path: no
+task or future per message).
 An outbound destination sends one `DeliveryItem` and returns a `DeliveryResult`, or raises
 `TransientDeliveryError` / `PermanentDeliveryError` (engine/errors.py); the retry policy reads the type.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
@@ -22,6 +24,7 @@ from engine.types import (
     DeliveryItem,
     DeliveryResult,
     InboundMessage,
+    Landed,
     ProcessingOutcome,
 )
 
@@ -40,8 +43,8 @@ class ChannelStats:
         self.last_error_at: float | None = None
 
 
-class ChannelContext(Protocol):
-    """What the engine gives an inbound channel. Implemented by `engine.runtime.ChannelRuntime`."""
+class ChannelContext(ABC):
+    """What the engine gives an inbound channel. Implemented by `engine.channel_runtime.ChannelRuntime`."""
 
     name: str
     stats: ChannelStats
@@ -50,24 +53,36 @@ class ChannelContext(Protocol):
     config_dir: Path
     """The config file's directory: relative paths in settings (TLS certs) resolve against it."""
 
+    @abstractmethod
     async def accept(self, msg: InboundMessage) -> Acceptance:
         """Commit `msg` durably (or find its duplicate); raises StoreError when nothing was committed."""
 
+    @abstractmethod
+    def accept_soon(self, msg: InboundMessage, landed: Landed) -> None:
+        """`accept` through a callback: `landed(acceptance or exception)` is called on the loop after the
+        commit (an exception - StoreError - when nothing was committed). Never blocks, never raises."""
+
+    @abstractmethod
     async def reject(self, msg: InboundMessage, reason: str) -> str:
         """Store input that cannot be acknowledged positively (state `rejected`); returns its id."""
 
+    @abstractmethod
     async def wait_processed(self, message_id: str, timeout: float) -> ProcessingOutcome | None:  # noqa: ASYNC109
         """Wait until the pipeline decided this message (for `ack: after_processing`); None on timeout."""
 
+    @abstractmethod
     def observe_ack(self, seconds: float) -> None:
         """Record the time from a complete inbound message to its acknowledgement being sent."""
 
+    @abstractmethod
     def count(self, outcome: str, n: int = 1) -> None:
         """Count an outcome the channel decides itself (e.g. an AMQP payload dead-lettered unstored)."""
 
+    @abstractmethod
     def error(self, text: str) -> None:
         """Record the channel's last error (no patient data in `text`) for `/status`."""
 
+    @abstractmethod
     def set_state(self, state: ChannelState) -> None:
         """Report a state change the channel detects itself (e.g. `reconnecting` for AMQP)."""
 
@@ -115,6 +130,13 @@ class Outbound(ABC):
 
     async def stop(self) -> None:  # noqa: B027 - optional hook
         """Close what `start` opened."""
+
+    def use_status_overrides(self, overrides: Mapping[int, str]) -> None:  # noqa: B027 - optional hook
+        """The destination's `retry.status_overrides` (status code → success | transient | permanent).
+
+        Called once, before `start`. Only a destination that classifies answers by status code (HTTP)
+        uses it; the others ignore it.
+        """
 
     @abstractmethod
     async def send(self, item: DeliveryItem) -> DeliveryResult:

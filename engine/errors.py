@@ -1,6 +1,8 @@
 """Every exception yonglink raises on purpose, in one tree.
 
 Callers branch on the *type* (transient vs permanent, rejected vs failed), never on message text.
+Each class here is raised somewhere (or is the base of classes that are); a mapped record that fails
+its dataset schema is not an exception but an error `RouteResult` (engine/mapping/mapper.py).
 """
 
 from __future__ import annotations
@@ -29,11 +31,8 @@ class ConfigError(EngineError):
 
 
 class InboundError(EngineError):
-    """Raised when inbound bytes cannot be accepted."""
-
-
-class FramingError(InboundError):
-    """Raised when MLLP framing is violated (oversize frame, missing end block, read timeout)."""
+    """Raised when inbound bytes cannot be accepted. (MLLP framing problems are not exceptions: the
+    frame decoder, channels/mllp/framing.py, reports `Oversize` / `Discarded` events in-line.)"""
 
 
 class RejectedMessage(InboundError):
@@ -84,10 +83,6 @@ class MappingError(EngineError):
 
 class PathSyntaxError(MappingError):
     """Raised when an HL7 v2 path or FHIRPath expression in a route does not parse."""
-
-
-class SchemaValidationError(MappingError):
-    """Raised when a mapped record does not validate against its dataset schema."""
 
 
 class MappingUnavailable(EngineError):

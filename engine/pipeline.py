@@ -20,7 +20,7 @@ import structlog
 
 from engine.errors import MappingUnavailable, StoreError
 from engine.store import messages
-from engine.types import MessageState, ProcessingOutcome, RouteResult, StoredMessage
+from engine.types import MessageState, ProcessingOutcome, Routed, RouteFn, RouteResult, StoredMessage
 
 if TYPE_CHECKING:
     from engine.delivery.outbox import Pending
@@ -38,10 +38,7 @@ MAX_SLICE = 0.002
 
 log = structlog.get_logger("yonglink.pipeline")
 
-RouteFn = Callable[[StoredMessage], list[RouteResult]]
-"""The mapping room's router: every route's result for one message (sync; pure CPU work)."""
-Routed = tuple[StoredMessage, list[RouteResult]]
-"""A message with its route results, as the outcome transaction hands it to delivery."""
+__all__ = ["DeliveryRecorder", "Pipeline", "RouteFn", "Routed", "decide"]
 
 
 class DeliveryRecorder(Protocol):
@@ -67,7 +64,11 @@ def decide(results: list[RouteResult]) -> tuple[MessageState, str | None]:
 
 
 class Pipeline:
-    """Maps committed messages and records each outcome durably. One instance per engine."""
+    """Maps committed messages and records each outcome durably. One instance per engine.
+
+    `route` is called for every message; the engine passes a function that reads its current routing
+    state, so a reload switches routes between messages without touching the pipeline.
+    """
 
     def __init__(self, *, store: Store, route: RouteFn, deliveries: DeliveryRecorder,
                  on_outcome: Callable[[StoredMessage, MessageState, list[RouteResult]], None],
@@ -86,7 +87,7 @@ class Pipeline:
         self._task: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
         self.backlog_scans = 0
-        self.mapper: MappingPool | None = None  # engine.mapping_workers > 0: map in worker processes
+        self.mapper: MappingPool | None = None  # given to start(): map in worker processes
 
     def submit(self, msg: StoredMessage) -> None:
         """Called right after a message's commit. Never blocks: overflow means "read it back later"."""
@@ -126,7 +127,9 @@ class Pipeline:
                 if not waiters:
                     del self._waiters[message_id]
 
-    def start(self) -> None:
+    def start(self, *, mapper: MappingPool | None = None) -> None:
+        """Begin mapping; with `mapper` (`engine.mapping_workers` > 0, started) in worker processes."""
+        self.mapper = mapper
         self._task = asyncio.create_task(self._run(), name="yonglink-pipeline")
 
     async def stop(self) -> None:

@@ -1,45 +1,48 @@
 """The running engine: store, pipeline, delivery, channels and admin API, wired from one `Config`.
 
-`ChannelRuntime` is the `ChannelContext` each inbound connector talks to: `accept` commits before the
-connector acknowledges, duplicates are answered from the store, and every outcome is counted for
-`/status` and `/metrics`.
+`Engine` builds every part from the parts it needs and passes them in (no part receives the engine).
+What a reload replaces - the config and the router built from it - is one `LiveState`, swapped by
+`Engine.swap()` and nowhere else; the pipeline and the ingest batcher read it through the engine's
+`_route` and `_may_route`, so they never hold a stale router.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import signal
+import sys
 import time
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from channels import inbound_types
-from channels.base import ChannelStats, Inbound
-from engine import __version__
+from channels import inbound_types, outbound_types
+from engine import __version__, reload
+from engine.channel_runtime import CONTROL_ACTIONS, ChannelParts, ChannelRuntime, ChannelSet
 from engine.config import ChannelConfig, Config
+from engine.delivery.dead_letter_service import DeadLetterService
+from engine.delivery.message_trail import MessageTrail
 from engine.delivery.service import DeliveryService
 from engine.delivery.subscriptions import Subscriptions
 from engine.errors import MappingUnavailable
 from engine.metrics import Metrics
 from engine.pipeline import Pipeline
+from engine.quality.service import QualityReports
+from engine.reload import ReloadResult
 from engine.store import messages
-from engine.store.ingest import IngestBatcher, Landed, resolve
+from engine.store.ingest import IngestBatcher
 from engine.store.sqlite import CORE_DDL, SqliteStore, Store
-from engine.types import (
-    Acceptance,
-    ChannelState,
-    InboundMessage,
-    MessageState,
-    ProcessingOutcome,
-    RouteResult,
-    StoredMessage,
-)
+from engine.types import ChannelState, MessageState, RouteResult, StoredMessage
 
 if TYPE_CHECKING:
+    from engine.admin.server import AdminServer
+    from engine.datasets.registry import DatasetRegistry
+    from engine.mapping import Router
     from engine.mapping.pool import MappingPool
+
+__all__ = ["ChannelRuntime", "Engine", "LiveState"]
 
 log = structlog.get_logger("yonglink")
 
@@ -47,152 +50,104 @@ STOP_STEP_TIMEOUT = 15.0
 """Seconds each component may take to stop before shutdown goes on without it."""
 
 
-class ChannelRuntime:
-    """One inbound channel's context, state machine and counters."""
+@dataclass(frozen=True, slots=True)
+class LiveState:
+    """What a reload replaces, as one: the config and the router built from it."""
 
-    def __init__(self, engine: Engine, config: ChannelConfig) -> None:
-        self.engine = engine
-        self.config = config
-        self.name = config.name
-        self.facility = engine.config.engine.facility
-        self.config_dir = engine.config.file.resolve().parent
-        self.stats = ChannelStats()
-        self.state = ChannelState.STOPPED
-        self.log = structlog.get_logger("yonglink.channel").bind(channel=config.name)
-        self.inbound: Inbound | None = None
-        self._counters = {outcome: engine.metrics.messages.labels(config.name, outcome)
-                          for outcome in ChannelStats.OUTCOMES}
-        self._ack_latency = engine.metrics.ack_latency.labels(config.name)
-
-    # --- ChannelContext ---------------------------------------------------------------------------
-
-    async def accept(self, msg: InboundMessage) -> Acceptance:
-        fut: asyncio.Future[Acceptance] = asyncio.get_running_loop().create_future()
-        self.accept_soon(msg, functools.partial(resolve, fut))
-        return await fut
-
-    def accept_soon(self, msg: InboundMessage, landed: Landed) -> None:
-        """`accept` without a future: `landed(acceptance or exception)` is called on the loop after COMMIT.
-
-        Counting and handing to the pipeline happen first, in the batch's commit callback, so they do
-        not depend on the caller still being there (a peer that hung up): a committed message never
-        waits for a restart to be processed.
-        """
-        self.engine.ingest.submit_soon(msg, functools.partial(self._landed, msg, landed))
-
-    def _landed(self, msg: InboundMessage, landed: Landed, result: Acceptance | BaseException) -> None:
-        if isinstance(result, Acceptance):
-            if result.duplicate:
-                self.count("duplicate")
-            else:
-                self.count("received")
-                if result.processed:  # stored `filtered` already: no route can select this channel
-                    self.count("filtered")
-                else:
-                    self.engine.pipeline.submit(StoredMessage(
-                        id=result.message_id, channel=msg.channel, received_at=msg.received_at,
-                        content_type=msg.content_type, state=MessageState.RECEIVED, raw=msg.raw,
-                        peer=msg.peer, charset=msg.charset, sending_application=msg.sending_application,
-                        sending_facility=msg.sending_facility, control_id=msg.control_id,
-                        message_type=msg.message_type, metadata=msg.metadata))
-        landed(result)
-
-    async def reject(self, msg: InboundMessage, reason: str) -> str:
-        commit = self.engine.store.write(lambda conn: messages.insert(
-            conn, msg, dedupe_window=0, state=MessageState.REJECTED, error=reason))
-        acc = await asyncio.shield(commit)
-        self.count("rejected")
-        self.error(f"rejected input: {reason}")
-        return acc.message_id
-
-    async def wait_processed(self, message_id: str, timeout: float) -> ProcessingOutcome | None:  # noqa: ASYNC109
-        return await self.engine.pipeline.wait(message_id, timeout)
-
-    def error(self, text: str) -> None:
-        self.stats.last_error = text
-        self.stats.last_error_at = time.time()
-
-    def set_state(self, state: ChannelState) -> None:
-        if state != self.state:
-            self.log.info("channel state", state=state.value)
-        self.state = state
-
-    def observe_ack(self, seconds: float) -> None:
-        """Record the time from a complete inbound message to its acknowledgement being written."""
-        self._ack_latency.observe(seconds)
-
-    def count(self, outcome: str, n: int = 1) -> None:
-        self.stats.counts[outcome] = self.stats.counts.get(outcome, 0) + n
-        counter = self._counters.get(outcome)
-        if counter is None:  # an outcome a connector names itself
-            counter = self._counters[outcome] = self.engine.metrics.messages.labels(self.name, outcome)
-        counter.inc(n)
-
-    # --- lifecycle --------------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        """Start (or resume) the inbound connector; a failure leaves the channel in `error`."""
-        if self.state in (ChannelState.STARTED, ChannelState.STARTING):
-            return
-        self.set_state(ChannelState.STARTING)
-        self.engine.pipeline.hold(self.name, False)
-        cls = inbound_types()[self.config.type]
-        self.inbound = cls(name=self.name, settings=self.config.settings, context=self)
-        try:
-            await self.inbound.start()
-        except Exception as exc:
-            self.error(f"cannot start: {exc}")
-            self.set_state(ChannelState.ERROR)
-            self.log.error("channel failed to start", error=str(exc))
-            self.inbound = None
-            return
-        self.set_state(ChannelState.STARTED)
-
-    async def halt(self, state: ChannelState) -> None:
-        """`paused`: source closed, its messages keep flowing; `stopped`: processing held too."""
-        if self.inbound is not None:
-            await self.inbound.stop()
-            self.inbound = None
-        self.engine.pipeline.hold(self.name, state is ChannelState.STOPPED)
-        self.set_state(state)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "type": self.config.type, "enabled": self.config.enabled,
-            "state": self.state.value, **(self.inbound.describe() if self.inbound else {}),
-            "counters": dict(self.stats.counts), "connections_open": self.stats.connections_open,
-            "last_error": ({"at": self.stats.last_error_at, "text": self.stats.last_error}
-                           if self.stats.last_error else None),
-        }
+    config: Config
+    router: Router
 
 
 class Engine:
     """Everything yonglink runs, started and stopped in dependency order."""
 
     def __init__(self, config: Config, *, store: Store | None = None) -> None:
-        self.config = config
+        from engine.mapping import load_router  # the mapping room; heavy imports kept off CLI start-up
+
         self.metrics = Metrics()
         self.store: Store = store or SqliteStore(config.engine.store.path,
                                                  max_size=config.engine.store.max_size)
-        from engine.mapping import load_router  # the mapping room; heavy imports kept off CLI start-up
-
-        self.router = load_router(config, metrics=self.metrics)
+        self._live = LiveState(config=config, router=load_router(config, metrics=self.metrics))
+        config_dir = config.file.resolve().parent
         self.ingest = IngestBatcher(self.store, dedupe_window=config.engine.store.dedupe_window,
-                                    routable=lambda channel: bool(self.router.may_route(channel)))
-        self.delivery = DeliveryService(self)
-        self.pipeline = Pipeline(store=self.store, route=self.router.route, deliveries=self.delivery,
+                                    routable=self._may_route)
+        self.delivery = DeliveryService(destinations=config.destinations, store=self.store,
+                                        metrics=self.metrics, outbound_types=outbound_types(),
+                                        config_dir=config_dir,
+                                        retention_days=config.engine.store.retention_days,
+                                        registry=self._datasets)
+        # Destinations cannot change live (reload.refusal), so their subscriptions are built once.
+        self.pipeline = Pipeline(store=self.store, route=self._route, deliveries=self.delivery,
                                  on_outcome=self._on_outcome,
                                  subscriptions=Subscriptions(config.destinations))
+        self.dead_letters = DeadLetterService(store=self.store, wake=self.delivery.wake,
+                                              resubmit=self.pipeline.submit,
+                                              refresh=self.delivery.refresh_soon)
+        self.messages = MessageTrail(self.store)
+        self.quality = QualityReports(store=self.store, router=lambda: self._live.router)
         self.mapping_pool: MappingPool | None = None
         if config.engine.mapping_workers:
             from engine.mapping.pool import MappingPool
 
             self.mapping_pool = MappingPool(str(config.file), workers=config.engine.mapping_workers,
                                             router=self.router, metrics=self.metrics)
-        self.channels = {c.name: ChannelRuntime(self, c) for c in config.channels}
-        self.admin: Any = None
+        parts = ChannelParts(store=self.store, ingest=self.ingest, pipeline=self.pipeline,
+                             metrics=self.metrics, inbound_types=inbound_types(), config_dir=config_dir)
+        self.channels = ChannelSet(lambda c: self._channel(parts, c), config.channels)
+        self.admin: AdminServer | None = None
         self.started_at: float | None = None
+        self.last_reload: ReloadResult | None = None
+        """The most recent reload attempt (applied or refused), for `GET /reload` and the console."""
+        self._reload_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._stopped = asyncio.Event()
+
+    # --- the live state: config and router --------------------------------------------------------
+
+    @property
+    def config(self) -> Config:
+        """The config in force (replaced by a reload)."""
+        return self._live.config
+
+    @property
+    def router(self) -> Router:
+        """The router in force (replaced by a reload)."""
+        return self._live.router
+
+    @property
+    def live(self) -> LiveState:
+        return self._live
+
+    def swap(self, live: LiveState) -> LiveState:
+        """Put a new config and router in force, in one assignment; returns the previous state.
+
+        The only place the running engine's config and routes change. Synchronous on purpose: no
+        message can be mapped halfway through the switch.
+        """
+        old, self._live = self._live, live
+        return old
+
+    def _route(self, msg: StoredMessage) -> list[RouteResult]:
+        """The pipeline's `RouteFn`: the router in force at the time of each message."""
+        return self._live.router.route(msg)
+
+    def _may_route(self, channel: str) -> bool:
+        """The ingest batcher's `routable`: can any route in force select this channel's messages?"""
+        return self._live.router.may_route(channel)
+
+    def _datasets(self) -> DatasetRegistry:
+        """The router's dataset registry (for `keys: de` destinations); loaded if the router has none."""
+        found = self._live.router.datasets
+        if found is None:
+            from engine.datasets.registry import DatasetRegistry
+
+            found = DatasetRegistry.load(self.config.engine.schemas_dir)
+        return found
+
+    def _channel(self, parts: ChannelParts, config: ChannelConfig) -> ChannelRuntime:
+        return ChannelRuntime(parts, config, facility=self.config.engine.facility)
+
+    # --- lifecycle --------------------------------------------------------------------------------
 
     def ddl(self) -> list[str]:
         return [CORE_DDL, messages.DDL, *self.delivery.ddl()]
@@ -201,32 +156,25 @@ class Engine:
         """Open the store, recover, start delivery, then channels, then the admin API."""
         self.started_at = time.time()
         await self.store.open(self.ddl())
-        seeded = await self.store.read(messages.counts_by_channel)
-        for name, by_state in seeded.items():
-            if name in self.channels:
-                stats = self.channels[name].stats.counts
-                stats["received"] = sum(n for s, n in by_state.items() if s != "rejected")
-                for state in ("rejected", "filtered", "mapped", "failed"):
-                    stats[state] = by_state.get(state, 0)
+        self.channels.seed_counts(await self.store.read(messages.counts_by_channel))
+        mapper = None
         if self.mapping_pool is not None:
             try:
                 await self.mapping_pool.start()
-                self.pipeline.mapper = self.mapping_pool
+                mapper = self.mapping_pool
             except MappingUnavailable as exc:  # map on the loop instead: slower, never stuck
                 log.error("mapping workers unavailable; mapping on the event loop", error=str(exc))
                 self.mapping_pool = None
-        self.pipeline.start()
+        self.pipeline.start(mapper=mapper)
         await self.delivery.start()
-        for channel in self.channels.values():
-            if channel.config.enabled:
-                await channel.start()
+        await self.channels.start_enabled()
         if self.config.engine.admin.enabled:
             from engine.admin.server import AdminServer
 
-            self.admin = AdminServer(self)
+            self.admin = AdminServer(self, settings=self.config.engine.admin, metrics=self.metrics)
             await self.admin.start()
         log.info("engine started", version=__version__, channels=len(self.channels),
-                 admin=getattr(self.admin, "url", None))
+                 admin=self.admin.url if self.admin is not None else None)
 
     async def stop(self) -> None:
         """Stop accepting, let commits in flight finish, stop delivery, close the store.
@@ -235,9 +183,7 @@ class Engine:
         never reads) must not keep SIGTERM from finishing. Nothing committed is at risk: what was
         not processed or delivered stays in the store and resumes on the next start.
         """
-        for channel in self.channels.values():
-            if channel.inbound is not None:
-                await self._bounded(f"channel {channel.name}", channel.halt(ChannelState.STOPPED))
+        await self.channels.stop_all(self._bounded)
         await self.pipeline.drain(timeout=5.0)
         await self.pipeline.stop()
         if self.mapping_pool is not None:
@@ -257,18 +203,22 @@ class Engine:
             log.error("gave up waiting for a component to stop", component=what,
                       seconds=STOP_STEP_TIMEOUT)
 
+    # --- what the admin API and the CLI call ------------------------------------------------------
+
     async def control(self, channel: str, action: str) -> ChannelState:
         """`start|stop|pause|resume` a channel (admin API and console)."""
-        rt = self.channels[channel]
-        if action in ("start", "resume"):
-            await rt.start()
-        elif action == "stop":
-            await rt.halt(ChannelState.STOPPED)
-        elif action == "pause":
-            await rt.halt(ChannelState.PAUSED)
-        else:
+        if action not in CONTROL_ACTIONS:
             raise ValueError(f"unknown action {action!r}")
-        return rt.state
+        return await self.channels[channel].control(action)
+
+    async def readiness(self) -> list[str]:
+        """Why the engine is not ready (`GET /readyz`): enabled channels not started, a store that
+        does not commit. Empty when ready."""
+        reasons = [f"channel {c.name} is {c.state.value}" for c in self.channels.values()
+                   if c.config.enabled and c.state is not ChannelState.STARTED]
+        if not await self.store.check_writable():
+            reasons.append("store is not writable")
+        return reasons
 
     def _on_outcome(self, msg: StoredMessage, state: MessageState, results: list[RouteResult]) -> None:
         rt = self.channels.get(msg.channel)
@@ -288,17 +238,69 @@ class Engine:
             "quality": self.router.quality_snapshot(),
         }
 
+    # --- reload -----------------------------------------------------------------------------------
+
+    async def reload(self) -> ReloadResult:
+        """Re-read the config file and its routes; apply them if valid, else change nothing."""
+        async with self._reload_lock:
+            result = await self._reload()
+        self.last_reload = result
+        if result.ok:
+            log.info("config reloaded", version=result.version, previous=result.previous_version,
+                     added=result.channels_added, removed=result.channels_removed,
+                     restarted=result.channels_restarted, restart_required=result.restart_required)
+        else:
+            log.warning("config reload refused", errors=result.errors)
+        return result
+
+    async def _reload(self) -> ReloadResult:
+        started = time.monotonic()
+        old = self.config
+        result = ReloadResult(ok=False, at=time.time(), previous_version=old.version)
+        prepared = await reload.prepare(old, metrics=self.metrics)
+        if isinstance(prepared, list):
+            result.errors = prepared
+            result.duration_seconds = time.monotonic() - started
+            return result
+        new, router = prepared.config, prepared.router
+        router.continue_counts(self.router)  # data-quality counts are "since start", not "since reload"
+        self.swap(LiveState(config=new, router=router))
+        result.ok, result.version, result.loaded_at = True, new.version, new.loaded_at
+        result.routes = len(router.routes)
+        result.restart_required = reload.restart_required(old, new)
+        if self.mapping_pool is not None:  # new workers load the new routes; the old ones map until then
+            try:
+                await self.mapping_pool.restart(router)
+            except MappingUnavailable as exc:
+                result.restart_required.append(
+                    f"mapping workers (not restarted, old routes still map: {exc})")
+        result.add_channels(await self.channels.apply(old, new))
+        result.duration_seconds = time.monotonic() - started
+        return result
+
+    def install_sighup(self) -> None:
+        """Reload on SIGHUP (call inside the running loop, as `run_until_signalled` does). No-op where
+        the platform has no SIGHUP (Windows)."""
+        if sys.platform == "win32":  # no SIGHUP there
+            return
+        loop = asyncio.get_running_loop()
+
+        def on_sighup() -> None:
+            log.info("SIGHUP received, reloading config", file=str(self.config.file))
+            task = loop.create_task(self.reload(), name="yonglink-reload")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
+
     async def run_until_signalled(self) -> None:
-        """`yonglink run`: start, then stop cleanly on SIGTERM or SIGINT."""
+        """`yonglink run`: start, then stop cleanly on SIGTERM or SIGINT; SIGHUP reloads."""
         loop = asyncio.get_running_loop()
         await self.start()
         stop_requested = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop_requested.set)
-        from engine.reload import install_sighup
-
-        install_sighup(self)  # SIGHUP: re-read config and routes, validated first
+        self.install_sighup()  # SIGHUP: re-read config and routes, validated first
         await stop_requested.wait()
         log.info("signal received, stopping")
         await self.stop()
-

@@ -1,13 +1,14 @@
 """The contracts between yonglink's rooms: message envelopes, states and callable shapes.
 
 Channels hand an `InboundMessage` to the engine; the engine stores it as a `StoredMessage`; the pipeline
-turns it into `RouteResult`s whose deliveries are `DeliveryItem`s handed to an outbound channel.
+turns it into `RouteResult`s (`RouteFn`) whose deliveries are `DeliveryItem`s handed to an outbound
+channel.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,11 +34,30 @@ class MessageState(enum.StrEnum):
 
 
 class DeliveryState(enum.StrEnum):
-    """Life of one (message, destination) delivery row."""
+    """Life of one (message, route, destination) delivery row: `queued` until sent or dead."""
 
     QUEUED = "queued"
     SENT = "sent"
     DEAD = "dead"
+
+
+class DestinationState(enum.StrEnum):
+    """What `/status` shows for a destination's worker."""
+
+    OK = "ok"
+    DOWN = "down"
+    """Several requests in a row failed: the worker probes with one delivery at a time."""
+    BLOCKED = "blocked"
+    """FIFO: a head that failed holds back its key until it is sent or dead."""
+    DISABLED = "disabled"
+    """`enabled: false` in the config: no worker runs; deliveries stay queued."""
+
+
+class DeadLetterKind(enum.StrEnum):
+    """Why a dead letter exists: a delivery that gave up, or a message that could not be mapped."""
+
+    DELIVERY = "delivery"
+    MAPPING = "mapping"
 
 
 class ChannelState(enum.StrEnum):
@@ -152,5 +172,14 @@ class RouteResult:
     passthrough: bool = False
 
 
-Router = Callable[[StoredMessage], Awaitable[list[RouteResult]]]
-"""Maps one stored message to the results of every route that selects it (the mapping room's job)."""
+RouteFn = Callable[[StoredMessage], list[RouteResult]]
+"""The mapping room's router (`engine.mapping.Router.route`): the result of every route that selects
+one stored message. Synchronous, CPU only: the pipeline calls it on the loop between `await`s (or the
+mapping workers run it in other processes), so a reload switches routes between messages."""
+
+Routed = tuple[StoredMessage, list[RouteResult]]
+"""A message with its route results, as the pipeline's outcome transaction hands it to delivery."""
+
+Landed = Callable[[Acceptance | BaseException], None]
+"""Called once per accepted message, on the loop, after its commit: the acceptance, or why nothing was
+committed (`ChannelContext.accept_soon`)."""

@@ -28,7 +28,13 @@ import aiohttp
 
 from channels.base import Outbound
 from engine.config import parse_duration
-from engine.delivery.retry import RETRY_AFTER_STATUSES, Verdict, classify_status, parse_retry_after
+from engine.delivery.retry import (
+    RETRY_AFTER_STATUSES,
+    Verdict,
+    as_verdict,
+    classify_status,
+    parse_retry_after,
+)
 from engine.errors import ConfigError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from engine.types import DeliveryItem, DeliveryResult
 
@@ -103,6 +109,10 @@ class HttpOutbound(Outbound):
             self.batch_size = int(batch["max_records"])
             self.batch_wait = parse_duration(batch.get("max_wait", DEFAULT_BATCH_WAIT), key="batch.max_wait")
         self._session: aiohttp.ClientSession | None = None
+
+    def use_status_overrides(self, overrides: Mapping[int, str]) -> None:
+        """`retry.status_overrides` of the destination, checked against the three verdicts."""
+        self.status_overrides = {code: as_verdict(v) for code, v in overrides.items()}
 
     async def start(self) -> None:
         auth = auth_header(self.settings.get("auth"))

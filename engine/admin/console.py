@@ -2,23 +2,19 @@
 
 The console is plain files under `engine/admin/static/` (package data; no build step, no CDN, nothing fetched
 from anywhere but this engine). It reads the admin API (`/status`, `/history`, `/messages`, `/dlq`, ...)
-from the browser. `engine/admin/server.py` calls `add_routes(app, engine)`, which marks `/` and `/console/...`
-public (engine/admin/auth.py: static files hold no data); `/history` is guarded like `/status`.
+from the browser. `engine/admin/server.py` calls `add_routes(app, history)`, which marks `/` and
+`/console/...` public (engine/admin/auth.py: static files hold no data); `/history` is guarded like `/status`.
 """
 
 from __future__ import annotations
 
 import mimetypes
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from engine.admin.auth import allow_anonymous
 from engine.admin.counter_history import History
-
-if TYPE_CHECKING:
-    from engine.runtime import Engine
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 """Where the console's files live (shipped as package data, see pyproject `package-data`)."""
@@ -33,9 +29,9 @@ _TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".
           ".json": "application/json"}
 
 
-def add_routes(app: web.Application, engine: Engine) -> None:
-    """Serve the console at `/` and `/console/...`, and the counters' history at `GET /history`."""
-    history = History(engine)
+def add_routes(app: web.Application, history: History, *, token_configured: bool) -> None:
+    """Serve the console at `/` and `/console/...`, and the counters' history at `GET /history`
+    (`history` is started and stopped with the app)."""
     app[HISTORY_KEY] = history
 
     async def start_history(app: web.Application) -> None:
@@ -48,7 +44,7 @@ def add_routes(app: web.Application, engine: Engine) -> None:
     app.on_cleanup.append(stop_history)
     async def console_info(request: web.Request) -> web.Response:
         """Public facts the console needs before the token: whether one is required (no data)."""
-        return web.json_response({"token_required": bool(engine.config.engine.admin.token)},
+        return web.json_response({"token_required": token_configured},
                                  headers={"Cache-Control": "no-store"})
 
     allow_anonymous(app, "/", STATIC_PREFIX)  # static files and info.json hold no data

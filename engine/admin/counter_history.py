@@ -12,12 +12,12 @@ import asyncio
 import itertools
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import structlog
 
-if TYPE_CHECKING:
-    from engine.runtime import Engine
+from channels.base import ChannelContext
 
 DEFAULT_INTERVAL = 2.0
 """Seconds between samples."""
@@ -35,8 +35,11 @@ Sample = tuple[float, int]
 class History:
     """Ring buffers of (time, value), filled by `sample()`; `start()` runs it on a timer."""
 
-    def __init__(self, engine: Engine, *, interval: float = DEFAULT_INTERVAL) -> None:
-        self.engine = engine
+    def __init__(self, *, channels: Mapping[str, ChannelContext],
+                 destinations: Callable[[], list[dict[str, Any]]],
+                 interval: float = DEFAULT_INTERVAL) -> None:
+        self.channels = channels
+        self.destinations = destinations
         self.interval = interval
         self._received: dict[str, deque[Sample]] = {}
         self._queued: dict[str, deque[Sample]] = {}
@@ -51,17 +54,18 @@ class History:
     def sample(self, now: float | None = None) -> None:
         """Take one sample of every channel's `received` counter and every destination's queue depth.
 
-        Reads the two parts of `engine.status()` it needs, not the whole (data quality can be large).
+        Reads the two parts of `/status` it needs, not the whole (data quality can be large): the
+        channels' counters and the destinations' status (`DeliveryService.status`).
         """
         now = time.time() if now is None else now
         channels = {name: int(rt.stats.counts.get("received", 0))
-                    for name, rt in self.engine.channels.items()}
+                    for name, rt in self.channels.items()}
         for name, received in channels.items():
             self._ring(self._received, name, CHANNEL_WINDOW).append((now, received))
         for name in set(self._received) - set(channels):  # channel removed by a reload
             del self._received[name]
         dests = {d["name"]: int(d.get("queued", 0) or 0)  # `queued` includes those waiting to retry
-                 for d in self.engine.delivery.status()}
+                 for d in self.destinations()}
         for name, depth in dests.items():
             self._ring(self._queued, name, QUEUE_WINDOW).append((now, depth))
         for name in set(self._queued) - set(dests):

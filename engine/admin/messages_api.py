@@ -8,23 +8,18 @@ because a mapping error may quote a field value.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from engine.admin.auth import raw_allowed
-from engine.delivery import outbox
+from engine.delivery.message_trail import MessageTrail
 from engine.hl7v2.charset import python_codec
 from engine.logs import mask_text
-from engine.store import messages
 from engine.store.messages import MessageQuery
 from engine.types import MessageState, StoredMessage
-
-if TYPE_CHECKING:
-    from engine.runtime import Engine
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
@@ -34,9 +29,10 @@ _FILTERS = ("channel", "control_id", "state", "sending_facility", "message_type"
 JsonResponder = Callable[[Any], web.Response]
 
 
-def add_routes(app: web.Application, engine: Engine, json: JsonResponder) -> None:
+def add_routes(app: web.Application, trail: MessageTrail, json: JsonResponder, *,
+               token_configured: bool) -> None:
     """Register the message routes; `json` is the admin server's orjson response helper."""
-    api = MessagesApi(engine, json)
+    api = MessagesApi(trail, json, token_configured=token_configured)
     app.router.add_get("/messages", api.search)
     app.router.add_get("/messages/{id}", api.show)
 
@@ -95,13 +91,16 @@ def decode_raw(raw: bytes, charset: str | None) -> str:
 
 
 class MessagesApi:
-    def __init__(self, engine: Engine, json: JsonResponder) -> None:
-        self.engine = engine
+    """Handlers over the message trail service (engine/delivery/message_trail.py)."""
+
+    def __init__(self, trail: MessageTrail, json: JsonResponder, *, token_configured: bool) -> None:
+        self.trail = trail
         self.json = json
+        self.token_configured = token_configured
 
     async def search(self, request: web.Request) -> web.Response:
         q = query_from(request.query)
-        found = await self.engine.store.read(lambda c: messages.search(c, q))
+        found = await self.trail.search(q)
         show = raw_allowed(request)
         return self.json({
             "items": [metadata(m, show_raw=show) for m in found],
@@ -112,16 +111,10 @@ class MessagesApi:
         message_id = request.match_info["id"]
         show = raw_allowed(request)
 
-        def load(conn: sqlite3.Connection) -> tuple[StoredMessage | None, list[dict[str, Any]],
-                                                    list[dict[str, Any]]]:
-            msg = messages.get(conn, message_id, with_raw=show)
-            if msg is None:
-                return None, [], []
-            return msg, messages.results_of(conn, message_id), outbox.deliveries_of(conn, message_id)
-
-        msg, results, deliveries = await self.engine.store.read(load)
-        if msg is None:
+        found = await self.trail.trail(message_id, with_raw=show)
+        if found is None:
             raise web.HTTPNotFound(text=f"no message {message_id}")
+        msg, results, deliveries = found.message, found.results, found.deliveries
         body = metadata(msg, show_raw=show)
         if not show:
             for r in results:
@@ -140,6 +133,6 @@ class MessagesApi:
         else:
             body["raw"] = None
             body["raw_hidden"] = ("raw content and records are shown only with the admin token"
-                                  if self.engine.config.engine.admin.token else
+                                  if self.token_configured else
                                   "no admin token configured: raw content is shown only to local clients")
         return self.json(body)

@@ -1,5 +1,5 @@
 """Admin API routes for hot reload: `POST /reload` applies the config file again, `GET /reload` shows
-the last attempt. `engine/admin/server.py` calls `add_routes(app, engine)`.
+the last attempt. `engine/admin/server.py` calls `add_routes(app, engine)`; the work is `EngineApi.reload`.
 
 A refused reload answers 400 with every problem as `file:line` text in `errors`; the running config is
 untouched. `POST /reload` needs the caller to be authorized (engine/admin/auth.py: the admin token when
@@ -8,28 +8,23 @@ one is configured).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 
-from engine import reload as hot
+from engine.admin import EngineApi
 from engine.admin.auth import authorized
 
-if TYPE_CHECKING:
-    from engine.runtime import Engine
 
-
-def add_routes(app: web.Application, engine: Engine) -> None:
+def add_routes(app: web.Application, engine: EngineApi) -> None:
     """Register `POST /reload` and `GET /reload` on the admin application."""
 
     async def post_reload(request: web.Request) -> web.Response:
         if not authorized(request):
             raise web.HTTPForbidden(text="not authorized to reload the config")
-        result = await hot.reload(engine)
+        result = await engine.reload()
         return web.json_response(result.to_dict(), status=200 if result.ok else 400)
 
     async def get_reload(request: web.Request) -> web.Response:
-        last = hot.last_result(engine)
+        last = engine.last_reload
         return web.json_response({"last": last.to_dict() if last else None,
                                   "config": {"file": str(engine.config.file),
                                              "version": engine.config.version,

@@ -5,15 +5,16 @@ Routes (every response is JSON, errors included, except `/metrics`, which is Pro
 - `GET /healthz` — the process is alive; never needs the token.
 - `GET /readyz` — 503 while an enabled channel is not `started` or the store does not commit; the body
   lists why.
-- `GET /status` — `Engine.status()`: engine, store, channels, destinations, data quality.
+- `GET /status` — `EngineApi.status()`: engine, store, channels, destinations, data quality.
 - `GET /metrics` — Prometheus text; state gauges are refreshed from `/status` at scrape time.
 - `GET /messages`, `GET /messages/{id}` — engine/admin/messages_api.py.
-- `POST /channels/{name}/start|stop|pause|resume` — `Engine.control`.
+- `POST /channels/{name}/start|stop|pause|resume` — `EngineApi.control`.
 - `/dlq…` — engine/admin/dlq_api.py (delivery room); `/reload` — engine/admin/reload_api.py;
   `/quality/monthly` — engine/admin/quality_api.py (the monthly bulletin);
   `/`, `/console/…` and
   `/history` — engine/admin/console.py (console room).
 
+The handlers ask the engine through `EngineApi` (engine/admin/__init__.py) and its services; none runs SQL.
 Authorization (bearer token, loopback rule, the flags other rooms read) is engine/admin/auth.py.
 Access lines go through structlog: DEBUG for reads (the console polls every 2 s), INFO for actions.
 """
@@ -23,31 +24,28 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import PurePath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from engine.admin import console, dlq_api, messages_api, quality_api, reload_api
+from engine.admin import EngineApi, console, dlq_api, messages_api, quality_api, reload_api
 from engine.admin.auth import Handler, auth_middleware, authorized
+from engine.admin.counter_history import History
+from engine.channel_runtime import CONTROL_ACTIONS
+from engine.config import AdminConfig
 from engine.errors import StoreError
 from engine.logs import mask_text
-from engine.metrics import CONTENT_TYPE
-from engine.quality.service import QualityReports
+from engine.metrics import CONTENT_TYPE, Metrics
 from engine.types import ChannelState
 
-if TYPE_CHECKING:
-    from engine.runtime import Engine
-
-ENGINE: web.AppKey[Engine] = web.AppKey("engine")
-"""The running engine, for handlers that other rooms add (`request.app[ENGINE]`)."""
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+"""The engine's metrics, for the middleware that counts requests by status."""
 
 DEFAULT_SHUTDOWN_TIMEOUT = 2.0
 """Seconds `stop()` waits for open admin connections (e.g. a console's event stream) before closing."""
-
-CONTROL_ACTIONS = ("start", "stop", "pause", "resume")
 
 log = structlog.get_logger("yonglink.admin")
 
@@ -74,7 +72,7 @@ def _error_text(exc: web.HTTPException) -> str:
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every error into `{"error": "..."}` (no HTML pages) and count requests by status."""
-    metrics = request.app[ENGINE].metrics
+    metrics = request.app[METRICS]
     try:
         response = await handler(request)
     except web.HTTPException as exc:
@@ -123,22 +121,26 @@ class AccessLogger(AbstractAccessLogger):
 class AdminServer:
     """Builds the application (this room's routes plus the DLQ and console rooms') and serves it."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: EngineApi, *, settings: AdminConfig, metrics: Metrics) -> None:
         self.engine = engine
-        self.config = engine.config.engine.admin
-        self.app = web.Application(middlewares=[json_errors, auth_middleware(self.config.token)])
-        self.app[ENGINE] = engine
+        self.config = settings
+        self.metrics = metrics
+        self.app = web.Application(middlewares=[json_errors, auth_middleware(settings.token)])
+        self.app[METRICS] = metrics
+        token_configured = bool(settings.token)
         r = self.app.router
         r.add_get("/healthz", self.healthz)
         r.add_get("/readyz", self.readyz)
         r.add_get("/status", self.status)
-        r.add_get("/metrics", self.metrics)
+        r.add_get("/metrics", self.prometheus)
         r.add_post("/channels/{name}/{action}", self.control)
-        messages_api.add_routes(self.app, engine, json_response)
-        dlq_api.add_routes(self.app, engine)
+        messages_api.add_routes(self.app, engine.messages, json_response, token_configured=token_configured)
+        dlq_api.add_routes(self.app, engine.dead_letters, token_configured=token_configured)
         reload_api.add_routes(self.app, engine)
-        quality_api.add_routes(self.app, QualityReports(store=engine.store, router=lambda: engine.router))
-        console.add_routes(self.app, engine)  # `/`, `/console/…` (public: no data), `/history`
+        quality_api.add_routes(self.app, engine.quality)
+        history = History(channels=engine.channels, destinations=engine.delivery.status)
+        console.add_routes(self.app, history,  # `/`, `/console/…` (public: no data), `/history`
+                           token_configured=token_configured)
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -166,10 +168,7 @@ class AdminServer:
         return json_response({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        reasons = [f"channel {c.name} is {c.state.value}" for c in self.engine.channels.values()
-                   if c.config.enabled and c.state is not ChannelState.STARTED]
-        if not await self.engine.store.check_writable():
-            reasons.append("store is not writable")
+        reasons = await self.engine.readiness()
         if reasons:
             return json_response({"ready": False, "reasons": reasons, "error": "; ".join(reasons)},
                                  status=503)
@@ -178,8 +177,8 @@ class AdminServer:
     async def status(self, request: web.Request) -> web.Response:
         return json_response(mask_last_errors(self.engine.status()))
 
-    async def metrics(self, request: web.Request) -> web.Response:
-        m = self.engine.metrics
+    async def prometheus(self, request: web.Request) -> web.Response:
+        m = self.metrics
         m.update_from_status(self.engine.status(), now=time.time())
         return web.Response(body=m.render(), headers={"Content-Type": CONTENT_TYPE})
 

@@ -4,8 +4,8 @@
 Which engine: the admin address of the config file (`--config`, default `config.yaml`, then
 `config.example.yaml` in the current directory), overridden by `$YONGLINK_ADMIN_URL`, overridden by
 `--url`; `http://127.0.0.1:8081` when none is given. The token: `--token`, else `$YONGLINK_ADMIN_TOKEN`,
-else the config's `engine.admin.token`. The command says on stderr which engine it talks to and why, so a CLI pointed at the
-wrong engine (another one on the same port) is visible at once.
+else the config's `engine.admin.token`. The command says on stderr which engine it talks to and why, so a
+CLI pointed at the wrong engine (another one on the same port) is visible at once.
 
 Exit codes shared by these commands: 0 done, 1 the API answered with an error (e.g. 401), 2 the admin API
 could not be reached or the config could not be read.
@@ -129,6 +129,6 @@ def report_api_error(exc: Exception, base_url: str, *, what: str | None = None) 
         prefix = f"{what}: " if what else ""
         print(f"yonglink: {prefix}HTTP {exc.code}: {reason}{hint}", file=sys.stderr)
         return 1
-    reason = getattr(exc, "reason", exc)
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
     print(f"yonglink: cannot reach the admin API at {base_url}: {reason}", file=sys.stderr)
     return 2

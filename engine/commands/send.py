@@ -60,8 +60,11 @@ def _load(name: str) -> tuple[list[bytes], str]:
     """Read and split one file; an unreadable file is reported as an ERROR line (no messages)."""
     try:
         return messages_of(Path(name).read_bytes())
-    except (OSError, RejectedMessage, LookupError) as exc:
-        print(f"{name}\t-\tERROR\t{getattr(exc, 'reason', exc)}")
+    except RejectedMessage as exc:
+        print(f"{name}\t-\tERROR\t{exc.reason}")
+        return [], ""
+    except (OSError, LookupError) as exc:
+        print(f"{name}\t-\tERROR\t{exc}")
         return [], ""
 
 

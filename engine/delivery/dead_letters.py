@@ -17,6 +17,7 @@ import orjson
 
 from engine.delivery.outbox import _DEAD_COLUMNS
 from engine.store.filters import Filters
+from engine.types import DeadLetterKind
 
 MAX_PAGE = 1000
 """Largest page `GET /dlq` returns."""
@@ -28,7 +29,7 @@ class DeadLetterQuery:
 
     channel: str | None = None
     destination: str | None = None
-    kind: str | None = None
+    kind: DeadLetterKind | None = None
     error: str | None = None
     since: float | None = None
     until: float | None = None
@@ -67,6 +68,12 @@ def with_message_header(conn: sqlite3.Connection, items: list[dict[str, Any]]) -
         item["control_id"], item["sending_facility"] = header.get(item.get("message_id") or "", (None, None))
 
 
+def kind_of(conn: sqlite3.Connection, dead_id: str) -> DeadLetterKind | None:
+    """The dead letter's kind, or None when there is none with that id."""
+    row = conn.execute("SELECT kind FROM dead_letters WHERE id = ?", (dead_id,)).fetchone()
+    return None if row is None else DeadLetterKind(row[0])
+
+
 def get(conn: sqlite3.Connection, dead_id: str, *, with_payload: bool) -> dict[str, Any] | None:
     """One dead letter; with its payload (delivery payload or raw message) when asked."""
     row = conn.execute(f"SELECT {_DEAD_COLUMNS} FROM dead_letters WHERE id = ?", (dead_id,)).fetchone()
@@ -74,7 +81,7 @@ def get(conn: sqlite3.Connection, dead_id: str, *, with_payload: bool) -> dict[s
         return None
     item = _row(row)
     if with_payload:
-        if item["kind"] == "delivery" and item["delivery_id"]:
+        if item["kind"] == DeadLetterKind.DELIVERY and item["delivery_id"]:
             p = conn.execute("SELECT payload, content_type, last_response FROM deliveries WHERE id = ?",
                              (item["delivery_id"],)).fetchone()
             payload, ctype = (p[0], p[1]) if p else (None, None)
@@ -106,7 +113,7 @@ def requeue(conn: sqlite3.Connection, dead_id: str, *, now: float, who: str) -> 
     """
     row = conn.execute("SELECT kind, delivery_id, destination, message_id FROM dead_letters WHERE id = ?",
                        (dead_id,)).fetchone()
-    if row is None or row[0] != "delivery" or row[1] is None:
+    if row is None or row[0] != DeadLetterKind.DELIVERY or row[1] is None:
         return None
     cur = conn.execute("UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt_at = ?,"
                        " created_at = ?, first_attempt_at = NULL, last_error = NULL"

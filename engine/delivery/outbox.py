@@ -1,10 +1,11 @@
 """The delivery queue, dead-letter queue and DLQ audit log: tables and the SQL that works on them.
 
-One `deliveries` row per (message, route, destination); `state` goes `queued` → `sent` | `dead`. Rows are
-claimed by the workers *in memory* only (the row stays `queued` in the store while a send is in flight),
-so a crash leaves every unfinished delivery queued: at-least-once, with the same delivery id (the
-`Idempotency-Key`) on the retry. Functions take a connection and run inside the store's writer or a
-reader, so the pipeline can create rows in the same transaction as the mapped result.
+One `deliveries` row per (message, route, destination); `state` (`DeliveryState`, engine/types.py)
+goes `queued` → `sent` | `dead`; the SQL below spells those values as literals (partial indexes need
+them). Rows are claimed by the workers *in memory* only (the row stays `queued` in the store while a
+send is in flight), so a crash leaves every unfinished delivery queued: at-least-once, with the same
+delivery id (the `Idempotency-Key`) on the retry. Functions take a connection and run inside the
+store's writer or a reader, so the pipeline can create rows in the same transaction as the mapped result.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.ids import new_id
+from engine.types import DeadLetterKind, DeliveryState
 
 DDL = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -193,11 +195,12 @@ def enqueue_many(conn: sqlite3.Connection, rows: Sequence[NewDelivery], *, now: 
     return out
 
 
-def add_dead_letter(conn: sqlite3.Connection, *, kind: str, message_id: str, error: str, now: float,
+def add_dead_letter(conn: sqlite3.Connection, *, kind: DeadLetterKind, message_id: str, error: str,
+                    now: float,
                     channel: str | None = None, destination: str | None = None, route_id: str | None = None,
                     dataset: str | None = None, delivery_id: str | None = None, attempts: int = 0,
                     first_attempt_at: float | None = None, last_attempt_at: float | None = None) -> str:
-    """Record a dead letter (`kind` is `delivery` or `mapping`); returns its id."""
+    """Record a dead letter; returns its id."""
     dead_id = new_id(now)
     conn.execute(f"INSERT INTO dead_letters ({_DEAD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                  (dead_id, kind, message_id, channel, destination, route_id, dataset, delivery_id, attempts,
@@ -337,7 +340,8 @@ def mark_dead(conn: sqlite3.Connection, item: Pending, *, attempts: int, now: fl
     if cur.rowcount == 0:
         return None
     _log_attempt(conn, item.id, attempts, now, "dead", error, response)
-    return add_dead_letter(conn, kind="delivery", message_id=item.message_id, error=error[:2000], now=now,
+    return add_dead_letter(conn, kind=DeadLetterKind.DELIVERY, message_id=item.message_id,
+                           error=error[:2000], now=now,
                            channel=item.channel, destination=item.destination, route_id=item.route_id,
                            dataset=item.dataset, delivery_id=item.id, attempts=attempts,
                            first_attempt_at=item.first_attempt_at or now, last_attempt_at=now)
@@ -394,7 +398,7 @@ def deliveries_of(conn: sqlite3.Connection, message_id: str) -> list[dict[str, A
         out.append({
             "id": r[0], "destination": r[1], "route_id": r[2], "dataset": r[3], "state": r[4],
             "attempts": r[5], "created_at": r[6], "first_attempt_at": r[7], "last_attempt_at": r[8],
-            "next_attempt_at": r[9] if r[4] == "queued" else None, "last_error": r[10],
+            "next_attempt_at": r[9] if r[4] == DeliveryState.QUEUED else None, "last_error": r[10],
             "last_response": r[11],
             "attempt_log": [{"attempt": a[0], "at": a[1], "result": a[2], "error": a[3], "response": a[4]}
                             for a in attempts],

@@ -28,6 +28,15 @@ DEFAULT_MAX_AGE = 24 * 3600.0
 
 Verdict = Literal["success", "transient", "permanent"]
 """What a destination's answer means for the delivery."""
+_VERDICTS: dict[str, Verdict] = {"success": "success", "transient": "transient", "permanent": "permanent"}
+
+
+def as_verdict(value: str) -> Verdict:
+    """A config string as a `Verdict` (the config schema allows only these three)."""
+    try:
+        return _VERDICTS[value]
+    except KeyError:
+        raise ValueError(f"status override {value!r}: expected one of {', '.join(_VERDICTS)}") from None
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
 """HTTP statuses that are worth retrying besides every 5xx (RFC 9110 §15.5.9, RFC 8470 §5.2, RFC 6585 §4)."""

@@ -13,25 +13,26 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
 
-from channels import outbound_types
+from channels.base import Outbound
 from engine.config import DestinationConfig
 from engine.delivery import outbox
 from engine.delivery.worker import DestinationWorker
 from engine.errors import StoreError
+from engine.metrics import Metrics
 from engine.store import messages
-from engine.types import JSON, RouteResult, StoredMessage
+from engine.store.sqlite import Store
+from engine.types import JSON, DeadLetterKind, DestinationState, RouteResult, StoredMessage
 
 if TYPE_CHECKING:
     from engine.datasets.registry import DatasetRegistry
-    from engine.pipeline import Routed
-    from engine.runtime import Engine
+    from engine.types import Routed
 
 REFRESH_EVERY = 1.0
 """Seconds between refreshes of the per-destination counts shown in `/status` (when something changed)."""
@@ -60,11 +61,23 @@ def resolve_paths(settings: Mapping[str, Any], base: Path) -> dict[str, Any]:
 
 
 class DeliveryService:
-    """Creates delivery rows inside the pipeline's transaction and runs one worker per destination."""
+    """Creates delivery rows inside the pipeline's transaction and runs one worker per destination.
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.destinations: dict[str, DestinationConfig] = {d.name: d for d in engine.config.destinations}
+    Receives what it uses: the destinations, the store, the metrics, the connector classes by config
+    `type` (channels/__init__.py `outbound_types`), the directory relative paths resolve against, the
+    retention age, and `registry`, which supplies the dataset registry for `keys: de` destinations.
+    """
+
+    def __init__(self, *, destinations: Sequence[DestinationConfig], store: Store, metrics: Metrics,
+                 outbound_types: Mapping[str, type[Outbound]], config_dir: Path, retention_days: float,
+                 registry: Callable[[], DatasetRegistry]) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.outbound_types = outbound_types
+        self.config_dir = config_dir
+        self.retention_days = retention_days
+        self._load_registry = registry
+        self.destinations: dict[str, DestinationConfig] = {d.name: d for d in destinations}
         self.workers: dict[str, DestinationWorker] = {}
         self._counts: dict[str, dict[str, Any]] = {}
         self._sent_at_start: dict[str, int] = {}
@@ -91,7 +104,7 @@ class DeliveryService:
         for message, results in outcomes:
             for r in results:
                 if r.error:
-                    outbox.add_dead_letter(conn, kind="mapping", message_id=message.id,
+                    outbox.add_dead_letter(conn, kind=DeadLetterKind.MAPPING, message_id=message.id,
                                           channel=message.channel, route_id=r.route_id, dataset=r.dataset,
                                           error=r.error, now=now)
                     continue
@@ -108,7 +121,7 @@ class DeliveryService:
         dest = self.destinations.get(name)
         if dest is None:
             outbox.add_dead_letter(
-                conn, kind="mapping", message_id=message.id, channel=message.channel,
+                conn, kind=DeadLetterKind.MAPPING, message_id=message.id, channel=message.channel,
                 route_id=r.route_id, dataset=r.dataset, destination=name, now=now,
                 error=f"route {r.route_id} names unknown destination {name!r}")
             return None
@@ -116,7 +129,7 @@ class DeliveryService:
             payload, ctype, order_value = self._payload(conn, message, r, dest)
         except Exception as exc:  # e.g. a record that cannot be re-keyed by DE id
             outbox.add_dead_letter(
-                conn, kind="mapping", message_id=message.id, channel=message.channel,
+                conn, kind=DeadLetterKind.MAPPING, message_id=message.id, channel=message.channel,
                 route_id=r.route_id, dataset=r.dataset, destination=name, now=now,
                 error=f"cannot build payload for {name}: {type(exc).__name__}: {exc}")
             return None
@@ -143,15 +156,9 @@ class DeliveryService:
                 None if order_value is None else str(order_value))
 
     def registry(self) -> DatasetRegistry:
-        """The dataset registry (the router's when it has one) for `keys: de` destinations."""
+        """The dataset registry for `keys: de` destinations (loaded once, on first use)."""
         if self._registry is None:
-            router = self.engine.router
-            found = getattr(router, "datasets", None) or getattr(router, "registry", None)
-            if found is None:
-                from engine.datasets.registry import DatasetRegistry
-
-                found = DatasetRegistry.load(self.engine.config.engine.schemas_dir)
-            self._registry = found
+            self._registry = self._load_registry()
         return self._registry
 
     # --- after the commit -------------------------------------------------------------------------
@@ -183,23 +190,23 @@ class DeliveryService:
         """Start a worker per enabled destination; queued rows (also those in flight at a crash) resume."""
         if any(d.options.get("keys") == "de" for d in self.destinations.values()):
             self.registry()  # load now, not on the store's writer thread inside a transaction
-        types = outbound_types()
+        types = self.outbound_types
         for name, dest in self.destinations.items():
             if dest.options.get("enabled", True) is False:
                 continue
             cls = types.get(dest.type)
             error = None if cls is not None else f"no connector for destination type {dest.type!r}"
-            settings = resolve_paths(dest.settings, self.engine.config.file.resolve().parent)
+            settings = resolve_paths(dest.settings, self.config_dir)
             outbound = cls(name=name, settings=settings) if cls is not None else None
-            if outbound is not None and hasattr(outbound, "status_overrides"):
+            if outbound is not None:
                 overrides = (dest.options.get("retry") or {}).get("status_overrides") or {}
-                outbound.status_overrides = {int(k): v for k, v in overrides.items()}
-            worker = DestinationWorker(config=dest, outbound=outbound, store=self.engine.store,
-                                       metrics=self.engine.metrics, connector_error=error)
-            worker.on_change = self._dirty.set
+                outbound.use_status_overrides({int(k): str(v) for k, v in overrides.items()})
+            worker = DestinationWorker(config=dest, outbound=outbound, store=self.store,
+                                       metrics=self.metrics, connector_error=error,
+                                       on_change=self._dirty.set)
             self.workers[name] = worker
             await worker.start()
-        self._sent_at_start = await self.engine.store.read(outbox.sent_counts)
+        self._sent_at_start = await self.store.read(outbox.sent_counts)
         await self._refresh()
         self._house = asyncio.create_task(self._housekeeping(), name="yonglink-delivery-housekeeping")
 
@@ -231,10 +238,10 @@ class DeliveryService:
             await asyncio.sleep(max(REFRESH_EVERY, 20 * (time.monotonic() - started)))
 
     async def _refresh(self) -> None:
-        self._counts = await self.engine.store.read(outbox.destination_counts)
+        self._counts = await self.store.read(outbox.destination_counts)
         for name, worker in self.workers.items():
             self._counts.setdefault(name, {})["sent"] = self._sent_at_start.get(name, 0) + worker.sent
-        m = self.engine.metrics
+        m = self.metrics
         for name in self.destinations:
             c = self._counts.get(name, {})
             m.queue_depth.labels(name).set(c.get("queued", 0))
@@ -242,13 +249,13 @@ class DeliveryService:
 
     async def prune(self, now: float | None = None) -> tuple[int, int]:
         """Drop sent payloads and raw messages older than the retention age; dead letters stay."""
-        days = self.engine.config.engine.store.retention_days
+        days = self.retention_days
         cutoff = (time.time() if now is None else now) - days * 86400.0
 
         def run(conn: sqlite3.Connection) -> tuple[int, int]:
             return outbox.prune(conn, older_than=cutoff), messages.prune(conn, older_than=cutoff)
 
-        payloads, raws = await self.engine.store.write(run)
+        payloads, raws = await self.store.write(run)
         if payloads or raws:
             log.info("retention pruned", payloads=payloads, raw_messages=raws, days=days)
         return payloads, raws
@@ -261,7 +268,7 @@ class DeliveryService:
             c = self._counts.get(name, {})
             worker = self.workers.get(name)
             info = worker.describe() if worker else {
-                "name": name, "type": dest.type, "state": "disabled", "in_flight": 0,
+                "name": name, "type": dest.type, "state": DestinationState.DISABLED, "in_flight": 0,
                 "blocked_message_id": None, "last_error": None}
             oldest = c.get("oldest_queued")
             info.update(queued=c.get("queued", 0), retrying=c.get("retrying", 0), sent=c.get("sent", 0),

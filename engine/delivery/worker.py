@@ -25,7 +25,7 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -46,7 +46,7 @@ from engine.delivery.sent_recorder import SentBatcher
 from engine.errors import DeliveryError, PermanentDeliveryError, StoreError
 from engine.metrics import Metrics
 from engine.store.sqlite import Store
-from engine.types import DeliveryItem, DeliveryResult
+from engine.types import DeliveryItem, DeliveryResult, DestinationState
 
 DEFAULT_CONCURRENCY = 4
 """Requests in flight per destination (parallel mode) or keys in flight (fifo with an order_key)."""
@@ -67,7 +67,8 @@ MEMORY_QUEUE = 10_000
 
 log = structlog.get_logger("yonglink.delivery")
 
-Outcome = DeliveryResult | DeliveryError
+SendOutcome = DeliveryResult | DeliveryError
+"""What one record of a request came to: the destination's answer, or why it was not accepted."""
 
 
 class DestinationWorker:
@@ -75,7 +76,7 @@ class DestinationWorker:
 
     def __init__(self, *, config: DestinationConfig, outbound: Outbound | None, store: Store,
                  metrics: Metrics, rng: random.Random | None = None,
-                 connector_error: str | None = None) -> None:
+                 connector_error: str | None = None, on_change: Callable[[], None] | None = None) -> None:
         opts: Mapping[str, Any] = config.options
         self.name = config.name
         self.type = config.type
@@ -94,7 +95,7 @@ class DestinationWorker:
         self.inflight: dict[str, Pending] = {}  # every row the worker holds: queued in memory or sending
         self.busy_keys: set[str | None] = set()
         self.blocked: dict[str | None, str] = {}
-        self.state = "ok" if connector_error is None else "down"
+        self.state = DestinationState.OK if connector_error is None else DestinationState.DOWN
         self.last_error: str | None = connector_error
         self.last_error_at: float | None = time.time() if connector_error else None
         self.failures = 0
@@ -118,7 +119,7 @@ class DestinationWorker:
         self._log = log.bind(destination=self.name)
         self._sent_counter = metrics.deliveries.labels(self.name, "sent")
         self._sent_log = SentBatcher(store, self._settled)
-        self.on_change: Any = None  # set by DeliveryService: called after every recorded outcome
+        self.on_change = on_change  # called after every recorded outcome (refreshes `/status` counts)
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -203,7 +204,7 @@ class DestinationWorker:
             # While `down` the senders only probe, one row at a time: reading pages of rows that cannot
             # be sent would only take the store writer from ingest (a 10-minute outage measured 488
             # msg/s ingest instead of ~1,500 as the backlog grew). Claim again once it recovers.
-            idle_down = self.state == "down" and bool(self._ready)
+            idle_down = self.state is DestinationState.DOWN and bool(self._ready)
             if self._more and not idle_down and (len(self._ready) < page or time.monotonic() >= claim_by):
                 self._more = False
                 claim_by = time.monotonic() + 1.0
@@ -233,7 +234,7 @@ class DestinationWorker:
                 self._has_ready.clear()
                 await self._has_ready.wait()
                 continue
-            if self.state == "down":
+            if self.state is DestinationState.DOWN:
                 await self._probe()
                 continue
             await self._gather_batch()
@@ -262,7 +263,7 @@ class DestinationWorker:
         """While `down`, send one delivery at a time and pause (backoff) after each failure: a long
         outage costs one attempt per pause, not one per queued message, and no CPU."""
         async with self._probe_lock:
-            if self.state != "down" or not self._ready or self._stopping:
+            if self.state is not DestinationState.DOWN or not self._ready or self._stopping:
                 return
             if not await self._deliver([self._ready.popleft()]):
                 await asyncio.sleep(compute_backoff(min(self.failures, 64), self.policy, self.rng))
@@ -314,7 +315,7 @@ class DestinationWorker:
                             route_id=row.route_id, dataset=row.dataset,
                             metadata={"channel": row.channel or ""})
 
-    async def _request(self, rows: Sequence[Pending]) -> list[Outcome] | DeliveryError:
+    async def _request(self, rows: Sequence[Pending]) -> list[SendOutcome] | DeliveryError:
         """One request for `rows`: an outcome per row, or one error for the request as a whole.
 
         A batching destination always gets `send_batch` (even for one row), so its receiver sees one
@@ -449,8 +450,8 @@ class DestinationWorker:
 
     def _set_success(self) -> None:
         self.failures = 0
-        if self.state == "down":
-            self.state = "ok"
+        if self.state is DestinationState.DOWN:
+            self.state = DestinationState.OK
             self._log.warning("destination recovered")
             self._event.set()  # the claim loop rests while down
 
@@ -459,12 +460,12 @@ class DestinationWorker:
         self.failures += 1
         self._failures_since_summary += 1
         self.last_error, self.last_error_at = str(err)[:500], now
-        if self.state != "down" and self.failures >= DOWN_AFTER:
-            self.state = "down"
+        if self.state is not DestinationState.DOWN and self.failures >= DOWN_AFTER:
+            self.state = DestinationState.DOWN
             self._last_summary = now
             self._failures_since_summary = 0
             self._log.warning("destination down", error_type=type(err).__name__, failures=self.failures)
-        elif self.state == "down" and now - self._last_summary >= SUMMARY_EVERY:
+        elif self.state is DestinationState.DOWN and now - self._last_summary >= SUMMARY_EVERY:
             self._log.warning("destination still down", failed_attempts=self._failures_since_summary,
                               error_type=type(err).__name__)
             self._last_summary = now
@@ -475,8 +476,8 @@ class DestinationWorker:
         blocked_id = None
         if self.fifo and self.blocked:
             blocked_id = next(iter(self.blocked.values()))
-            if state == "ok":
-                state = "blocked"
+            if state is DestinationState.OK:
+                state = DestinationState.BLOCKED
         last = {"at": self.last_error_at, "text": self.last_error} if self.last_error else None
         return {"name": self.name, "type": self.type, "ordering": "fifo" if self.fifo else "parallel",
                 "state": state, "in_flight": self._sending, "held": len(self.inflight),

@@ -15,6 +15,7 @@ from typing import Any
 
 from engine.datasets.registry import DatasetRegistry
 from engine.errors import FilteredMessage, MappingError
+from engine.hl7v2.er7 import Er7Message
 from engine.mapping import formats
 from engine.mapping.model import FieldMap, Route, check_operation
 from engine.message_view import Source
@@ -167,7 +168,7 @@ def run_route(route: Route, unit: Unit, datasets: DatasetRegistry | None) -> lis
     if route.validate_structure:
         from engine.mapping.structure import structure_problem
 
-        problem = structure_problem(str(getattr(source, "text", "")))
+        problem = structure_problem(source.text if isinstance(source, Er7Message) else "")
         if problem is not None:
             error = f"{route.file}:{route.line_of('validate')} validate: structure: {problem}"
             return [Outcome(RouteResult(route_id=route.id, dataset=route.target, error=error,

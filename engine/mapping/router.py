@@ -54,6 +54,10 @@ class Router:
         """Every selected route's result for `msg` (sync, CPU only); a bad payload is one error result."""
         return [o.result for o in self.route_outcomes(msg)]
 
+    def continue_counts(self, previous: Router) -> None:
+        """Count on in `previous`'s data-quality counter: after a reload the counts stay "since start"."""
+        self.quality = previous.quality
+
     def quality_snapshot(self) -> dict[str, Any]:
         """Data-quality counts since start (for ``/status`` ``quality``)."""
         return self.quality.snapshot()

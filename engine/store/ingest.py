@@ -21,10 +21,9 @@ from collections.abc import Callable
 from engine.errors import StoreError
 from engine.store import messages
 from engine.store.sqlite import Store
-from engine.types import Acceptance, InboundMessage
+from engine.types import Acceptance, InboundMessage, Landed
 
-Landed = Callable[[Acceptance | BaseException], None]
-"""Called once per message after its commit: the acceptance, or why nothing was committed."""
+__all__ = ["IngestBatcher", "Landed", "resolve"]
 
 
 class IngestBatcher:

@@ -31,7 +31,7 @@ async def test_rates_are_received_deltas_per_second_and_the_ring_keeps_one_minut
         make_config: Callable[[str], Config], engine_factory: Callable[[Config], Any]) -> None:
     """10 messages between two samples 2 s apart is 5 msg/s; samples older than the window fall out."""
     engine: Engine = await engine_factory(make_config(CONFIG))
-    history = History(engine, interval=2.0)
+    history = History(channels=engine.channels, destinations=engine.delivery.status, interval=2.0)
     history.sample(now=1000.0)
     engine.channels["adt"].count("received", 10)
     history.sample(now=1002.0)
@@ -48,10 +48,12 @@ async def test_rates_are_received_deltas_per_second_and_the_ring_keeps_one_minut
 
 async def test_a_channel_removed_by_a_reload_leaves_the_history(
         make_config: Callable[[str], Config], engine_factory: Callable[[Config], Any]) -> None:
-    """Series follow the engine's channels, so a removed channel's sparkline disappears."""
+    """Series follow the channels it is given, so a removed channel's sparkline disappears (the engine
+    gives its live channel set, which a reload edits)."""
     engine: Engine = await engine_factory(make_config(CONFIG))
-    history = History(engine)
+    channels = dict(engine.channels)
+    history = History(channels=channels, destinations=engine.delivery.status)
     history.sample(now=1.0)
-    del engine.channels["adt"]
+    del channels["adt"]
     history.sample(now=3.0)
     assert history.snapshot()["channels"]["messages_per_second"] == {}

@@ -14,7 +14,6 @@ from typing import Any
 
 from channels.mllp.client import MllpClient
 from engine.config import Config
-from engine.reload import reload
 from engine.runtime import Engine
 from engine.store import messages
 
@@ -129,7 +128,7 @@ async def test_a_reload_gives_the_workers_the_new_routes(
     before = await outcomes(engine, 1)
     assert {r[0] for r in before["R1"][1]} == {"adt_person", "adt_inpatient_admission"}
     engine.config.file.write_text(config_text(str(tmp_path / "r.db"), 1, ROUTES[:1]), encoding="utf-8")
-    result = await reload(engine)
+    result = await engine.reload()
     assert result.ok, result.errors
     assert engine.mapping_pool is not None and engine.mapping_pool.restarts == 1
     await send(engine, [sample("adt_a01_v251_utf8.hl7", "R2")])
