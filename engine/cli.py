@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 COMMANDS = ("run", "validate", "send", "map", "test", "quality", "status", "messages", "tail", "dlq",
-            "reload", "backup", "completion")
+            "reload", "audit", "backup", "completion")
 """Subcommand modules in `engine/commands/`, in the order `--help` lists them."""
 
 

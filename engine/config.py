@@ -100,7 +100,15 @@ class AdminConfig:
     host: str = "127.0.0.1"
     port: int = 8081
     token: str | None = None
+    """The admin role's token (older single-token form; `tokens.admin` wins when both are set)."""
     enabled: bool = True
+    tokens: Mapping[str, str] = field(default_factory=dict)
+    """Role → bearer token for `viewer`, `operator`, `admin` (engine/admin/auth.py); empty values ignored."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names the admin API answers besides IP literals, `localhost` and the listen host (against DNS
+    rebinding)."""
+    loopback_raw: bool = False
+    """Without any token: show raw patient data to loopback clients (off unless said explicitly)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,7 +379,10 @@ def _engine_section(eng: Mapping[str, Any], base: Path, lines: Mapping[KeyPath, 
     )
     ad = eng.get("admin", {}) or {}
     host, port = located(parse_listen, ad.get("listen", "127.0.0.1:8081"), "admin", "listen")
-    admin = AdminConfig(host=host, port=port, token=ad.get("token") or None, enabled=ad.get("enabled", True))
+    admin = AdminConfig(host=host, port=port, token=ad.get("token") or None, enabled=ad.get("enabled", True),
+                        tokens={k: v for k, v in (ad.get("tokens") or {}).items() if v},
+                        allowed_hosts=tuple(ad.get("allowed_hosts") or ()),
+                        loopback_raw=bool(ad.get("loopback_raw", False)))
     lg = eng.get("log", {}) or {}
     log = LogConfig(format=lg.get("format", "auto"), level=lg.get("level", "info"),
                     redact=lg.get("redact", True))

@@ -86,6 +86,17 @@ def mask_text(text: str) -> str:
     return text
 
 
+_QUOTED_VALUE = re.compile(r"'[^'\n]{0,400}'")
+"""A value quoted in an error text: the mapper quotes the offending input (`PID-7 '19851345' is not a valid
+date`, engine/mapping/mapper.py `shown`), which may be any patient datum, not only shapes mask_text knows."""
+
+
+def mask_error(text: str) -> str:
+    """An error text for someone who may not see patient data: quoted input values and known shapes
+    masked; field names, paths, route file:line and the reason stay, so the error is still actionable."""
+    return mask_text(_QUOTED_VALUE.sub("'" + REDACTED + "'", text))
+
+
 def is_phi_key(key: str) -> bool:
     """True when a value under this key is patient data (see the module docstring, layer 1)."""
     k = key.lower()

@@ -31,7 +31,8 @@ from engine.metrics import Metrics
 from engine.pipeline import Pipeline
 from engine.quality.service import QualityReports
 from engine.reload import ReloadResult
-from engine.store import messages
+from engine.store import access_audit, messages
+from engine.store.access_audit import AccessAudit
 from engine.store.ingest import IngestBatcher
 from engine.store.sqlite import CORE_DDL, SqliteStore, Store
 from engine.types import ChannelState, MessageState, RouteResult, StoredMessage
@@ -85,6 +86,7 @@ class Engine:
                                               refresh=self.delivery.refresh_soon)
         self.messages = MessageTrail(self.store)
         self.quality = QualityReports(store=self.store, router=lambda: self._live.router)
+        self.audit = AccessAudit(self.store)
         self.mapping_pool: MappingPool | None = None
         if config.engine.mapping_workers:
             from engine.mapping.pool import MappingPool
@@ -150,7 +152,7 @@ class Engine:
     # --- lifecycle --------------------------------------------------------------------------------
 
     def ddl(self) -> list[str]:
-        return [CORE_DDL, messages.DDL, *self.delivery.ddl()]
+        return [CORE_DDL, messages.DDL, access_audit.DDL, *self.delivery.ddl()]
 
     async def start(self) -> None:
         """Open the store, recover, start delivery, then channels, then the admin API."""

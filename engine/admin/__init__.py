@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from engine.delivery.service import DeliveryService
     from engine.quality.service import QualityReports
     from engine.reload import ReloadResult
+    from engine.store.access_audit import AccessAudit
     from engine.types import ChannelState
 
 
@@ -46,6 +47,10 @@ class EngineApi(Protocol):
     @property
     def quality(self) -> QualityReports:
         """The monthly data-quality bulletin (`/quality/monthly`)."""
+
+    @property
+    def audit(self) -> AccessAudit:
+        """The access audit: raw reads, replays, purges, reloads, channel control (`/audit`)."""
 
     @property
     def last_reload(self) -> ReloadResult | None:

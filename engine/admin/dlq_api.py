@@ -18,20 +18,24 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.admin.auth import authorized, presented_token, raw_allowed
+from engine.admin.audit_api import audit_entry
+from engine.admin.auth import actor_of, authorized, raw_allowed
 from engine.admin.messages_api import parse_time
 from engine.delivery.dead_letter_service import DeadLetterService, ReplayReport
 from engine.delivery.dead_letters import DeadLetterQuery
 from engine.errors import StoreError
+from engine.logs import mask_error
+from engine.store.access_audit import AccessAudit, AuditAction
 from engine.types import DeadLetterKind
 
 BULK_LIMIT = 10_000
 """Most dead letters one `POST /dlq/replay` re-queues; call again for more."""
 
 
-def add_routes(app: web.Application, dead_letters: DeadLetterService, *, token_configured: bool) -> None:
+def add_routes(app: web.Application, dead_letters: DeadLetterService, *, token_configured: bool,
+               audit: AccessAudit) -> None:
     """Register the `/dlq` routes on the admin application."""
-    api = DlqApi(dead_letters, token_configured=token_configured)
+    api = DlqApi(dead_letters, token_configured=token_configured, audit=audit)
     app.router.add_get("/dlq", api.list_items)
     app.router.add_post("/dlq/replay", api.replay_bulk)
     app.router.add_get("/dlq/{id}", api.show)
@@ -69,8 +73,10 @@ def query_from(params: Any) -> DeadLetterQuery:
 class DlqApi:
     """Handlers over the dead-letter service."""
 
-    def __init__(self, dead_letters: DeadLetterService, *, token_configured: bool) -> None:
+    def __init__(self, dead_letters: DeadLetterService, *, token_configured: bool,
+                 audit: AccessAudit) -> None:
         self.dead_letters = dead_letters
+        self.audit = audit
         self.token_configured = token_configured
 
     # --- authorization ----------------------------------------------------------------------------
@@ -79,15 +85,16 @@ class DlqApi:
         """Who is acting (for the audit log); 403 when the caller may not act."""
         if not authorized(request):
             raise web.HTTPForbidden(text="not authorized to replay or purge dead letters")
-        if self.token_configured and presented_token(request):
-            return "admin-token"
-        return f"anonymous@{request.remote or '?'}"
+        return actor_of(request)
 
     # --- handlers ---------------------------------------------------------------------------------
 
     async def list_items(self, request: web.Request) -> web.Response:
         q = query_from(request.query)
         items = await self.dead_letters.search(q)
+        if not raw_allowed(request):
+            for item in items:
+                item["error"] = mask_error(item["error"]) if item.get("error") else item.get("error")
         nxt = items[-1]["id"] if len(items) == q.limit else None
         return web.json_response({"items": items, "next_before": nxt})
 
@@ -97,16 +104,23 @@ class DlqApi:
         item = await self.dead_letters.get(dead_id, with_payload=with_payload)
         if item is None:
             raise web.HTTPNotFound(text=f"no dead letter {dead_id}")
-        if not with_payload:
-            item["payload_hidden"] = ("payload shown only with the admin token"
-                                      if self.token_configured
-                                      else "payload shown only to loopback clients (or configure a token)")
+        if with_payload:
+            await self.audit.record(audit_entry(request, AuditAction.READ_PAYLOAD, dead_id, item.get("kind")))
+        else:
+            for key in ("error", "last_response"):
+                if isinstance(item.get(key), str):
+                    item[key] = mask_error(item[key])
+            item["payload_hidden"] = ("payload shown only to the admin role" if self.token_configured
+                                      else "payload shown to nobody until an admin token is configured (or "
+                                           "engine.admin.loopback_raw for local clients)")
         return web.json_response(item)
 
     async def replay_one(self, request: web.Request) -> web.Response:
         who = self._actor(request)
         body = await _json_body(request)
         dead_id = request.match_info["id"]
+        await self.audit.record(audit_entry(request, AuditAction.REPLAY, dead_id,
+                                            "remap" if body.get("remap") else None))
         report = await self.replay([dead_id], remap=bool(body.get("remap", False)), who=who)
         if report.requeued + report.remapped == 0:
             exists = await self.dead_letters.get(dead_id, with_payload=False)
@@ -121,12 +135,17 @@ class DlqApi:
         body = await _json_body(request)
         q = query_from({**body, "limit": body.get("limit") or BULK_LIMIT})
         items = await self.dead_letters.search(q)
+        detail = f"bulk: {len(items)} dead letters" + (", remap" if body.get("remap") else "")
+        await self.audit.record(audit_entry(request, AuditAction.REPLAY, None, detail))
         report = await self.replay([i["id"] for i in items], remap=bool(body.get("remap", False)), who=who)
         return web.json_response(report.to_dict())
 
     async def purge(self, request: web.Request) -> web.Response:
         who = self._actor(request)
+        if not raw_allowed(request):
+            raise web.HTTPForbidden(text="purging dead letters needs the admin role")
         dead_id = request.match_info["id"]
+        await self.audit.record(audit_entry(request, AuditAction.PURGE, dead_id))
         if not await self.dead_letters.purge(dead_id, who=who):
             raise web.HTTPNotFound(text=f"no dead letter {dead_id}")
         return web.json_response({"purged": dead_id, "by": who})

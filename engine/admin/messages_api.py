@@ -2,7 +2,7 @@
 
 Listings carry metadata only (ids, header fields, state, times). The detail adds each route's result
 and each delivery attempt; the raw message and mapped records are included only for callers that
-`raw_allowed` (engine/admin/auth.py). Error texts are passed through `mask_text` for everyone else,
+`raw_allowed` (engine/admin/auth.py). Error texts are passed through `mask_error` for everyone else,
 because a mapping error may quote a field value.
 """
 
@@ -14,10 +14,12 @@ from typing import Any
 
 from aiohttp import web
 
+from engine.admin.audit_api import audit_entry
 from engine.admin.auth import raw_allowed
 from engine.delivery.message_trail import MessageTrail
 from engine.hl7v2.charset import python_codec
-from engine.logs import mask_text
+from engine.logs import mask_error
+from engine.store.access_audit import AccessAudit, AuditAction
 from engine.store.messages import MessageQuery
 from engine.types import MessageState, StoredMessage
 
@@ -30,9 +32,9 @@ JsonResponder = Callable[[Any], web.Response]
 
 
 def add_routes(app: web.Application, trail: MessageTrail, json: JsonResponder, *,
-               token_configured: bool) -> None:
+               token_configured: bool, audit: AccessAudit) -> None:
     """Register the message routes; `json` is the admin server's orjson response helper."""
-    api = MessagesApi(trail, json, token_configured=token_configured)
+    api = MessagesApi(trail, json, token_configured=token_configured, audit=audit)
     app.router.add_get("/messages", api.search)
     app.router.add_get("/messages/{id}", api.show)
 
@@ -76,7 +78,7 @@ def metadata(msg: StoredMessage, *, show_raw: bool) -> dict[str, Any]:
         "control_id": msg.control_id, "message_type": msg.message_type,
         "sending_application": msg.sending_application, "sending_facility": msg.sending_facility,
         "content_type": msg.content_type, "charset": msg.charset, "peer": msg.peer,
-        "error": msg.error if show_raw or msg.error is None else mask_text(msg.error),
+        "error": msg.error if show_raw or msg.error is None else mask_error(msg.error),
         "metadata": dict(msg.metadata),
     }
 
@@ -93,7 +95,9 @@ def decode_raw(raw: bytes, charset: str | None) -> str:
 class MessagesApi:
     """Handlers over the message trail service (engine/delivery/message_trail.py)."""
 
-    def __init__(self, trail: MessageTrail, json: JsonResponder, *, token_configured: bool) -> None:
+    def __init__(self, trail: MessageTrail, json: JsonResponder, *, token_configured: bool,
+                 audit: AccessAudit) -> None:
+        self.audit = audit
         self.trail = trail
         self.json = json
         self.token_configured = token_configured
@@ -120,19 +124,21 @@ class MessagesApi:
             for r in results:
                 r["record"] = None
                 if r["error"]:
-                    r["error"] = mask_text(r["error"])
+                    r["error"] = mask_error(r["error"])
             for d in deliveries or ():
                 d.pop("payload", None)
                 for key in ("last_error", "last_response"):
                     if isinstance(d.get(key), str):
-                        d[key] = mask_text(d[key])
+                        d[key] = mask_error(d[key])
         body["results"] = results
         body["deliveries"] = deliveries
         if show:
+            await self.audit.record(audit_entry(request, AuditAction.READ_RAW, msg.id, msg.channel))
             body["raw"] = decode_raw(msg.raw, msg.charset) if msg.raw is not None else None
         else:
             body["raw"] = None
-            body["raw_hidden"] = ("raw content and records are shown only with the admin token"
+            body["raw_hidden"] = ("raw content and records are shown only to the admin role"
                                   if self.token_configured else
-                                  "no admin token configured: raw content is shown only to local clients")
+                                  "no token configured: raw content is shown to nobody (configure an admin "
+                                  "token, or engine.admin.loopback_raw for local clients)")
         return self.json(body)

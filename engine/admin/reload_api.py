@@ -11,7 +11,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from engine.admin import EngineApi
+from engine.admin.audit_api import audit_entry
 from engine.admin.auth import authorized
+from engine.store.access_audit import AuditAction
 
 
 def add_routes(app: web.Application, engine: EngineApi) -> None:
@@ -21,6 +23,9 @@ def add_routes(app: web.Application, engine: EngineApi) -> None:
         if not authorized(request):
             raise web.HTTPForbidden(text="not authorized to reload the config")
         result = await engine.reload()
+        await engine.audit.record(audit_entry(request, AuditAction.RELOAD,
+                                              result.version or result.previous_version,
+                                              "applied" if result.ok else "refused"))
         return web.json_response(result.to_dict(), status=200 if result.ok else 400)
 
     async def get_reload(request: web.Request) -> web.Response:

@@ -31,14 +31,16 @@ import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from engine.admin import EngineApi, console, dlq_api, messages_api, quality_api, reload_api
-from engine.admin.auth import Handler, auth_middleware, authorized
+from engine.admin import EngineApi, audit_api, console, dlq_api, messages_api, quality_api, reload_api
+from engine.admin.audit_api import audit_entry
+from engine.admin.auth import AccessPolicy, Handler, auth_middleware, authorized
 from engine.admin.counter_history import History
 from engine.channel_runtime import CONTROL_ACTIONS
 from engine.config import AdminConfig
 from engine.errors import StoreError
-from engine.logs import mask_text
+from engine.logs import mask_error
 from engine.metrics import CONTENT_TYPE, Metrics
+from engine.store.access_audit import AuditAction
 from engine.types import ChannelState
 
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
@@ -100,9 +102,9 @@ def mask_last_errors(status: dict[str, Any]) -> dict[str, Any]:
     for item in (*status.get("channels", ()), *status.get("destinations", ())):
         err = item.get("last_error")
         if isinstance(err, dict) and isinstance(err.get("text"), str):
-            item["last_error"] = {**err, "text": mask_text(err["text"])}
+            item["last_error"] = {**err, "text": mask_error(err["text"])}
         elif isinstance(err, str):
-            item["last_error"] = mask_text(err)
+            item["last_error"] = mask_error(err)
     return status
 
 
@@ -125,17 +127,22 @@ class AdminServer:
         self.engine = engine
         self.config = settings
         self.metrics = metrics
-        self.app = web.Application(middlewares=[json_errors, auth_middleware(settings.token)])
+        policy = AccessPolicy.of(token=settings.token, tokens=settings.tokens, listen_host=settings.host,
+                                 allowed_hosts=settings.allowed_hosts, loopback_raw=settings.loopback_raw)
+        self.app = web.Application(middlewares=[json_errors, auth_middleware(policy)])
         self.app[METRICS] = metrics
-        token_configured = bool(settings.token)
+        token_configured = policy.token_required
         r = self.app.router
         r.add_get("/healthz", self.healthz)
         r.add_get("/readyz", self.readyz)
         r.add_get("/status", self.status)
         r.add_get("/metrics", self.prometheus)
         r.add_post("/channels/{name}/{action}", self.control)
-        messages_api.add_routes(self.app, engine.messages, json_response, token_configured=token_configured)
-        dlq_api.add_routes(self.app, engine.dead_letters, token_configured=token_configured)
+        messages_api.add_routes(self.app, engine.messages, json_response, token_configured=token_configured,
+                                audit=engine.audit)
+        dlq_api.add_routes(self.app, engine.dead_letters, token_configured=token_configured,
+                           audit=engine.audit)
+        audit_api.add_routes(self.app, engine.audit)
         reload_api.add_routes(self.app, engine)
         quality_api.add_routes(self.app, engine.quality)
         history = History(channels=engine.channels, destinations=engine.delivery.status)
@@ -190,6 +197,7 @@ class AdminServer:
             raise web.HTTPNotFound(text=f"no channel {name!r}")
         if not authorized(request):
             raise web.HTTPForbidden(text="not authorized to control channels")
+        await self.engine.audit.record(audit_entry(request, AuditAction.CONTROL, name, action))
         state = await self.engine.control(name, action)
         log.info("channel control", channel=name, action=action, state=state.value, remote=request.remote)
         channel = self.engine.channels[name].describe()

@@ -102,7 +102,9 @@ def target_of(args: argparse.Namespace) -> AdminTarget | None:
 def call(method: str, url: str, token: str | None, timeout: float, body: Any = None) -> Any:
     """One admin API request; JSON in and out (raises `API_ERRORS`)."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Accept": "application/json"})
+    # X-Requested-With: the admin API's CSRF check refuses state changes without a non-simple header
+    headers = {"Accept": "application/json", "X-Requested-With": "yonglink-cli"}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     if data is not None:
         request.add_header("Content-Type", "application/json")
     if token:

@@ -109,11 +109,13 @@ async def wait_for(cond: Callable[[], Any], timeout: float = 15.0) -> Any:  # no
 @pytest.fixture
 def start_engine(tmp_path: Path, make_config: Callable[[str], Config],
                  engine_factory: Callable[[Config], Any]) -> Callable[..., Any]:
-    async def start(*, token: str | None = None) -> Engine:
+    async def start(*, token: str | None = None, loopback_raw: bool = False) -> Engine:
         (tmp_path / "routes").mkdir(exist_ok=True)
         (tmp_path / "routes" / "pass_adt.yaml").write_text(ROUTE, encoding="utf-8")
         (tmp_path / "routes" / "pass_orm.yaml").write_text(FIFO_ROUTE, encoding="utf-8")
         token_line = f"    token: {token}\n" if token else ""
+        if loopback_raw:  # the admin role for loopback clients without a token (engine/admin/auth.py)
+            token_line += "    loopback_raw: true\n"
         text = CONFIG.format(token=token_line, person_route=PERSON_ROUTE)
         engine: Engine = await engine_factory(make_config(text))
         return engine
@@ -206,8 +208,9 @@ async def test_a_dead_letter_is_replayed_from_the_dlq_page_and_delivered(
 
 
 async def test_purge_asks_for_confirmation_first(start_engine: Callable[..., Any], open_console: Any) -> None:
-    """Purge shows an in-page confirmation; Cancel keeps the dead letter, Confirm removes it."""
-    engine = await start_engine()
+    """Purge shows an in-page confirmation; Cancel keeps the dead letter, Confirm removes it. (Purging needs
+    the admin role: here, a loopback console with `loopback_raw`.)"""
+    engine = await start_engine(loopback_raw=True)
     await send_mllp(listen(engine), [hl7("PURGE1")])
     await wait_for(lambda: sink(engine)["dead_letters"] == 1)
     page = await open_console(engine.admin.url, hash="#/dlq")

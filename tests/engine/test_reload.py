@@ -121,7 +121,9 @@ async def engine(tmp_path: Path, make_config: Callable[[str], Config],
 
 
 async def api(engine: Engine, method: str, path: str) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as http, http.request(method, engine.admin.url + path) as resp:
+    # X-Requested-With: what a script (not a cross-site form) sends; see engine/admin/auth.py's CSRF check
+    async with aiohttp.ClientSession() as http, http.request(method, engine.admin.url + path,
+                                                            headers={"X-Requested-With": "test"}) as resp:
         return resp.status, await resp.json()
 
 

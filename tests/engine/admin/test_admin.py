@@ -78,7 +78,7 @@ async def get(url: str, *, token: str | None = None, headers: dict[str, str] | N
 
 
 async def post(url: str, *, token: str | None = None) -> tuple[int, Any]:
-    hdrs = {"Authorization": f"Bearer {token}"} if token else {}
+    hdrs = {"Authorization": f"Bearer {token}"} if token else {"X-Requested-With": "test"}
     async with aiohttp.ClientSession() as s, s.post(url, headers=hdrs) as r:
         return r.status, await r.json()
 
@@ -234,16 +234,26 @@ async def test_message_detail_shows_raw_and_records_only_with_the_token(
         404, {"error": "no message NOPE"})
 
 
-async def test_without_a_token_raw_content_is_shown_to_loopback_clients_only(
+async def test_without_a_token_raw_content_is_shown_to_nobody_unless_the_config_says_loopback_may_see_it(
         make_config: Callable[[str], Config], engine_factory: Factory) -> None:
+    """No token and no `loopback_raw`: even a loopback client sees metadata only (#17: raw content without a
+    token only when the config says so explicitly)."""
     engine = await start(make_config, engine_factory, config_text())
+    message_id = await accept(engine, "L0")
+    _, body, _ = await get(f"{engine.admin.url}/messages/{message_id}")
+    assert body["raw"] is None and "loopback_raw" in body["raw_hidden"]
+    assert all(r["record"] is None for r in body["results"])
+
+
+async def test_with_loopback_raw_raw_content_is_shown_to_loopback_clients_only(
+        make_config: Callable[[str], Config], engine_factory: Factory) -> None:
+    engine = await start(make_config, engine_factory, STOPPED_CHANNEL % ", loopback_raw: true")
     message_id = await accept(engine, "L1")
     url = f"{engine.admin.url}/messages/{message_id}"
     _, body, _ = await get(url)
     assert "张三" in body["raw"]
     _, body, _ = await get(url, headers={"X-Forwarded-For": "10.1.2.3"})
-    assert body["raw"] is None and "local clients" in body["raw_hidden"]
-    assert all(r["record"] is None for r in body["results"])
+    assert body["raw"] is None and all(r["record"] is None for r in body["results"])
 
 
 async def test_the_server_stops_even_while_a_client_keeps_a_connection_open(

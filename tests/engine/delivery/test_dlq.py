@@ -14,10 +14,13 @@ import delivery_support as S
 import pytest
 
 from engine import cli
+from engine.admin.auth import fingerprint
 from engine.config import Config
 from engine.runtime import Engine
 
 TOKEN = "t0ken"
+ACTOR = f"admin:{fingerprint(TOKEN)}"
+"""How the audit names a caller with the admin token (role and token fingerprint, never the token)."""
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[")
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 ROUTE = """
@@ -104,7 +107,7 @@ async def test_replay_after_fixing_the_destination_resends_the_stored_payload_wi
     assert sink.accepted[0].key == sink.requests[0].key == item["delivery_id"]
     assert (await api(engine, "GET", "/dlq"))[1]["items"] == []
     audit = await S.rows(engine, "SELECT action, who, dead_letter_id FROM dlq_audit")
-    assert audit == [("replay", "admin-token", item["id"])]
+    assert audit == [("replay", ACTOR, item["id"])]
 
 
 async def test_bulk_replay_requeues_only_what_matches_the_filter(
@@ -148,10 +151,10 @@ async def test_purge_needs_the_token_and_writes_an_audit_row(
     status, _ = await api(engine, "DELETE", f"/dlq/{item['id']}", token=False)
     assert status == 401
     status, doc = await api(engine, "DELETE", f"/dlq/{item['id']}")
-    assert status == 200 and doc["by"] == "admin-token"
+    assert status == 200 and doc["by"] == ACTOR
     [(action, who, dead_id, at)] = await S.rows(
         engine, "SELECT action, who, dead_letter_id, at FROM dlq_audit")
-    assert (action, who, dead_id) == ("purge", "admin-token", item["id"]) and at > 0
+    assert (action, who, dead_id) == ("purge", ACTOR, item["id"]) and at > 0
     assert (await api(engine, "GET", f"/dlq/{item['id']}"))[0] == 404
 
 
