@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hmac
 import os
-import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -76,19 +75,6 @@ class Authenticator:
     def challenge(self) -> dict[str, str]:
         """`WWW-Authenticate` for a 401 (RFC 6750 §3)."""
         return {"WWW-Authenticate": 'Bearer realm="yonglink"'} if self._bearer else {}
-
-
-def tls_context(settings: Mapping[str, Any] | None) -> ssl.SSLContext | None:
-    """Server TLS from `tls: {cert, key, ca, require_client_cert}`; mutual TLS when `ca` is given."""
-    if not settings:
-        return None
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(settings["cert"], settings["key"])
-    if settings.get("ca"):
-        ctx.load_verify_locations(settings["ca"])
-        ctx.verify_mode = (ssl.CERT_REQUIRED if settings.get("require_client_cert", True)
-                           else ssl.CERT_OPTIONAL)
-    return ctx
 
 
 def _names(value: object) -> list[str]:

@@ -26,7 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from channels.base import ChannelContext, Inbound
-from channels.http.auth import Authenticator, tls_context
+from channels.http.auth import Authenticator
 from channels.http.responses import Issue, openapi, operation_outcome
 from channels.payload import (
     FHIR_MEDIA_TYPES,
@@ -38,6 +38,7 @@ from channels.payload import (
     hl7v2_items,
     media_type,
 )
+from channels.tls import relative_to, server_context
 from engine.config import parse_listen, parse_size
 from engine.errors import FhirParseError, StoreError
 from engine.hl7v2.ack import build_ack
@@ -83,7 +84,9 @@ class HttpInbound(Inbound):
         app.router.add_get(f"{self.base}/openapi.json", self._openapi)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, ssl_context=tls_context(self._tls),
+        ssl_context = server_context(self._tls, key=f"channels.{self.name}.http.tls",
+                                     resolve=relative_to(self.context.config_dir))
+        site = web.TCPSite(runner, self.host, self.port, ssl_context=ssl_context,
                            reuse_address=True)
         try:
             await site.start()

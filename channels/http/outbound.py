@@ -20,13 +20,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
 
 from channels.base import Outbound
+from channels.tls import client_context
 from engine.config import parse_duration
 from engine.delivery.retry import (
     RETRY_AFTER_STATUSES,
@@ -65,19 +65,6 @@ def _env(name: str, what: str) -> str:
     if not value:
         raise ConfigError(f"environment variable {name} ({what}) is not set or empty")
     return value
-
-
-def build_ssl(tls: Mapping[str, Any] | None) -> ssl.SSLContext | bool:
-    """TLS settings: `ca_file` (custom CA), `cert_file` + `key_file` (client certificate), `verify`."""
-    if not tls:
-        return True
-    ctx = ssl.create_default_context(cafile=tls.get("ca_file"))
-    if tls.get("cert_file"):
-        ctx.load_cert_chain(tls["cert_file"], tls.get("key_file"))
-    if tls.get("verify") is False:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 def auth_header(auth: Mapping[str, Any] | None) -> str | None:
@@ -119,7 +106,10 @@ class HttpOutbound(Outbound):
         if auth:
             self.headers["Authorization"] = auth
         limit = int(self.settings.get("max_connections", DEFAULT_MAX_CONNECTIONS))
-        connector = aiohttp.TCPConnector(ssl=build_ssl(self.settings.get("tls")), limit=limit)
+        # TLS as every connector reads it (channels/tls.py); without `tls`, aiohttp's default (True)
+        # verifies against the system store
+        context = client_context(self.settings.get("tls"), key=f"destinations.{self.name}.http.tls")
+        connector = aiohttp.TCPConnector(ssl=context if context is not None else True, limit=limit)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout,
                                         sock_read=self.read_timeout)
         self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)

@@ -30,8 +30,8 @@ from channels.base import ChannelContext, Inbound
 from channels.mllp.connection import MllpConnection
 from channels.mllp.framing import DEFAULT_MAX_FRAME_BYTES
 from channels.mllp.handler import MllpHandler
+from channels.tls import server_context
 from engine.config import parse_duration, parse_listen, parse_size
-from engine.errors import ConfigError
 
 DEFAULT_IDLE_TIMEOUT = 300.0
 """Seconds a connection may stay silent before it is closed."""
@@ -127,23 +127,9 @@ class MllpInbound(Inbound):
         self.context.stats.connections_open = len(self.connections)
 
     def _ssl_context(self) -> ssl.SSLContext | None:
-        """TLS from `tls: {cert, key, ca, require_client_cert}`; mutual TLS when a client cert is required."""
-        tls = self.tls
-        if not tls:
-            return None
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        try:
-            ctx.load_cert_chain(self._path(tls["cert"]), self._path(tls["key"]))
-            if tls.get("ca"):
-                ctx.load_verify_locations(cafile=self._path(tls["ca"]))
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"cannot load TLS files: {exc}", key=f"channels.{self.name}.mllp.tls") from exc
-        if tls.get("require_client_cert"):
-            if not tls.get("ca"):
-                raise ConfigError("require_client_cert needs `ca` (the CA that signs client certs)",
-                                  key=f"channels.{self.name}.mllp.tls")
-            ctx.verify_mode = ssl.CERT_REQUIRED
-        return ctx
+        """TLS from `tls: {cert, key, ca, require_client_cert}`, read as every connector reads it
+        (channels/tls.py)."""
+        return server_context(self.tls, key=f"channels.{self.name}.mllp.tls", resolve=self._path)
 
     def _path(self, value: str) -> str:
         path = Path(value)

@@ -16,12 +16,12 @@ The connection, framing, ACK timeout and reconnects are channels/mllp/client.py'
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Mapping
 from typing import Any
 
 from channels.base import Outbound
 from channels.mllp.client import MllpClient
+from channels.tls import client_context
 from engine.config import parse_duration, parse_listen
 from engine.errors import PermanentDeliveryError, TransientDeliveryError
 from engine.types import DeliveryItem, DeliveryResult
@@ -73,12 +73,7 @@ class MllpOutbound(Outbound):
             self.host, self.port = str(settings.get("host", "127.0.0.1")), int(settings.get("port", 2575))
         self.ack_timeout = parse_duration(settings.get("ack_timeout", DEFAULT_ACK_TIMEOUT))
         self.ae_permanent = settings.get("ae", "transient") == "permanent"
-        tls = settings.get("tls")
-        context = None
-        if tls:
-            context = ssl.create_default_context(cafile=tls.get("ca_file"))
-            if tls.get("cert_file"):
-                context.load_cert_chain(tls["cert_file"], tls.get("key_file"))
+        context = client_context(settings.get("tls"), key=f"destinations.{name}.mllp.tls")
         self.client = MllpClient(self.host, self.port, timeout=self.ack_timeout, ssl_context=context)
 
     async def stop(self) -> None:
