@@ -26,9 +26,7 @@ from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 
 from engine.errors import ConfigError
-
-SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
-"""Where the config schema and the dataset schemas live (the repo's `schemas/`)."""
+from engine.resources import DATASET_SCHEMAS_DIR, SCHEMAS_DIR
 
 DEFAULT_DEDUPE_WINDOW = 24 * 3600.0
 """Seconds within which a second message with the same MSH-4 + MSH-10 is a duplicate."""
@@ -119,7 +117,7 @@ class EngineSection:
     store: StoreConfig
     admin: AdminConfig = field(default_factory=AdminConfig)
     log: LogConfig = field(default_factory=LogConfig)
-    schemas_dir: Path = SCHEMAS_DIR / "ningbo"
+    schemas_dir: Path = DATASET_SCHEMAS_DIR
     tables_dir: Path | None = None
     facility: str = "YONGLINK"
     mapping_workers: int = 0
@@ -377,7 +375,7 @@ def _engine_section(eng: Mapping[str, Any], base: Path, lines: Mapping[KeyPath, 
                     redact=lg.get("redact", True))
     return EngineSection(
         store=store, admin=admin, log=log,
-        schemas_dir=base / eng["schemas"] if "schemas" in eng else SCHEMAS_DIR / "ningbo",
+        schemas_dir=base / eng["schemas"] if "schemas" in eng else DATASET_SCHEMAS_DIR,
         tables_dir=base / eng["tables"] if "tables" in eng else None,
         facility=eng.get("facility", "YONGLINK"),
         mapping_workers=int(eng.get("mapping_workers", 0)),

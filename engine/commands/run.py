@@ -7,10 +7,13 @@ import asyncio
 import sys
 from typing import Any
 
+from engine.commands import default_config
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("run", help="run the engine")
-    p.add_argument("--config", "-c", default="config.example.yaml", help="config file (YAML)")
+    p.add_argument("--config", "-c", default=default_config(),
+                   help="config file (YAML); default: config.yaml here, else config.example.yaml")
     p.set_defaults(func=run)
 
 

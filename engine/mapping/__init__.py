@@ -17,14 +17,15 @@ from pathlib import Path
 from engine.config import Config
 from engine.datasets.registry import DatasetRegistry
 from engine.errors import ConfigError
-from engine.mapping.model import REPO, Route
+from engine.mapping.model import Route
 from engine.mapping.route import load_routes
 from engine.mapping.router import Router
 from engine.metrics import Metrics
+from engine.resources import DATASET_SCHEMAS_DIR, TABLES_DIR
 
-DEFAULT_TABLES_DIR = REPO / "mappings" / "tables"
+DEFAULT_TABLES_DIR = TABLES_DIR
 """Code tables used when the config names none (`engine.mapping.code_tables`)."""
-DEFAULT_SCHEMAS_DIR = REPO / "schemas" / "ningbo"
+DEFAULT_SCHEMAS_DIR = DATASET_SCHEMAS_DIR
 """Dataset schemas used when no config is given (route tests, `yonglink map` without --config)."""
 
 __all__ = ["DEFAULT_SCHEMAS_DIR", "DEFAULT_TABLES_DIR", "Route", "Router", "build_router", "expand_routes",
