@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import signal
 import time
 from collections.abc import Awaitable
@@ -22,7 +23,7 @@ from engine import __version__
 from engine.config import ChannelConfig, Config
 from engine.delivery.service import DeliveryService
 from engine.delivery.subscriptions import Subscriptions
-from engine.errors import MappingUnavailable
+from engine.errors import ListenError, MappingUnavailable
 from engine.metrics import Metrics
 from engine.pipeline import Pipeline
 from engine.store import messages
@@ -60,6 +61,8 @@ class ChannelRuntime:
         self.state = ChannelState.STOPPED
         self.log = structlog.get_logger("yonglink.channel").bind(channel=config.name)
         self.inbound: Inbound | None = None
+        self.start_error: Exception | None = None
+        """Why the last `start` failed (None after a successful start)."""
         self._counters = {outcome: engine.metrics.messages.labels(config.name, outcome)
                           for outcome in ChannelStats.OUTCOMES}
         self._ack_latency = engine.metrics.ack_latency.labels(config.name)
@@ -138,9 +141,11 @@ class ChannelRuntime:
         self.engine.pipeline.hold(self.name, False)
         cls = inbound_types()[self.config.type]
         self.inbound = cls(name=self.name, settings=self.config.settings, context=self)
+        self.start_error = None
         try:
             await self.inbound.start()
         except Exception as exc:
+            self.start_error = exc
             self.error(f"cannot start: {exc}")
             self.set_state(ChannelState.ERROR)
             self.log.error("channel failed to start", error=str(exc))
@@ -217,16 +222,34 @@ class Engine:
                 self.mapping_pool = None
         self.pipeline.start()
         await self.delivery.start()
+        try:
+            await self._listen()
+        except ListenError:
+            await self.stop()
+            raise
+        log.info("engine started", version=__version__, channels=len(self.channels),
+                 admin=getattr(self.admin, "url", None))
+
+    async def _listen(self) -> None:
+        """Start the channels, then the admin API; an address that cannot be bound stops the start-up
+        with one line naming who and where (a second engine, or another server on the port)."""
         for channel in self.channels.values():
             if channel.config.enabled:
                 await channel.start()
+                listen = channel.config.settings.get("listen")  # servers (MLLP, HTTP); AMQP retries
+                if listen and isinstance(channel.start_error, OSError):
+                    raise ListenError(f"channel {channel.name}: cannot listen on {listen}: "
+                                      f"{_reason(channel.start_error)}")
         if self.config.engine.admin.enabled:
             from engine.admin.server import AdminServer
 
             self.admin = AdminServer(self)
-            await self.admin.start()
-        log.info("engine started", version=__version__, channels=len(self.channels),
-                 admin=getattr(self.admin, "url", None))
+            try:
+                await self.admin.start()
+            except OSError as exc:
+                admin = self.config.engine.admin
+                raise ListenError(f"admin API: cannot listen on {admin.host}:{admin.port}: "
+                                  f"{_reason(exc)}") from None
 
     async def stop(self) -> None:
         """Stop accepting, let commits in flight finish, stop delivery, close the store.
@@ -291,10 +314,10 @@ class Engine:
     async def run_until_signalled(self) -> None:
         """`yonglink run`: start, then stop cleanly on SIGTERM or SIGINT."""
         loop = asyncio.get_running_loop()
-        await self.start()
         stop_requested = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT):  # before start: a SIGTERM right after it stops cleanly
             loop.add_signal_handler(sig, stop_requested.set)
+        await self.start()
         from engine.reload import install_sighup
 
         install_sighup(self)  # SIGHUP: re-read config and routes, validated first
@@ -302,3 +325,7 @@ class Engine:
         log.info("signal received, stopping")
         await self.stop()
 
+
+def _reason(exc: OSError) -> str:
+    """`address already in use` rather than asyncio's `[Errno 98] error while attempting to bind ...`."""
+    return os.strerror(exc.errno).lower() if exc.errno else str(exc)

@@ -33,7 +33,7 @@ def tune_interpreter() -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.config import load_config
-    from engine.errors import ConfigError, StoreError
+    from engine.errors import ConfigError, ListenError, StoreError
     from engine.logs import configure_logging
 
     try:
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         runner(Engine(config).run_until_signalled())
-    except (StoreError, ConfigError) as exc:
+    except (StoreError, ConfigError, ListenError) as exc:  # one line: the store in use, a port taken...
         print(f"yonglink: {exc}", file=sys.stderr)
         return 1
     return 0
