@@ -89,6 +89,20 @@ def test_a_second_engine_on_the_same_store_exits_at_once_naming_the_store_and_th
 
 
 @pytest.mark.slow
+def test_the_second_engine_stops_at_the_store_before_loading_its_routes(
+        project: Path, running: RunningEngine) -> None:
+    """The store is claimed first: a second engine whose routes would not even load is told the store is
+    in use, without spending the seconds that loading routes and dataset schemas takes."""
+    config = (project / "config.yaml").read_text(encoding="utf-8")
+    (project / "second.yaml").write_text(config.replace("routes/*.yaml", "no-such-folder/*.yaml"),
+                                         encoding="utf-8")
+    second = subprocess.run([sys.executable, "-m", "engine.cli", "run", "--config", "second.yaml"],
+                            cwd=project, env=_env(), capture_output=True, text=True, timeout=DEADLINE)
+    assert second.returncode == 1
+    assert second.stderr.startswith(f"yonglink: store {project / 'var' / 'yonglink.db'} is in use")
+
+
+@pytest.mark.slow
 def test_the_store_is_free_again_once_its_engine_stopped_or_was_killed(project: Path) -> None:
     """SIGTERM releases the lock, and so does kill -9 (the kernel drops the lock with the process)."""
     assert RunningEngine(project).finish(signal.SIGTERM) == 0  # stops cleanly, even right after start

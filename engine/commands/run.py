@@ -49,10 +49,14 @@ def run(args: argparse.Namespace) -> int:
         runner: Any = uvloop.run
     except ImportError:  # uvloop is optional (not on Windows)
         runner = asyncio.run
-    from engine.runtime import Engine
+    from engine.store.sqlite import SqliteStore
 
+    store = SqliteStore(config.engine.store.path, max_size=config.engine.store.max_size)
     try:
-        runner(Engine(config).run_until_signalled())
+        store.claim()  # first: a second engine on this store exits before loading routes and schemas
+        from engine.runtime import Engine
+
+        runner(Engine(config, store=store).run_until_signalled())
     except (StoreError, ConfigError, ListenError) as exc:  # one line: the store in use, a port taken...
         print(f"yonglink: {exc}", file=sys.stderr)
         return 1

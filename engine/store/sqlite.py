@@ -121,9 +121,16 @@ class SqliteStore(Store):
                 conn.execute(f"PRAGMA max_page_count={max(1, self.max_size // page)}")
         return conn
 
-    async def open(self, ddl: Sequence[str]) -> None:
+    def claim(self) -> None:
+        """Take the one-engine lock now, or raise StoreError naming the store and the pid holding it.
+
+        `open` claims too; `yonglink run` claims first, so a second engine exits before the seconds it
+        would spend loading routes and schemas."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock.acquire()  # before anything touches the file: a second engine stops here
+        self._lock.acquire()
+
+    async def open(self, ddl: Sequence[str]) -> None:
+        self.claim()  # before anything touches the file: a second engine stops here
         self._loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = self._loop.create_future()
         self._thread = threading.Thread(target=self._run_writer, args=(list(ddl), ready),
