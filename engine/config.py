@@ -218,12 +218,14 @@ def load_yaml_with_lines(text: str, *, file: str) -> tuple[Any, dict[KeyPath, in
         if isinstance(node, yaml.MappingNode):
             loader.flatten_mapping(node)
             out: dict[Any, Any] = {}
+            key_lines: dict[Any, int] = {}
             for key_node, value_node in node.value:
                 key = loader.construct_object(key_node, deep=True)
                 if key in out:
-                    raise ConfigError(f"duplicate key (first at line {lines[(*path, key)]})",
+                    raise ConfigError(f"duplicate key (first at line {key_lines[key]})",
                                       file=file, line=key_node.start_mark.line + 1,
                                       key=format_path((*path, key)))
+                key_lines[key] = key_node.start_mark.line + 1
                 out[key] = build(value_node, (*path, key))
             return out
         if isinstance(node, yaml.SequenceNode):

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.cli import main
+
 REPO = Path(__file__).resolve().parents[1]
 COMMAND_TIMEOUT = 120
 """Seconds any one command may take before the test fails (a deadline, not a performance target)."""
@@ -181,3 +183,29 @@ def test_make_run_installs_runtime_dependencies_only(tmp_path: Path) -> None:
     assert not any("[test]" in line for line in run_plan), run_plan
     test_plan = _make_plan("test", tmp_path)
     assert any(line.endswith("pip install --quiet -e '.[test]'") for line in test_plan), test_plan
+
+
+def test_init_writes_a_project_that_validate_and_test_accept(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """From the checkout: `yonglink init` then, inside the project, `validate` and `test` with no
+    arguments pick its config.yaml and routes/tests."""
+    assert main(["init", str(tmp_path / "p")]) == 0
+    assert sorted(p.relative_to(tmp_path / "p").as_posix() for p in (tmp_path / "p").rglob("*.*")) == [
+        "config.yaml", "routes/example_person.yaml", "routes/tests/example_person.yaml",
+        "samples/example_adt_a01.hl7"]
+    monkeypatch.chdir(tmp_path / "p")
+    capsys.readouterr()
+    assert main(["validate"]) == 0
+    assert capsys.readouterr().out.startswith("config.yaml: valid (1 channels, 1 destinations, 1 routes")
+    assert main(["test"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "3 passed, 0 failed"
+
+
+def test_init_never_overwrites_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "config.yaml").write_text("mine\n", encoding="utf-8")
+    assert main(["init", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == (f"yonglink init: {tmp_path / 'config.yaml'} already exists; nothing"
+                                       " written (choose an empty folder)\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
+    assert (tmp_path / "config.yaml").read_text(encoding="utf-8") == "mine\n"

@@ -117,6 +117,12 @@ def test_a_duplicate_key_names_both_lines(tmp_path: Path) -> None:
     assert "duplicate key (first at line 3)" in str(err)
 
 
+def test_a_duplicate_section_names_the_line_of_the_first_key(tmp_path: Path) -> None:
+    err = error_of(tmp_path, MINIMAL + "engine:\n  store: {path: other.db}\n")
+    assert (err.line, err.key) == (16, "engine")
+    assert "duplicate key (first at line 1)" in str(err)
+
+
 def test_an_unset_variable_without_default_suggests_one(tmp_path: Path) -> None:
     err = error_of(tmp_path, MINIMAL.replace("var/test.db", "${STORE_PATH}"))
     assert err.line == 3
