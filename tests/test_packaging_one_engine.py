@@ -54,7 +54,9 @@ class RunningEngine:
             if line.startswith("{") and json.loads(line).get("event") == "engine started":
                 break
         else:
-            raise AssertionError(f"the engine exited ({self.proc.wait()}) before starting")
+            code = self.proc.wait()
+            self._stream.close()
+            raise AssertionError(f"the engine exited ({code}) before starting")
         self._reader = threading.Thread(target=self._stream.read, daemon=True)
         self._reader.start()
 
