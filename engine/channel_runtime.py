@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import structlog
 
 from channels.base import ChannelContext, ChannelStats, Inbound
 from engine.config import ChannelConfig, Config
+from engine.errors import ListenError
 from engine.metrics import Metrics
 from engine.pipeline import Pipeline
 from engine.store import messages
@@ -71,6 +73,8 @@ class ChannelRuntime(ChannelContext):
         self.state = ChannelState.STOPPED
         self.log = structlog.get_logger("yonglink.channel").bind(channel=config.name)
         self.inbound: Inbound | None = None
+        self.start_error: Exception | None = None
+        """Why the last `start` failed (None after a successful start)."""
         self._counters = {outcome: parts.metrics.messages.labels(config.name, outcome)
                           for outcome in ChannelStats.OUTCOMES}
         self._ack_latency = parts.metrics.ack_latency.labels(config.name)
@@ -154,9 +158,11 @@ class ChannelRuntime(ChannelContext):
         self.parts.pipeline.hold(self.name, False)
         cls = self.parts.inbound_types[self.config.type]
         self.inbound = cls(name=self.name, settings=self.config.settings, context=self)
+        self.start_error = None
         try:
             await self.inbound.start()
         except Exception as exc:
+            self.start_error = exc
             self.error(f"cannot start: {exc}")
             self.set_state(ChannelState.ERROR)
             self.log.error("channel failed to start", error=str(exc))
@@ -257,9 +263,16 @@ class ChannelSet(Mapping[str, ChannelRuntime]):
                     stats[state.value] = by_state.get(state, 0)
 
     async def start_enabled(self) -> None:
+        """Start every enabled channel; a server channel (MLLP, HTTP: it has `listen`) whose address cannot
+        be bound raises ListenError naming who and where (another engine or server on the port). AMQP
+        channels retry by themselves instead."""
         for channel in self._channels.values():
             if channel.config.enabled:
                 await channel.start()
+                listen = channel.config.settings.get("listen")
+                if listen and isinstance(channel.start_error, OSError):
+                    raise ListenError(f"channel {channel.name}: cannot listen on {listen}: "
+                                      f"{os_reason(channel.start_error)}")
 
     async def stop_all(self, bounded: Callable[[str, Awaitable[Any]], Awaitable[None]]) -> None:
         """Close every source, each step bounded by `bounded(what, step)`."""
@@ -327,3 +340,8 @@ async def _step(done: ChannelChanges, name: str, step: Coroutine[Any, Any, None]
     except Exception as exc:  # a connector's bug must not leave the other channels half reloaded
         log.exception("channel reload step failed", channel=name)
         done.errors[name] = f"{type(exc).__name__}: {exc}"
+
+
+def os_reason(exc: OSError) -> str:
+    """`address already in use` rather than asyncio's `[Errno 98] error while attempting to bind ...`."""
+    return os.strerror(exc.errno).lower() if exc.errno else str(exc)

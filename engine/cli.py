@@ -10,7 +10,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMANDS = ("run", "validate", "send", "map", "test", "quality", "status", "messages", "tail", "dlq",
+COMMANDS = ("init", "run", "validate", "send", "map", "test", "quality", "status", "messages", "tail", "dlq",
             "reload", "audit", "backup", "completion")
 """Subcommand modules in `engine/commands/`, in the order `--help` lists them."""
 

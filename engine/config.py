@@ -26,9 +26,7 @@ from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 
 from engine.errors import ConfigError
-
-SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
-"""Where the config schema and the dataset schemas live (the repo's `schemas/`)."""
+from engine.resources import DATASET_SCHEMAS_DIR, SCHEMAS_DIR
 
 DEFAULT_DEDUPE_WINDOW = 24 * 3600.0
 """Seconds within which a second message with the same MSH-4 + MSH-10 is a duplicate."""
@@ -127,7 +125,7 @@ class EngineSection:
     store: StoreConfig
     admin: AdminConfig = field(default_factory=AdminConfig)
     log: LogConfig = field(default_factory=LogConfig)
-    schemas_dir: Path = SCHEMAS_DIR / "ningbo"
+    schemas_dir: Path = DATASET_SCHEMAS_DIR
     tables_dir: Path | None = None
     facility: str = "YONGLINK"
     mapping_workers: int = 0
@@ -214,6 +212,9 @@ def load_yaml_with_lines(text: str, *, file: str) -> tuple[Any, dict[KeyPath, in
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
+        context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and context_mark is not None:  # where the unclosed thing began: the likely culprit
+            problem += f" ({context} that starts at line {context_mark.line + 1})"
         raise ConfigError(f"YAML syntax error: {problem}", file=file,
                           line=mark.line + 1 if mark else None) from None
     finally:
@@ -225,11 +226,14 @@ def load_yaml_with_lines(text: str, *, file: str) -> tuple[Any, dict[KeyPath, in
         if isinstance(node, yaml.MappingNode):
             loader.flatten_mapping(node)
             out: dict[Any, Any] = {}
+            key_lines: dict[Any, int] = {}
             for key_node, value_node in node.value:
                 key = loader.construct_object(key_node, deep=True)
                 if key in out:
-                    raise ConfigError("duplicate key", file=file, line=key_node.start_mark.line + 1,
+                    raise ConfigError(f"duplicate key (first at line {key_lines[key]})",
+                                      file=file, line=key_node.start_mark.line + 1,
                                       key=format_path((*path, key)))
+                key_lines[key] = key_node.start_mark.line + 1
                 out[key] = build(value_node, (*path, key))
             return out
         if isinstance(node, yaml.SequenceNode):
@@ -271,14 +275,43 @@ def _explain(error: ValidationError, lines: Mapping[KeyPath, int], file: str) ->
             out.append(ConfigError(f"unknown key{hint}", file=file, key=format_path((*path, key)),
                                    line=_nearest_line(lines, (*path, key))))
         return out
-    if error.validator == "required":
-        return [ConfigError(error.message, file=file, key=format_path(path) or "(top level)",
+    if error.validator == "required" and isinstance(error.validator_value, list):
+        missing = [k for k in error.validator_value if not isinstance(error.instance, dict)
+                   or k not in error.instance]
+        message = f"missing required key{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
+        return [ConfigError(message, file=file, key=format_path(path) or "(top level)",
                             line=_nearest_line(lines, path))]
-    message = error.message
-    if error.validator in ("anyOf", "oneOf") and error.context:
+    message = _hint(error, path) or error.message
+    if message == error.message and error.validator in ("anyOf", "oneOf") and error.context:
         message = min(error.context, key=lambda e: len(e.message)).message
     return [ConfigError(message, file=file, key=format_path(path) or "(top level)",
                         line=_nearest_line(lines, path))]
+
+
+VALUE_HINTS = {
+    "duration": "expected a duration such as 500ms, 30s, 5m, 24h or 7d",
+    "size": "expected a size such as 65536, 512KiB, 1MiB or 10MB",
+    "name": "expected a name of letters, digits, '_', '.' and '-' starting with a letter or digit",
+}
+"""What to write instead, for values of the config schema's `$defs` (schemas/config.schema.json)."""
+
+
+def _hint(error: ValidationError, path: KeyPath) -> str | None:
+    """A message that says what to write, for the schema errors whose jsonschema text does not."""
+    got = f", got {error.instance!r}"
+    if error.validator == "enum" and isinstance(error.validator_value, list):
+        allowed = [str(v) for v in error.validator_value]
+        close = difflib.get_close_matches(str(error.instance), allowed, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}?" if close else f"allowed: {', '.join(allowed)}"
+        return f"{error.instance!r} is not allowed, {hint}"
+    defs = config_validator().schema.get("$defs", {})
+    for name, text in VALUE_HINTS.items():
+        if error.schema == defs.get(name) or (error.validator == "pattern" and defs.get(name, {})
+                                              .get("pattern") == error.validator_value):
+            return text + got
+    if error.validator == "pattern" and path and path[-1] == "listen":
+        return "expected host:port such as 127.0.0.1:2575 (port 0 picks a free port)" + got
+    return None
 
 
 def _leaf_errors(errors: list[ValidationError]) -> list[ValidationError]:
@@ -320,7 +353,8 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read config: {exc.strerror}", file=str(file)) from None
+        raise ConfigError(f"cannot read config: {exc.strerror} (`yonglink init DIR` writes a starter"
+                          f" project)", file=str(file)) from None
     return parse_config(text, file=file, env=env)
 
 
@@ -336,8 +370,10 @@ def parse_config(text: str, *, file: Path, env: Mapping[str, str] | None = None)
         names.clear()
         for i, item in enumerate(doc.get(kind, []) or []):
             if item["name"] in names:
-                raise ConfigError(f"duplicate {kind[:-1]} name {item['name']!r}", file=name,
-                                  line=lines.get((kind, i, "name")), key=format_path((kind, i, "name")))
+                first = lines.get((kind, names[item["name"]], "name"))
+                raise ConfigError(f"duplicate {kind[:-1]} name {item['name']!r} (first at line {first})",
+                                  file=name, line=lines.get((kind, i, "name")),
+                                  key=format_path((kind, i, "name")))
             names[item["name"]] = i
     engine = _engine_section(eng, base, lines, name)
     channels = tuple(
@@ -388,7 +424,7 @@ def _engine_section(eng: Mapping[str, Any], base: Path, lines: Mapping[KeyPath, 
                     redact=lg.get("redact", True))
     return EngineSection(
         store=store, admin=admin, log=log,
-        schemas_dir=base / eng["schemas"] if "schemas" in eng else SCHEMAS_DIR / "ningbo",
+        schemas_dir=base / eng["schemas"] if "schemas" in eng else DATASET_SCHEMAS_DIR,
         tables_dir=base / eng["tables"] if "tables" in eng else None,
         facility=eng.get("facility", "YONGLINK"),
         mapping_workers=int(eng.get("mapping_workers", 0)),

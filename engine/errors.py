@@ -27,6 +27,10 @@ class ConfigError(EngineError):
         self.bare_message = message
 
 
+class ListenError(EngineError):
+    """Raised when a channel or the admin API cannot listen on its address (port in use, no permission)."""
+
+
 # --- inbound ------------------------------------------------------------------------------------
 
 

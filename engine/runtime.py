@@ -20,13 +20,13 @@ import structlog
 
 from channels import inbound_types, outbound_types
 from engine import __version__, reload
-from engine.channel_runtime import CONTROL_ACTIONS, ChannelParts, ChannelRuntime, ChannelSet
+from engine.channel_runtime import CONTROL_ACTIONS, ChannelParts, ChannelRuntime, ChannelSet, os_reason
 from engine.config import ChannelConfig, Config
 from engine.delivery.dead_letter_service import DeadLetterService
 from engine.delivery.message_trail import MessageTrail
 from engine.delivery.service import DeliveryService
 from engine.delivery.subscriptions import Subscriptions
-from engine.errors import MappingUnavailable
+from engine.errors import ListenError, MappingUnavailable
 from engine.metrics import Metrics
 from engine.pipeline import Pipeline
 from engine.quality.service import QualityReports
@@ -169,14 +169,28 @@ class Engine:
                 self.mapping_pool = None
         self.pipeline.start(mapper=mapper)
         await self.delivery.start()
+        try:
+            await self._listen()
+        except ListenError:
+            await self.stop()
+            raise
+        log.info("engine started", version=__version__, channels=len(self.channels),
+                 admin=self.admin.url if self.admin is not None else None)
+
+    async def _listen(self) -> None:
+        """Start the channels, then the admin API; an address that cannot be bound stops the start-up
+        with one line naming who and where (a second engine, or another server on the port)."""
         await self.channels.start_enabled()
         if self.config.engine.admin.enabled:
             from engine.admin.server import AdminServer
 
-            self.admin = AdminServer(self, settings=self.config.engine.admin, metrics=self.metrics)
-            await self.admin.start()
-        log.info("engine started", version=__version__, channels=len(self.channels),
-                 admin=self.admin.url if self.admin is not None else None)
+            admin = self.config.engine.admin
+            self.admin = AdminServer(self, settings=admin, metrics=self.metrics)
+            try:
+                await self.admin.start()
+            except OSError as exc:
+                raise ListenError(f"admin API: cannot listen on {admin.host}:{admin.port}: "
+                                  f"{os_reason(exc)}") from None
 
     async def stop(self) -> None:
         """Stop accepting, let commits in flight finish, stop delivery, close the store.
@@ -298,10 +312,10 @@ class Engine:
     async def run_until_signalled(self) -> None:
         """`yonglink run`: start, then stop cleanly on SIGTERM or SIGINT; SIGHUP reloads."""
         loop = asyncio.get_running_loop()
-        await self.start()
         stop_requested = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT):  # before start: a SIGTERM right after it stops cleanly
             loop.add_signal_handler(sig, stop_requested.set)
+        await self.start()
         self.install_sighup()  # SIGHUP: re-read config and routes, validated first
         await stop_requested.wait()
         log.info("signal received, stopping")

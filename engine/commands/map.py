@@ -22,7 +22,7 @@ def register(sub: Any) -> None:
     p.add_argument("--keys", choices=("field", "de"), default="field",
                    help="key records by field name or DE id")
     p.add_argument("--config", "-c",
-                   help="config file: its routes, tables and schemas (default: mappings/*.yaml)")
+                   help="config file: its routes, tables and schemas (default: the shipped routes)")
     p.add_argument("--channel", default=None, help="pretend the message arrived on this channel")
     p.add_argument("--content-type", help="override the guessed content type")
     p.set_defaults(func=run)
@@ -31,9 +31,9 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from engine.errors import ConfigError
     from engine.mapping import build_router, load_router
-    from engine.mapping.model import REPO
     from engine.mapping.router import Router
     from engine.mapping.routetest import guess_content_type
+    from engine.resources import MAPPINGS_DIR
     from engine.types import MessageState, StoredMessage
 
     try:
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
             router: Router = load_router(load_config(args.config))
         else:
-            router = build_router(sorted((REPO / "mappings").glob("*.yaml")))
+            router = build_router(sorted(MAPPINGS_DIR.glob("*.yaml")))
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1

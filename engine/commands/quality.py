@@ -17,10 +17,14 @@ import sys
 import time
 from typing import Any
 
+from engine.commands import default_config
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("quality", help="data-quality counts per sending organisation (from the store)")
-    p.add_argument("--config", "-c", default="config.example.yaml", help="config file (for the store path)")
+    p.add_argument("--config", "-c", default=default_config(),
+                   help="config file, for the store path"
+                        " (default: config.yaml here, else config.example.yaml)")
     p.add_argument("--since", help="only messages received in this period (e.g. 24h, 7d, 30d)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--month", help="the monthly bulletin for this month (YYYY-MM, Beijing time)")

@@ -7,10 +7,13 @@ import asyncio
 import sys
 from typing import Any
 
+from engine.commands import default_config
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("run", help="run the engine")
-    p.add_argument("--config", "-c", default="config.example.yaml", help="config file (YAML)")
+    p.add_argument("--config", "-c", default=default_config(),
+                   help="config file (YAML); default: config.yaml here, else config.example.yaml")
     p.set_defaults(func=run)
 
 
@@ -30,7 +33,7 @@ def tune_interpreter() -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.config import load_config
-    from engine.errors import ConfigError, StoreError
+    from engine.errors import ConfigError, ListenError, StoreError
     from engine.logs import configure_logging
 
     try:
@@ -46,11 +49,15 @@ def run(args: argparse.Namespace) -> int:
         runner: Any = uvloop.run
     except ImportError:  # uvloop is optional (not on Windows)
         runner = asyncio.run
-    from engine.runtime import Engine
+    from engine.store.sqlite import SqliteStore
 
+    store = SqliteStore(config.engine.store.path, max_size=config.engine.store.max_size)
     try:
-        runner(Engine(config).run_until_signalled())
-    except (StoreError, ConfigError) as exc:
+        store.claim()  # first: a second engine on this store exits before loading routes and schemas
+        from engine.runtime import Engine
+
+        runner(Engine(config, store=store).run_until_signalled())
+    except (StoreError, ConfigError, ListenError) as exc:  # one line: the store in use, a port taken...
         print(f"yonglink: {exc}", file=sys.stderr)
         return 1
     return 0

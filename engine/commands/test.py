@@ -1,4 +1,4 @@
-"""`yonglink test [PATHS]`: run route tests (mappings/tests/*.yaml) without a server.
+"""`yonglink test [PATHS]`: run route tests (mappings/tests/*.yaml, routes/tests/*.yaml) without a server.
 
 Prints one PASS/FAIL line per case, with the reason (a diff for record mismatches) under each failure;
 exit 1 when any case fails or a test/route file is invalid.
@@ -11,10 +11,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from engine.commands import default_route_tests
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("test", help="run route tests (input message → expected record or error)")
-    p.add_argument("paths", nargs="*", default=["mappings/tests"], help="test files or directories")
+    p.add_argument("paths", nargs="*", default=[default_route_tests()],
+                   help="test files or directories (default: mappings/tests or routes/tests here, else the"
+                        " shipped route tests)")
     p.add_argument("--routes", nargs="*", help="route files to test (default: *.yaml beside the tests dir)")
     p.add_argument("-q", "--quiet", action="store_true", help="print failures and the summary only")
     p.set_defaults(func=run)

@@ -11,10 +11,13 @@ import argparse
 import sys
 from typing import Any
 
+from engine.commands import default_config
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("validate", help="check config, routes and tables; exit 0 when valid")
-    p.add_argument("--config", "-c", default="config.example.yaml", help="config file (YAML)")
+    p.add_argument("--config", "-c", default=default_config(),
+                   help="config file (YAML); default: config.yaml here, else config.example.yaml")
     p.add_argument("routes", nargs="*", help="extra route files to check (e.g. mappings/*.yaml)")
     p.set_defaults(func=validate)
 

@@ -10,6 +10,7 @@ The route language is documented in docs/mapping.md.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
@@ -17,14 +18,15 @@ from pathlib import Path
 from engine.config import Config
 from engine.datasets.registry import DatasetRegistry
 from engine.errors import ConfigError
-from engine.mapping.model import REPO, Route
+from engine.mapping.model import Route
 from engine.mapping.route import load_routes
 from engine.mapping.router import Router
 from engine.metrics import Metrics
+from engine.resources import DATASET_SCHEMAS_DIR, TABLES_DIR
 
-DEFAULT_TABLES_DIR = REPO / "mappings" / "tables"
+DEFAULT_TABLES_DIR = TABLES_DIR
 """Code tables used when the config names none (`engine.mapping.code_tables`)."""
-DEFAULT_SCHEMAS_DIR = REPO / "schemas" / "ningbo"
+DEFAULT_SCHEMAS_DIR = DATASET_SCHEMAS_DIR
 """Dataset schemas used when no config is given (route tests, `yonglink map` without --config)."""
 
 __all__ = ["DEFAULT_SCHEMAS_DIR", "DEFAULT_TABLES_DIR", "Route", "Router", "build_router", "expand_routes",
@@ -61,16 +63,19 @@ def _stamp(directory: Path) -> tuple[tuple[str, float], ...]:
     return tuple((str(p), p.stat().st_mtime) for p in sorted(directory.rglob("*.json")))
 
 
-def expand_routes(patterns: Iterable[Path]) -> list[Path]:
+def expand_routes(patterns: Iterable[Path], *, config: Config | None = None) -> list[Path]:
     """Config `routes:` entries are files or globs (``mappings/*.yaml``); a glob matching nothing is an
-    error, so a typo cannot silently leave the engine without routes."""
+    error, so a typo cannot silently leave the engine without routes (named at its config line)."""
     out: list[Path] = []
-    for pattern in patterns:
+    for i, pattern in enumerate(patterns):
         text = str(pattern)
         if any(ch in text for ch in "*?["):
             matches = sorted(Path(text).parent.glob(Path(text).name))
             if not matches:
-                raise ConfigError(f"routes: {text!r} matches no file", key="routes")
+                raise ConfigError(f"{text!r} matches no file (paths are relative to the config file's"
+                                  f" folder)", key=f"routes[{i}]",
+                                  file=str(config.file) if config else None,
+                                  line=config.line_of("routes", i) if config else None)
             out += matches
         else:
             out.append(Path(text))
@@ -86,21 +91,28 @@ def load_router(config: Config, *, metrics: Metrics | None = None) -> Router:
     tables_dir = config.engine.tables_dir or DEFAULT_TABLES_DIR
     channel_routes = {ch.name: (frozenset(ch.routes) if ch.routes is not None else None)
                       for ch in config.channels}
-    router = build_router(expand_routes(config.routes), schemas_dir=config.engine.schemas_dir,
+    router = build_router(expand_routes(config.routes, config=config), schemas_dir=config.engine.schemas_dir,
                           tables_dir=tables_dir,
                           metrics=metrics, channel_routes=channel_routes)
     known_dests = {d.name for d in config.destinations}
     for route in router.routes:
         for dest in route.destinations:
             if dest not in known_dests:
-                raise ConfigError(f"unknown destination {dest!r} (config {config.file} defines: "
-                                  f"{', '.join(sorted(known_dests)) or 'none'})", file=route.file,
+                raise ConfigError(f"unknown destination {dest!r}{_did_you_mean(dest, known_dests)} (config"
+                                  f" {config.file} defines: {', '.join(sorted(known_dests)) or 'none'})",
+                                  file=route.file,
                                   line=route.destinations_line, key="destinations")
     ids = {r.id for r in router.routes}
     for i, ch in enumerate(config.channels):
         for name in ch.routes or ():
             if name not in ids:
-                raise ConfigError(f"channel {ch.name!r} names unknown route {name!r}", file=str(config.file),
+                raise ConfigError(f"channel {ch.name!r} names unknown route {name!r}"
+                                  f"{_did_you_mean(name, ids)}", file=str(config.file),
                                   line=config.line_of("channels", i, "routes") or ch.line,
                                   key=f"channels[{i}].routes")
     return router
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return f", did you mean {close[0]}?" if close else ""

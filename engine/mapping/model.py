@@ -16,9 +16,7 @@ from engine.mapping import paths
 from engine.mapping.expr import Cond
 from engine.mapping.transforms import Step, Value
 from engine.message_view import Source
-
-REPO = Path(__file__).resolve().parents[2]
-"""The repository root: route files inside it are named relative to it in errors."""
+from engine.resources import SOURCE_ROOT
 
 OPERATIONS = ("create", "update", "delete")
 
@@ -122,9 +120,10 @@ class Route:
 
 
 def display_name(path: Path) -> str:
-    """`mappings/adt_person.yaml` for files in the repo, the path as given otherwise."""
+    """`mappings/adt_person.yaml` for the shipped files (in a checkout or installed), the path as given
+    otherwise."""
     try:
-        return path.resolve().relative_to(REPO).as_posix()
+        return path.resolve().relative_to(SOURCE_ROOT).as_posix()
     except ValueError:
         return str(path)
 

@@ -5,7 +5,7 @@ A test file (``mappings/tests/*.yaml``; the routes tested are the ``*.yaml`` of 
     route: adt_person                  # default for every case (optional)
     cases:
       - name: an ADT^A01 in UTF-8 maps to a person record
-        input_file: tests/samples/adt_a01_v251_utf8.hl7   # relative to the repo root or this file
+        input_file: tests/samples/adt_a01_v251_utf8.hl7   # a shipped sample, or relative to this file
         expect:
           contains: {name: 王建国, sex_code: "1"}          # subset of the record (or `record:` exact)
       - name: a bad birth date fails with file:line, field, path and value
@@ -30,8 +30,9 @@ from typing import Any
 
 from engine.config import load_yaml_with_lines
 from engine.errors import ConfigError
-from engine.mapping.model import REPO, display_name
+from engine.mapping.model import display_name
 from engine.mapping.router import Router
+from engine.resources import DATA_ROOT
 from engine.types import FHIR_JSON, FHIR_XML, HL7V2, MessageState, RouteResult, StoredMessage
 
 RECEIVED_AT = 1710000000.0
@@ -102,7 +103,7 @@ def load_cases(path: str | Path) -> list[Case]:
             payload, name = str(c["input"]).encode("utf-8"), ""
         else:
             name = str(c["input_file"])
-            candidates = [REPO / name, p.parent / name]
+            candidates = [DATA_ROOT / name, p.parent / name]  # tests/samples/… ship in DATA_ROOT
             found = next((f for f in candidates if f.is_file()), None)
             if found is None:
                 raise ConfigError(f"input_file {name!r} not found", file=file,

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import structlog
 
 from engine.errors import StoreError
+from engine.store.lock import StoreLock
 
 T = TypeVar("T")
 WriteOp = Callable[[sqlite3.Connection], T]
@@ -95,6 +96,7 @@ class SqliteStore(Store):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="yonglink-store-read")
         self._local = threading.local()
+        self._lock = StoreLock(self.path)
         self.commits = 0
         self.ops_committed = 0
         self.checkpoints = 0
@@ -119,14 +121,26 @@ class SqliteStore(Store):
                 conn.execute(f"PRAGMA max_page_count={max(1, self.max_size // page)}")
         return conn
 
-    async def open(self, ddl: Sequence[str]) -> None:
+    def claim(self) -> None:
+        """Take the one-engine lock now, or raise StoreError naming the store and the pid holding it.
+
+        `open` claims too; `yonglink run` claims first, so a second engine exits before the seconds it
+        would spend loading routes and schemas."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock.acquire()
+
+    async def open(self, ddl: Sequence[str]) -> None:
+        self.claim()  # before anything touches the file: a second engine stops here
         self._loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = self._loop.create_future()
         self._thread = threading.Thread(target=self._run_writer, args=(list(ddl), ready),
                                         name="yonglink-store-writer", daemon=True)
         self._thread.start()
-        await ready
+        try:
+            await ready
+        except BaseException:
+            self._lock.release()
+            raise
 
     async def close(self) -> None:
         if self._thread is None:
@@ -135,6 +149,7 @@ class SqliteStore(Store):
         await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
         self._thread = None
         self._readers.shutdown(wait=True)
+        self._lock.release()
 
     # --- writes ----------------------------------------------------------------------------------
 
