@@ -73,7 +73,10 @@ class DeliveryService:
         self._house: asyncio.Task[None] | None = None
 
     def ddl(self) -> list[str]:
-        return [outbox.DDL]
+        """The outbox tables, and those of configured connectors that keep their own (class `DDL`)."""
+        types = outbound_types()
+        own = {str(getattr(types.get(d.type), "DDL", "")) for d in self.destinations.values()}
+        return [outbox.DDL, *sorted(d for d in own if d)]
 
     # --- inside the pipeline's transaction --------------------------------------------------------
 
@@ -190,7 +193,11 @@ class DeliveryService:
             cls = types.get(dest.type)
             error = None if cls is not None else f"no connector for destination type {dest.type!r}"
             settings = resolve_paths(dest.settings, self.engine.config.file.resolve().parent)
-            outbound = cls(name=name, settings=settings) if cls is not None else None
+            extra: dict[str, Any] = {}
+            if getattr(cls, "uses_store", False):  # e.g. export: keeps its records in the store
+                extra = {"store": self.engine.store, "registry": self.registry(),
+                         "facility": self.engine.config.engine.facility}
+            outbound = cls(name=name, settings=settings, **extra) if cls is not None else None
             if outbound is not None and hasattr(outbound, "status_overrides"):
                 overrides = (dest.options.get("retry") or {}).get("status_overrides") or {}
                 outbound.status_overrides = {int(k): v for k, v in overrides.items()}
