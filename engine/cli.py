@@ -10,7 +10,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMANDS = ("run", "validate", "send", "map", "test", "quality", "status", "messages", "dlq")
+COMMANDS = ("run", "validate", "send", "map", "test", "quality", "status", "messages", "dlq", "export")
 """Subcommand modules in `engine/commands/`, in the order `--help` lists them."""
 
 

@@ -72,6 +72,7 @@ class PeriodExporter:
         self.producer = {"name": str(settings.get("producer") or facility or "yonglink"),
                          "software": f"yonglink {__version__}", "destination": name}
         self.last_written: PeriodWritten | None = None
+        self._lock = asyncio.Lock()  # one period write at a time (the schedule, a test, a replay)
 
     async def prepare(self, now: float | None = None) -> int:
         """Create the directory, remove temp files a crash left, and start the cursor at this period."""
@@ -117,6 +118,10 @@ class PeriodExporter:
 
     async def write_period(self, period: Period, *, advance: bool = False) -> PeriodWritten:
         """Write (or rewrite) one period from the store; mark its records exported after the renames."""
+        async with self._lock:
+            return await self._write_period(period, advance=advance)
+
+    async def _write_period(self, period: Period, *, advance: bool) -> PeriodWritten:
         rows = await self.store.read(lambda c: records.period_records(c, self.name, period.start, period.end))
         known = await self.store.read(lambda c: records.known_files(c, self.name))
         groups: dict[tuple[str, str], list[bytes]] = {key: [] for key in self._expected(known)}

@@ -105,8 +105,9 @@ def manifest(*, dataset: str, schema_version: str | None, org: str, period: tupl
 
 def publish(target: Path, data: bytes, manifest_bytes: bytes, *, fsync: bool = True) -> None:
     """Data file first, manifest last, each atomically (blocking: run it in a thread)."""
-    write_atomically(target, data, fsync=fsync)
-    write_atomically(target.with_name(target.name + MANIFEST_SUFFIX), manifest_bytes, fsync=fsync)
+    write_atomically(target, data, fsync=fsync, unique_temp=True)
+    write_atomically(target.with_name(target.name + MANIFEST_SUFFIX), manifest_bytes, fsync=fsync,
+                     unique_temp=True)
 
 
 def remove(root: Path, relative: str) -> None:
