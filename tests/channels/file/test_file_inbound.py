@@ -43,13 +43,14 @@ def files(directory: Path) -> list[str]:
 
 async def stored(engine: Engine, state: str | None = None) -> list[tuple[Any, ...]]:
     sql = "SELECT control_id, state, error, charset, metadata FROM messages"
-    rows: list[tuple[Any, ...]] = await S.rows(engine, sql + (" WHERE state = ?" if state else "") + " ORDER BY seq",
-                                               *((state,) if state else ()))
+    where, args = (" WHERE state = ?", (state,)) if state else ("", ())
+    rows: list[tuple[Any, ...]] = await S.rows(engine, f"{sql}{where} ORDER BY seq", *args)
     return rows
 
 
 async def test_a_file_still_named_tmp_is_ignored_and_taken_once_renamed(
-        tmp_path: Path, make_config: Callable[[str], Config], engine_factory: Callable[[Config], Any]) -> None:
+        tmp_path: Path, make_config: Callable[[str], Config],
+        engine_factory: Callable[[Config], Any]) -> None:
     drop = tmp_path / "drop"
     drop.mkdir()
     engine: Engine = await engine_factory(make_config(config(drop)))
@@ -75,7 +76,8 @@ async def test_a_file_still_named_tmp_is_ignored_and_taken_once_renamed(
 
 
 async def test_with_the_marker_rule_a_file_waits_for_its_done_marker_which_moves_along(
-        tmp_path: Path, make_config: Callable[[str], Config], engine_factory: Callable[[Config], Any]) -> None:
+        tmp_path: Path, make_config: Callable[[str], Config],
+        engine_factory: Callable[[Config], Any]) -> None:
     drop = tmp_path / "drop"
     drop.mkdir()
     engine: Engine = await engine_factory(make_config(config(drop, "      complete: marker")))
@@ -93,7 +95,8 @@ async def test_with_the_marker_rule_a_file_waits_for_its_done_marker_which_moves
 
 
 async def test_a_slow_writer_without_temp_name_or_marker_is_read_only_once_the_file_is_stable(
-        tmp_path: Path, make_config: Callable[[str], Config], engine_factory: Callable[[Config], Any]) -> None:
+        tmp_path: Path, make_config: Callable[[str], Config],
+        engine_factory: Callable[[Config], Any]) -> None:
     """The sender writes one message of a 3-message batch every 0.3 s, flushing each; with
     `complete: stable` and `stable_for: 1s` the engine must never see the file half written."""
     drop = tmp_path / "drop"
@@ -125,7 +128,8 @@ async def test_a_slow_writer_without_temp_name_or_marker_is_read_only_once_the_f
 
 
 async def test_an_unparseable_file_goes_to_error_with_its_reason_and_is_stored_as_rejected(
-        tmp_path: Path, make_config: Callable[[str], Config], engine_factory: Callable[[Config], Any]) -> None:
+        tmp_path: Path, make_config: Callable[[str], Config],
+        engine_factory: Callable[[Config], Any]) -> None:
     drop = tmp_path / "drop"
     drop.mkdir()
     engine: Engine = await engine_factory(make_config(config(drop)))
@@ -148,7 +152,8 @@ async def test_an_unparseable_file_goes_to_error_with_its_reason_and_is_stored_a
 
 
 async def test_a_gb18030_file_is_decoded_by_its_msh18_and_mapped_with_its_chinese_name(
-        tmp_path: Path, make_config: Callable[[str], Config], engine_factory: Callable[[Config], Any]) -> None:
+        tmp_path: Path, make_config: Callable[[str], Config],
+        engine_factory: Callable[[Config], Any]) -> None:
     drop = tmp_path / "drop"
     drop.mkdir()
     routes = f"destinations:\n  - {{name: sink, type: stub, routes: [\"*\"]}}\nroutes:\n" \
@@ -158,14 +163,15 @@ async def test_a_gb18030_file_is_decoded_by_its_msh18_and_mapped_with_its_chines
     (drop / "gb.hl7").write_bytes(raw)
     await S.wait_for(lambda: files(drop / "done") == ["gb.hl7"])
     await S.wait_for(lambda: S.rows(engine, "SELECT 1 FROM results WHERE record IS NOT NULL"))
-    (control_id, state, _error, charset, _meta), = await stored(engine)
+    (_control_id, state, _error, charset, _meta), = await stored(engine)
     assert (state, charset) == ("mapped", "GB 18030-2000")
     (record,), = await S.rows(engine, "SELECT record FROM results")
     assert orjson.loads(record)["name"] == "孙丽华"
 
 
 async def test_a_gb18030_ndjson_of_fhir_resources_is_read_with_the_channel_charset(
-        tmp_path: Path, make_config: Callable[[str], Config], engine_factory: Callable[[Config], Any]) -> None:
+        tmp_path: Path, make_config: Callable[[str], Config],
+        engine_factory: Callable[[Config], Any]) -> None:
     drop = tmp_path / "drop"
     drop.mkdir()
     engine: Engine = await engine_factory(make_config(config(drop, "      charset: GB18030")))
@@ -181,7 +187,8 @@ async def test_a_gb18030_ndjson_of_fhir_resources_is_read_with_the_channel_chars
 
 
 async def test_the_same_file_dropped_again_is_recognised_by_its_content_and_stored_once(
-        tmp_path: Path, make_config: Callable[[str], Config], engine_factory: Callable[[Config], Any]) -> None:
+        tmp_path: Path, make_config: Callable[[str], Config],
+        engine_factory: Callable[[Config], Any]) -> None:
     drop = tmp_path / "drop"
     drop.mkdir()
     engine: Engine = await engine_factory(make_config(config(drop)))
