@@ -51,6 +51,7 @@ class ExportOutbound(Outbound):
         self.exporter = PeriodExporter(name=name, settings=settings, store=store, registry=registry,
                                        facility=facility)
         self.last_error: str | None = None
+        self.last_error_at: float | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -62,6 +63,19 @@ class ExportOutbound(Outbound):
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+
+    def describe(self) -> dict[str, Any]:
+        """The export's own part of the destination's `/status` entry."""
+        ex = self.exporter
+        last = ex.last_written
+        return {"export": {
+            "dir": str(ex.root), "timezone": ex.timezone,
+            "schedule": ex.schedule.describe(),
+            "last_period": None if last is None else {
+                "start": ex.schedule.iso(last.period.start), "end": ex.schedule.iso(last.period.end),
+                "files": len(last.files), "records": sum(f.records for f in last.files)},
+            "last_error": None if self.last_error is None else {"at": self.last_error_at,
+                                                                "text": self.last_error}}}
 
     async def send(self, item: DeliveryItem) -> DeliveryResult:
         result = (await self.send_batch([item]))[0]
@@ -98,8 +112,9 @@ class ExportOutbound(Outbound):
                     next_prune = now + PRUNE_EVERY
                     await self.exporter.prune(now)
                 self.last_error = None
-            except (OSError, StoreError, ValueError) as exc:  # a full disk, a lost mount: retry next pass
+            except Exception as exc:  # a full disk, a lost mount: report, retry next pass
                 self.last_error = f"{type(exc).__name__}: {exc}"
+                self.last_error_at = time.time()
                 log.error("export failed", destination=self.name, error=self.last_error)
             delay = self.exporter.next_due(time.time()) - time.time()
             await asyncio.sleep(min(max(delay, 0.2), MAX_SLEEP))

@@ -65,6 +65,13 @@ class Schedule:
             return Period(today, self._at(day + dt.timedelta(days=1), hour, minute))
         return Period(self._at(day - dt.timedelta(days=1), hour, minute), today)
 
+    def describe(self) -> str:
+        """`every 900s` or `daily at 02:00` (for `/status`)."""
+        if self.every is not None:
+            return f"every {self.every:g}s"
+        hour, minute = self.daily_at or (0, 0)
+        return f"daily at {hour:02d}:{minute:02d}"
+
     def after(self, p: Period) -> Period:
         """The period that follows `p`."""
         return self.period_at(p.end)

@@ -478,6 +478,7 @@ class DestinationWorker:
             if state == "ok":
                 state = "blocked"
         last = {"at": self.last_error_at, "text": self.last_error} if self.last_error else None
+        own = getattr(self.outbound, "describe", None)  # a connector's own status (e.g. export periods)
         return {"name": self.name, "type": self.type, "ordering": "fifo" if self.fifo else "parallel",
                 "state": state, "in_flight": self._sending, "held": len(self.inflight),
-                "blocked_message_id": blocked_id, "last_error": last}
+                "blocked_message_id": blocked_id, "last_error": last, **(own() if callable(own) else {})}

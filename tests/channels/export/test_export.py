@@ -205,3 +205,30 @@ async def test_a_pass_through_route_to_an_export_is_dead_lettered_with_a_clear_r
     await S.wait_for(lambda: S.rows(engine, "SELECT error FROM dead_letters WHERE destination = 'zone'"))
     ((error,),) = await S.rows(engine, "SELECT error FROM dead_letters WHERE destination = 'zone'")
     assert "export takes dataset records only" in error
+
+
+async def test_a_period_that_cannot_be_written_shows_in_status_and_is_written_once_the_disk_is_back(
+        tmp_path: Path, make_config: Callable[[str], Config],
+        engine_factory: Callable[[Config], Any]) -> None:
+    out = tmp_path / "zone"
+    out.mkdir()
+    (out / "person").write_bytes(b"")  # a file where the dataset's directory must go
+    text = config(out, "      datasets: [person]\n      grace: 0.1s").replace("every: 1h", "every: 1s")
+    engine: Engine = await engine_factory(make_config(text))
+
+    def export_status() -> dict[str, Any]:
+        (dest,) = engine.status()["destinations"]
+        status: dict[str, Any] = dest["export"]
+        return status
+
+    await S.wait_for(lambda: export_status()["last_error"] is not None, timeout=30)
+    assert export_status()["last_error"]["text"].startswith("NotADirectoryError")
+    assert export_status()["schedule"] == "every 1s" and export_status()["last_period"] is None
+
+    (out / "person").unlink()
+    await S.wait_for(lambda: export_status()["last_period"] is not None, timeout=30)
+    await S.wait_for(lambda: export_status()["last_error"] is None, timeout=30)
+    manifests = sorted(out.rglob("*.manifest.json"))
+    assert len(manifests) >= 2  # the periods missed while failing are written too
+    for m in manifests:
+        check_manifest(m.with_name(m.name.removesuffix(".manifest.json")))
