@@ -1,19 +1,20 @@
 """Writes an export destination's periods: due ones on schedule, past ones on `yonglink export replay`.
 
-A period is written whole, from the store: every record collected in [start, end) grouped by dataset
-(and organisation), plus an empty file for each expected (dataset, organisation) without records. Only
-after every file of the period is renamed into place are its records marked exported and the cursor
-moved (records.mark_written). A crash before that leaves no visible partial file (temp names only,
-removed at start) and the period is written again, complete, with the same names; a record that
-arrives for a period already written (in flight at the boundary) makes that period be written again.
+A period is written whole, from the store, streamed in one read transaction: every record collected in
+[start, end) grouped by dataset (and organisation), plus an empty file for each expected (dataset,
+organisation) without records. Only after every file of the period is renamed into place are its
+records marked exported (records.mark_exported, in chunks) and the cursor moved (records.mark_written).
+A crash before that leaves no visible partial file (temp names only, removed at start) and the period
+is written again, complete, under the same names; a record that arrives for a period already written
+(in flight at the boundary) makes that period be written again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,16 +123,16 @@ class PeriodExporter:
             return await self._write_period(period, advance=advance)
 
     async def _write_period(self, period: Period, *, advance: bool) -> PeriodWritten:
-        rows = await self.store.read(lambda c: records.period_records(c, self.name, period.start, period.end))
         known = await self.store.read(lambda c: records.known_files(c, self.name))
-        groups: dict[tuple[str, str], list[bytes]] = {key: [] for key in self._expected(known)}
-        for _seq, dataset, org, payload in rows:
-            groups.setdefault((dataset, org), []).append(payload)
-        max_seq = max((r[0] for r in rows), default=0)
-        written = await asyncio.to_thread(self._publish, period, groups)
-        marked = await self.store.write(lambda c: records.mark_written(
-            c, self.name, period.start, period.end, max_seq, written, time.time(),
-            advance_to=period.end if advance else None))
+        expected = self._expected(known)
+        max_seq, written = await self.store.read(lambda c: self._publish(c, period, expected))
+        marked = 0
+        now = time.time()
+        while n := await self.store.write(lambda c: records.mark_exported(
+                c, self.name, period.start, period.end, max_seq, now)):
+            marked += n
+        await self.store.write(lambda c: records.mark_written(
+            c, self.name, period.start, period.end, written, now, advance_to=period.end if advance else None))
         result = PeriodWritten(period, tuple(written), marked)
         self.last_written = result
         log.info("export period written", destination=self.name, period_start=self.schedule.iso(period.start),
@@ -147,36 +148,50 @@ class PeriodExporter:
         return {(d, o) for d in base for o in self.organisations} | \
             {(d, o) for d, o in known if d in base and o}
 
-    def _publish(self, period: Period,
-                 groups: Mapping[tuple[str, str], list[bytes]]) -> list[records.Written]:
-        start, end = self.schedule.label(period.start), self.schedule.label(period.end)
-        day = start[:8]
-        out = []
-        for (dataset, org), payloads in sorted(groups.items()):
-            name = files.file_name(dataset, org, start, end, self.format)
-            relative = f"{dataset}/{day}/{name}"
-            data = files.render(payloads, fmt=self.format, encoding=self.encoding,
-                                fields=self._fields(dataset))
-            doc = files.manifest(dataset=dataset, schema_version=self._version(dataset, payloads), org=org,
-                                 period=(self.schedule.iso(period.start), self.schedule.iso(period.end)),
-                                 timezone=self.timezone, file=name, fmt=self.format, encoding=self.encoding,
-                                 data=data, records=len(payloads), producer=self.producer,
-                                 written_at=self.schedule.iso(time.time()))
-            files.publish(self.root / relative, data, doc, fsync=self.fsync)
-            out.append(records.Written(dataset, org, relative, len(payloads),
-                                       hashlib.sha256(data).hexdigest()))
-        return out
+    def _publish(self, conn: sqlite3.Connection, period: Period,
+                 expected: set[tuple[str, str]]) -> tuple[int, list[records.Written]]:
+        """Stream each file of the period from one read transaction of the store (a reader thread:
+        blocking I/O stays off the event loop, and a period never has to fit in memory)."""
+        conn.execute("BEGIN")
+        try:
+            max_seq, counts = records.period_groups(conn, self.name, period.start, period.end)
+            groups = dict.fromkeys(expected, 0) | counts
+            start, end = self.schedule.label(period.start), self.schedule.label(period.end)
+            out = []
+            for (dataset, org), count in sorted(groups.items()):
+
+                def payloads(dataset: str = dataset, org: str = org) -> Iterator[bytes]:
+                    return records.group_payloads(conn, self.name, period.start, period.end, dataset, org,
+                                                  max_seq)
+
+                name = files.file_name(dataset, org, start, end, self.format)
+                relative = f"{dataset}/{start[:8]}/{name}"
+                cols = files.columns(self._fields(dataset), (orjson.loads(p) for p in payloads())) \
+                    if self.format == "csv" else None
+                sha, size = files.write_stream(self.root / relative, files.render(
+                    payloads(), fmt=self.format, encoding=self.encoding, cols=cols), fsync=self.fsync)
+                doc = files.manifest(
+                    dataset=dataset, schema_version=self._version(dataset, payloads()), org=org,
+                    period=(self.schedule.iso(period.start), self.schedule.iso(period.end)),
+                    timezone=self.timezone, file=name, fmt=self.format, encoding=self.encoding, sha256=sha,
+                    size=size, records=count, producer=self.producer,
+                    written_at=self.schedule.iso(time.time()))
+                files.publish_manifest(self.root / relative, doc, fsync=self.fsync)
+                out.append(records.Written(dataset, org, relative, count, sha))
+            return max_seq, out
+        finally:
+            conn.execute("COMMIT")
 
     def _fields(self, dataset: str) -> dict[str, str] | None:
         if self.format != "csv" or self.registry is None or dataset not in self.registry.datasets():
             return None
         return {name: info.de for name, info in self.registry.fields(dataset).items()}
 
-    def _version(self, dataset: str, payloads: list[bytes]) -> str | None:
-        """The dataset schema's `x-dataset-version`, else the records' `envelope.dataset_version`."""
+    def _version(self, dataset: str, payloads: Iterator[bytes]) -> str | None:
+        """The dataset schema's `x-dataset-version`, else the first record's `envelope.dataset_version`."""
         if self.registry is not None and dataset in self.registry.datasets():
             return self.registry.get(dataset).version
-        for p in payloads[:1]:
+        for p in payloads:
             env = orjson.loads(p).get("envelope") or {}
             return str(env.get("dataset_version")) if env.get("dataset_version") else None
         return None

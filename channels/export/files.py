@@ -15,15 +15,17 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 import re
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from channels.file.outbound import write_atomically
+from channels.file.outbound import TEMP_SUFFIX, fsync_dir, write_atomically
 
 MANIFEST_SUFFIX = ".manifest.json"
 ENVELOPE_FIELDS = ("dataset", "dataset_version", "source_org", "source_message_id", "record_time",
@@ -41,13 +43,13 @@ class Column:
     envelope: bool = False
 
 
-def columns(fields: Mapping[str, str] | None, records: Sequence[Mapping[str, Any]]) -> list[Column]:
+def columns(fields: Mapping[str, str] | None, records: Iterable[Mapping[str, Any]]) -> list[Column]:
     """Envelope columns, then the dataset's fields (name → DE id) in schema order; without a schema,
     every key seen in the records, sorted."""
     cols = [Column(f"envelope.{name}", (name,), envelope=True) for name in ENVELOPE_FIELDS]
     if fields is not None:
         cols += [Column(f"{name}({de})", (name, de)) for name, de in fields.items()]
-    else:
+    else:  # reads every record once: only for a dataset without a schema
         seen = sorted({k for r in records for k in r if k != "envelope"})
         cols += [Column(k, (k,)) for k in seen]
     return cols
@@ -61,26 +63,42 @@ def _cell(value: Any) -> str:
     return orjson.dumps(value).decode()  # numbers, booleans; arrays and objects as JSON
 
 
-def render(payloads: Sequence[bytes], *, fmt: str, encoding: str,
-           fields: Mapping[str, str] | None) -> bytes:
-    """The data file's bytes: one JSON record per line (NDJSON), or CSV with a header row."""
+CSV_ROWS_PER_CHUNK = 1000
+
+
+def render(payloads: Iterable[bytes], *, fmt: str, encoding: str,
+           cols: Sequence[Column] | None = None) -> Iterator[bytes]:
+    """The data file's bytes, in chunks: one JSON record per line (NDJSON), or CSV with a header row
+    (`cols` from `columns`)."""
     codec = "gb18030" if encoding.upper() == "GB18030" else "utf-8"
     if fmt == "ndjson":
-        text = b"".join(p.strip() + b"\n" for p in payloads)
-        return text if codec == "utf-8" else text.decode("utf-8").encode(codec)
-    records = [orjson.loads(p) for p in payloads]
-    cols = columns(fields, records)
+        for p in payloads:
+            line = p.strip() + b"\n"
+            yield line if codec == "utf-8" else line.decode("utf-8").encode(codec)
+        return
+    if cols is None:
+        raise ValueError("CSV needs its columns")
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow([c.header for c in cols])
-    for rec in records:
+    for n, p in enumerate(payloads, 1):
+        rec = orjson.loads(p)
         env = rec.get("envelope") or {}
         row = []
         for c in cols:
             source = env if c.envelope else rec
-            row.append(_cell(next((source[k] for k in c.keys if k in source), None)))
+            value = None
+            for k in c.keys:
+                if k in source:
+                    value = source[k]
+                    break
+            row.append(_cell(value))
         writer.writerow(row)
-    return out.getvalue().encode(codec)
+        if n % CSV_ROWS_PER_CHUNK == 0:
+            yield out.getvalue().encode(codec)
+            out.seek(0)
+            out.truncate()
+    yield out.getvalue().encode(codec)
 
 
 def file_name(dataset: str, org: str, start_label: str, end_label: str, fmt: str) -> str:
@@ -90,22 +108,45 @@ def file_name(dataset: str, org: str, start_label: str, end_label: str, fmt: str
 
 
 def manifest(*, dataset: str, schema_version: str | None, org: str, period: tuple[str, str], timezone: str,
-             file: str, fmt: str, encoding: str, data: bytes, records: int,
+             file: str, fmt: str, encoding: str, sha256: str, size: int, records: int,
              producer: Mapping[str, str], written_at: str) -> bytes:
     """The manifest JSON (see docs/isolation-zone.md for each key)."""
     doc = {
         "dataset": dataset, "schema_version": schema_version, "organisation": org or None,
         "period_start": period[0], "period_end": period[1], "timezone": timezone,
         "file": file, "format": fmt, "encoding": encoding, "record_count": records,
-        "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+        "bytes": size, "sha256": sha256,
         "producer": dict(producer), "written_at": written_at,
     }
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
 
 
-def publish(target: Path, data: bytes, manifest_bytes: bytes, *, fsync: bool = True) -> None:
-    """Data file first, manifest last, each atomically (blocking: run it in a thread)."""
-    write_atomically(target, data, fsync=fsync, unique_temp=True)
+def write_stream(target: Path, chunks: Iterable[bytes], *, fsync: bool = True) -> tuple[str, int]:
+    """Write `chunks` to `target` atomically (hidden per-writer temp name, fsync, rename, fsync of the
+    directory), never holding the whole file in memory; returns its SHA-256 and size."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.{os.getpid()}-{threading.get_ident()}{TEMP_SUFFIX}")
+    digest, size = hashlib.sha256(), 0
+    try:
+        with temp.open("wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    os.replace(temp, target)
+    if fsync:
+        fsync_dir(target.parent)
+    return digest.hexdigest(), size
+
+
+def publish_manifest(target: Path, manifest_bytes: bytes, *, fsync: bool = True) -> None:
+    """The manifest beside the data file, written atomically and after it."""
     write_atomically(target.with_name(target.name + MANIFEST_SUFFIX), manifest_bytes, fsync=fsync,
                      unique_temp=True)
 

@@ -37,7 +37,8 @@ def extension(content_type: str) -> str:
     return ".json"
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename in `path` durable (POSIX: the directory entry is only on disk after this)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -65,7 +66,7 @@ def write_atomically(target: Path, data: bytes, *, fsync: bool = True, unique_te
         os.close(fd)
     os.replace(temp, target)
     if fsync:
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
 
 
 def clean_temp_files(root: Path) -> int:
