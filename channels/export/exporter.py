@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfoNotFoundError
 
 import orjson
 import structlog
@@ -27,6 +28,7 @@ from channels.export.periods import Period, Schedule
 from channels.file.outbound import clean_temp_files
 from engine import __version__
 from engine.config import parse_duration
+from engine.errors import ConfigError
 
 if TYPE_CHECKING:
     from engine.datasets.registry import DatasetRegistry
@@ -60,8 +62,14 @@ class PeriodExporter:
         self.root = Path(str(settings.get("dir", "var/export")))
         every = settings.get("every")
         self.timezone = str(settings.get("timezone") or "Asia/Shanghai")
-        self.schedule = Schedule.from_settings(parse_duration(every) if every is not None else None,
-                                               settings.get("daily_at"), self.timezone)
+        try:
+            self.schedule = Schedule.from_settings(parse_duration(every) if every is not None else None,
+                                                   settings.get("daily_at"), self.timezone)
+        except ZoneInfoNotFoundError:
+            raise ConfigError(f"export destination {name!r}: unknown time zone {self.timezone!r}"
+                              " (an IANA name such as Asia/Shanghai)", key="export.timezone") from None
+        except ValueError as exc:
+            raise ConfigError(f"export destination {name!r}: {exc}", key="export.every") from None
         self.grace = parse_duration(settings.get("grace", DEFAULT_GRACE))
         self.format = str(settings.get("format", "ndjson"))
         self.encoding = str(settings.get("encoding", "UTF-8")).upper()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from typing import Any
 
 
@@ -65,6 +66,10 @@ async def _replay(config: Any, dest: Any, when: str) -> int:
             print(f"yonglink: --period {when!r} is not an ISO 8601 date or time", file=sys.stderr)
             return 1
         period = exporter.schedule.period_at(instant)
+        if period.end > time.time():
+            print(f"yonglink: the period holding {when} ends at {exporter.schedule.iso(period.end)}; only"
+                  " periods that have ended can be replayed", file=sys.stderr)
+            return 1
         written = await exporter.write_period(period)
     finally:
         await store.close()

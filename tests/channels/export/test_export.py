@@ -13,12 +13,14 @@ from typing import Any
 
 import delivery_support as S
 import orjson
+import pytest
 
 from channels.export import records
 from channels.export.exporter import PeriodWritten
 from channels.export.outbound import ExportOutbound
 from engine.cli import main
 from engine.config import Config
+from engine.errors import ConfigError
 from engine.runtime import Engine
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -165,22 +167,38 @@ async def test_a_record_arriving_for_a_period_already_written_makes_it_written_a
 
 async def test_export_replay_rewrites_a_past_period_from_the_store_byte_for_byte(
         tmp_path: Path, make_config: Callable[[str], Config],
-        engine_factory: Callable[[Config], Any]) -> None:
+        engine_factory: Callable[[Config], Any], capsys: Any) -> None:
     out = tmp_path / "zone"
     cfg = make_config(config(out))
     engine: Engine = await engine_factory(cfg)
-    await S.inject(engine, records=[PERSON, PERSON], destinations=("zone",))
-    await collected(engine, 2)
-    written = await close_this_period(engine)
+    past = time.time() - 2 * HOUR
+    rows = [records.Collected(f"d{i}", "person", "", orjson.dumps({**PERSON, "patient_id": f"P{i}"}))
+            for i in range(2)]
+    await engine.store.write(lambda c: records.collect(c, "zone", rows, past))
+    (written,) = await exporter_of(engine).export_due()  # a past period with records not yet exported
     data_file = out / written.files[0].file
     original = data_file.read_bytes()
     for p in out.rglob("*.ndjson*"):
         p.unlink()  # a consumer lost the files
-    when = exporter_of(engine).schedule.iso(written.period.start + 60)
+    when = exporter_of(engine).schedule.iso(past)
     argv = ["export", "replay", "--config", str(cfg.file), "--period", when]
     assert await asyncio.to_thread(main, argv) == 0
     assert data_file.read_bytes() == original
     assert check_manifest(data_file)["record_count"] == 2
+    assert "      2 records" in capsys.readouterr().out
+
+    current = exporter_of(engine).schedule.iso(time.time())
+    now = ["export", "replay", "--config", str(cfg.file), "--period", current]
+    assert await asyncio.to_thread(main, now) == 1  # the period in progress cannot be replayed
+    assert "only periods that have ended can be replayed" in capsys.readouterr().err
+
+
+async def test_an_unknown_time_zone_stops_the_engine_with_a_config_error_naming_the_destination(
+        tmp_path: Path, make_config: Callable[[str], Config]) -> None:
+    engine = Engine(make_config(config(tmp_path / "zone").replace("Asia/Shanghai", "Asia/Ningbo")))
+    with pytest.raises(ConfigError, match="export destination 'zone': unknown time zone 'Asia/Ningbo'"):
+        await engine.start()
+    await engine.stop()
 
 
 async def test_retention_deletes_old_periods_files_and_their_records(
