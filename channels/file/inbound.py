@@ -123,8 +123,9 @@ class FileInbound(Inbound):
             try:
                 await self.poll_once()
             except Exception as exc:  # a full disk, a lost mount: report, keep polling
-                self.context.error(f"poll failed: {type(exc).__name__}: {exc}")
-                self.context.log.error("file poll failed", error=f"{type(exc).__name__}: {exc}")
+                text = _os_error(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+                self.context.error(f"poll failed: {text}")
+                self.context.log.error("file poll failed", error=text)
             try:
                 await asyncio.wait_for(self._stopping.wait(), self.poll_interval)
             except TimeoutError:
@@ -141,7 +142,13 @@ class FileInbound(Inbound):
             for item in ready:
                 if self._stopping.is_set():
                     break
-                if await self.take(inbox, item):
+                try:
+                    took = await self.take(inbox, item)
+                except OSError as exc:  # one unreadable or unmovable file must not stop the others
+                    self.context.error(f"file not taken: {_os_error(exc)}")
+                    self.context.log.error("file not taken", error=_os_error(exc))
+                    continue
+                if took:
                     taken += 1
                     readiness.forget(item.entry.name)
         self.files_waiting = waiting
@@ -234,3 +241,8 @@ def _recorded(reason_file: Path, sha: str) -> bool:
         return f"sha256: {sha}\n" in reason_file.read_text(encoding="utf-8")
     except OSError:
         return False
+
+
+def _os_error(exc: OSError) -> str:
+    """An OSError without its file name (names of dropped files may carry patient ids)."""
+    return f"{type(exc).__name__}: {exc.strerror or 'error'} (errno {exc.errno})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -199,3 +200,22 @@ async def test_the_same_file_dropped_again_is_recognised_by_its_content_and_stor
     assert len(await stored(engine)) == 3
     status = next(c for c in engine.status()["channels"] if c["name"] == "drop")
     assert status["counters"]["duplicate"] == 3 and status["counters"]["received"] == 3
+
+
+async def test_a_file_that_cannot_be_moved_is_reported_without_its_name_and_the_others_go_on(
+        tmp_path: Path, make_config: Callable[[str], Config],
+        engine_factory: Callable[[Config], Any]) -> None:
+    drop = tmp_path / "drop"
+    (drop / "done").mkdir(parents=True)
+    sha = hashlib.sha256(ADT).hexdigest()
+    for blocked in ("patient-330203.hl7", f"patient-330203.hl7.{sha[:12]}"):
+        (drop / "done" / blocked / "x").mkdir(parents=True)  # a directory where the file must go
+    (drop / "patient-330203.hl7").write_bytes(ADT)
+    engine: Engine = await engine_factory(make_config(config(drop)))
+    (drop / "later.hl7").write_bytes(BATCH)
+    await S.wait_for(lambda: "later.hl7" in files(drop / "done"))
+    assert files(drop) == ["patient-330203.hl7"]  # kept in place: taken again at every poll
+    status = next(c for c in engine.status()["channels"] if c["name"] == "drop")
+    text = status["last_error"]["text"]
+    assert text.startswith("file not taken: IsADirectoryError") and "330203" not in text
+    assert status["counters"]["received"] == 4  # its message is committed (once), the batch's three too
