@@ -13,6 +13,8 @@ A `kill -9` between 3 and 4 leaves the file in place; taken again, every message
 stored (counted `duplicate`), so nothing is lost and nothing is stored twice. The reason file records
 the file's SHA-256, so a crash between the reject and the move does not store the rejection twice.
 Moves are renames within the watched directory (same filesystem), followed by a directory fsync.
+On Linux, inotify wakes the poll as soon as a file lands (channels/file/watch.py; `watch: false` to
+poll only).
 File names are logged at DEBUG only: hospital systems often put patient ids in them.
 """
 
@@ -40,6 +42,7 @@ from channels.file.readiness import (
     Ready,
     list_files,
 )
+from channels.file.watch import DirectoryWatch
 from channels.payload import Envelope
 from engine.config import parse_duration, parse_size
 from engine.errors import EngineError
@@ -95,18 +98,26 @@ class FileInbound(Inbound):
         self.files_waiting = 0
         self.last_poll_at: float | None = None
         self._stopping = asyncio.Event()
+        self._nudge = asyncio.Event()  # set by stop() and by the directory watch: poll now
         self._task: asyncio.Task[None] | None = None
+        self.watch = DirectoryWatch([i.dir for i in self.inboxes], self._nudge.set) \
+            if settings.get("watch", True) else None
+        self.watching = False
 
     async def start(self) -> None:
         for inbox in self.inboxes:
             for d in (inbox.dir, inbox.done, inbox.error):
                 await asyncio.to_thread(d.mkdir, parents=True, exist_ok=True)
         self._stopping.clear()
+        self.watching = self.watch.start() if self.watch is not None else False
         self._task = asyncio.create_task(self._run(), name=f"yonglink-file-{self.name}")
 
     async def stop(self) -> None:
         """Finish the file in hand (its commits and move), then stop polling."""
         self._stopping.set()
+        self._nudge.set()
+        if self.watch is not None:
+            self.watch.close()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
@@ -114,7 +125,8 @@ class FileInbound(Inbound):
     def describe(self) -> dict[str, Any]:
         rule = next(iter(self.readiness.values())).rule.value
         return {"dirs": [str(i.dir) for i in self.inboxes], "complete": rule,
-                "poll_interval": self.poll_interval, "files_done": self.files_done,
+                "poll_interval": self.poll_interval, "watch": "inotify" if self.watching else "poll",
+                "files_done": self.files_done,
                 "files_error": self.files_error, "files_waiting": self.files_waiting,
                 "last_poll_at": self.last_poll_at}
 
@@ -127,9 +139,10 @@ class FileInbound(Inbound):
                 self.context.error(f"poll failed: {text}")
                 self.context.log.error("file poll failed", error=text)
             try:
-                await asyncio.wait_for(self._stopping.wait(), self.poll_interval)
+                await asyncio.wait_for(self._nudge.wait(), self.poll_interval)
             except TimeoutError:
                 pass
+            self._nudge.clear()
 
     async def poll_once(self) -> int:
         """List every directory and take its complete files; returns how many were taken."""

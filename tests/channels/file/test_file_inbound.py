@@ -219,3 +219,18 @@ async def test_a_file_that_cannot_be_moved_is_reported_without_its_name_and_the_
     text = status["last_error"]["text"]
     assert text.startswith("file not taken: IsADirectoryError") and "330203" not in text
     assert status["counters"]["received"] == 4  # its message is committed (once), the batch's three too
+
+
+async def test_on_linux_a_dropped_file_is_taken_at_once_without_waiting_for_the_next_poll(
+        tmp_path: Path, make_config: Callable[[str], Config],
+        engine_factory: Callable[[Config], Any]) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    engine: Engine = await engine_factory(make_config(config(drop).replace("poll_interval: 0.05s",
+                                                                           "poll_interval: 1h")))
+    inbound: Any = engine.channels["drop"].inbound
+    await S.wait_for(lambda: inbound.last_poll_at is not None)  # the first poll, at start, found nothing
+    assert inbound.describe()["watch"] == "inotify"
+    (drop / "adt.hl7.tmp").write_bytes(ADT)
+    (drop / "adt.hl7.tmp").rename(drop / "adt.hl7")
+    await S.wait_for(lambda: files(drop / "done") == ["adt.hl7"])  # an hour before the next poll
