@@ -76,7 +76,7 @@ class Engine:
                                         metrics=self.metrics, outbound_types=outbound_types(),
                                         config_dir=config_dir,
                                         retention_days=config.engine.store.retention_days,
-                                        registry=self._datasets)
+                                        registry=self._datasets, facility=config.engine.facility)
         # Destinations cannot change live (reload.refusal), so their subscriptions are built once.
         self.pipeline = Pipeline(store=self.store, route=self._route, deliveries=self.delivery,
                                  on_outcome=self._on_outcome,

@@ -1,1 +1,1 @@
-"""File connector: outbound writes one file per record."""
+"""File connectors: the drop-directory inbound channel and the one-file-per-record destination."""

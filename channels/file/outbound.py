@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,7 +37,8 @@ def extension(content_type: str) -> str:
     return ".json"
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename in `path` durable (POSIX: the directory entry is only on disk after this)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -44,10 +46,15 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomically(target: Path, data: bytes, *, fsync: bool = True) -> None:
-    """Write `data` to `target` so that readers see either no file or the whole file."""
+def write_atomically(target: Path, data: bytes, *, fsync: bool = True, unique_temp: bool = False) -> None:
+    """Write `data` to `target` so that readers see either no file or the whole file.
+
+    `unique_temp`: name the temp file after the process and thread too, for targets that two writers
+    may write at once (an export period rewritten by `yonglink export replay` while the engine runs).
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}{TEMP_SUFFIX}")
+    tag = f".{os.getpid()}-{threading.get_ident()}" if unique_temp else ""
+    temp = target.with_name(f".{target.name}{tag}{TEMP_SUFFIX}")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
     try:
         view = memoryview(data)
@@ -59,7 +66,7 @@ def write_atomically(target: Path, data: bytes, *, fsync: bool = True) -> None:
         os.close(fd)
     os.replace(temp, target)
     if fsync:
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
 
 
 def clean_temp_files(root: Path) -> int:

@@ -70,8 +70,9 @@ class DeliveryService:
 
     def __init__(self, *, destinations: Sequence[DestinationConfig], store: Store, metrics: Metrics,
                  outbound_types: Mapping[str, type[Outbound]], config_dir: Path, retention_days: float,
-                 registry: Callable[[], DatasetRegistry]) -> None:
+                 registry: Callable[[], DatasetRegistry], facility: str = "YONGLINK") -> None:
         self.store = store
+        self.facility = facility
         self.metrics = metrics
         self.outbound_types = outbound_types
         self.config_dir = config_dir
@@ -86,7 +87,10 @@ class DeliveryService:
         self._house: asyncio.Task[None] | None = None
 
     def ddl(self) -> list[str]:
-        return [outbox.DDL]
+        """The outbox tables, and those of configured connectors that keep their own (class `DDL`)."""
+        types = self.outbound_types
+        own = {types[d.type].DDL for d in self.destinations.values() if d.type in types}
+        return [outbox.DDL, *sorted(d for d in own if d)]
 
     # --- inside the pipeline's transaction --------------------------------------------------------
 
@@ -199,6 +203,8 @@ class DeliveryService:
             settings = resolve_paths(dest.settings, self.config_dir)
             outbound = cls(name=name, settings=settings) if cls is not None else None
             if outbound is not None:
+                # e.g. export keeps its records in the store (Outbound.use_store: a no-op by default)
+                outbound.use_store(store=self.store, registry=self.registry(), facility=self.facility)
                 overrides = (dest.options.get("retry") or {}).get("status_overrides") or {}
                 outbound.use_status_overrides({int(k): str(v) for k, v in overrides.items()})
             worker = DestinationWorker(config=dest, outbound=outbound, store=self.store,

@@ -479,6 +479,7 @@ class DestinationWorker:
             if state is DestinationState.OK:
                 state = DestinationState.BLOCKED
         last = {"at": self.last_error_at, "text": self.last_error} if self.last_error else None
+        own = self.outbound.describe() if self.outbound is not None else {}  # e.g. export periods
         return {"name": self.name, "type": self.type, "ordering": "fifo" if self.fifo else "parallel",
                 "state": state, "in_flight": self._sending, "held": len(self.inflight),
-                "blocked_message_id": blocked_id, "last_error": last}
+                "blocked_message_id": blocked_id, "last_error": last, **own}

@@ -85,8 +85,12 @@ class SqliteStore(Store):
     """SQLite in WAL mode with `synchronous=FULL`: a commit survives power loss, not just `kill -9`."""
 
     def __init__(self, path: str | os.PathLike[str], *, max_size: int | None = None,
-                 max_batch: int = DEFAULT_MAX_BATCH, readers: int = 2) -> None:
+                 max_batch: int = DEFAULT_MAX_BATCH, readers: int = 2, engine_lock: bool = True) -> None:
         self.path = Path(path)
+        self.engine_lock = engine_lock
+        """Take the one-engine lock on open. False for a tool that works beside a running engine (e.g.
+        `yonglink export replay`): SQLite's own locking keeps the two consistent; the lock only stops a
+        second *engine*, whose listeners and delivery workers would compete with the first."""
         self.max_size = max_size
         self.max_batch = max_batch
         self._ops: queue.SimpleQueue[tuple[WriteOp[Any], asyncio.Future[Any], bool, bool] | None] = \
@@ -127,7 +131,8 @@ class SqliteStore(Store):
         `open` claims too; `yonglink run` claims first, so a second engine exits before the seconds it
         would spend loading routes and schemas."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock.acquire()
+        if self.engine_lock:
+            self._lock.acquire()
 
     async def open(self, ddl: Sequence[str]) -> None:
         self.claim()  # before anything touches the file: a second engine stops here

@@ -13,6 +13,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 async def start_engine(config: Path) -> tuple[asyncio.subprocess.Process, int]:
     """Run `yonglink run` and return the process and its MLLP port (read from the JSON log)."""
+    proc, event = await start_engine_until(config, "mllp listening")
+    return proc, int(str(event["listen"]).rsplit(":", 1)[1])
+
+
+async def start_engine_until(config: Path, ready: str = "engine started",
+                             ) -> tuple[asyncio.subprocess.Process, dict[str, object]]:
+    """Run `yonglink run` until its JSON log shows the event `ready`; return the process and that event."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "engine.cli", "run", "--config", str(config), cwd=REPO,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
@@ -29,11 +36,10 @@ async def start_engine(config: Path) -> tuple[asyncio.subprocess.Process, int]:
                 event = json.loads(line)
             except ValueError:
                 continue
-            if event.get("event") == "mllp listening":
-                port = int(str(event["listen"]).rsplit(":", 1)[1])
+            if event.get("event") == ready:
                 break
     asyncio.get_running_loop().create_task(_drain(stderr))
-    return proc, port
+    return proc, event
 
 
 async def _drain(stream: asyncio.StreamReader) -> None:

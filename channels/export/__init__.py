@@ -1,0 +1,1 @@
+"""Export destination: scheduled dataset files with manifests for an isolation zone (隔离区)."""
