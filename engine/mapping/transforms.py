@@ -172,8 +172,18 @@ class Replace:
         return value.replace(self.old, self.new) or None if isinstance(value, str) else value
 
 
+@dataclass(frozen=True, slots=True)
+class Truncated:
+    """What `truncate` returns when it had to cut: the mapper keeps `value` and names the field in
+    ``envelope.truncated`` (counted by data quality), so a cut is visible, never silent."""
+
+    value: str
+
+
 class Truncate:
-    """Cut text to at most N characters (for free text longer than its AN..N field): ``{truncate: 50}``."""
+    """Cut display text (an item or diagnosis name) to its field's limit, N characters, instead of
+    failing the record: ``{truncate: 50}``. Only for display text: identifiers and codes that are too
+    long must still fail (the schema's maxLength does that), so never put this on a code or number."""
 
     def __init__(self, settings: Any, env: CompileEnv) -> None:
         if not isinstance(settings, int) or settings < 1:
@@ -181,7 +191,9 @@ class Truncate:
         self.n = settings
 
     def __call__(self, value: Value, source: Source | None = None) -> Value:
-        return value[:self.n] if isinstance(value, str) else value
+        if isinstance(value, str) and len(value) > self.n:
+            return Truncated(value[:self.n])
+        return value
 
 
 class Date:

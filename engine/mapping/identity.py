@@ -1,0 +1,319 @@
+"""Resident identity: which identifier of a message is the resident ID (居民身份证号), checked once.
+
+A regional platform links every record on the resident ID, so every route that carries a person fills
+its identity fields the same way, through one `identity:` block (docs/mapping.md "Resident identity"),
+never a copy of paths per route. What the block fills:
+
+* ``id_number`` + ``id_type_code`` (CV02.01.101 身份证件类别代码, WS 364 / DE02.01.031.00): the resident
+  ID when one is found, else another identity document (passport, driver's licence ...);
+* ``health_card_no`` (居民健康卡号, DE01.00.021.00) when the dataset has that field;
+* ``patient_id`` for HL7 v2 routes that do not map it themselves: the hospital's own id, never an
+  identity document (and, for any route, a ``patient_id`` equal to the resident ID found is removed);
+* ``envelope.id_source``: which convention found the ID (``PID-3 CX.5=NNCHN``, ``PID-19`` ...).
+
+Where senders put the ID is a table of `Convention` rows, tried in order; the first one that yields a
+value wins. A route (or, through a convention's ``channels:``, one channel's senders) puts its own rows
+before the defaults, e.g. a hospital that sends the citizen ID with CX.5 = ``1``.
+
+HL7 v2 (v2.3.1 – v2.5.1 alike: PID-3 is CX, PID-19 ST "SSN number"):
+  1. PID-3 repetitions whose CX.5 type is a national person identifier (HL7 v2.5.1 Table 0203
+     ``NNCHN``, ``NN``, ``NI``; the sender convention ``ID``; CV02.01.101 code ``01``) or whose CX.4
+     assigning authority is the issuer (``CHN``, ``公安部``, OID 2.16.156.10011.1.3 in CX.4.2);
+  2. PID-19, when PID-3 has none (common in Chinese HIS that predate PID-3 repetitions);
+  3. other identity documents in PID-3 (Table 0203 ``PPN`` passport → 03, ``DL`` driver's licence → 05,
+     CV02.01.101 codes 02 – 99 as sent).
+FHIR: ``<patient>.identifier`` by ``system`` only (the resident-ID OID, HL7 China IG IDC slice, plus
+systems a route lists) — never "the first identifier".
+
+Every resident ID (type 01) is checked by GB 11643 (`formats.check_resident_id`). An invalid one fails
+the record naming the field and the masked value (default, `on_invalid: error`) or, with
+`on_invalid: drop`, is left out (with its type code) and named in ``envelope.dropped``; both reach the
+data-quality counts as an invalid ``id_number``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from engine.errors import ConfigError, MappingError
+from engine.mapping import formats, paths
+from engine.message_view import Source
+
+RESIDENT_ID_OID = "2.16.156.10011.1.3"
+"""患者身份证号标识 (WS/T 500 CDA header, shared/standards/oids.csv S6)."""
+HEALTH_CARD_OID = "2.16.156.10011.1.19"
+"""健康卡号 (WS/T 500 CDA header, oids.csv S6)."""
+HL7_CHINA_IDC_OID = "2.16.840.1.113883.2.23.1.19.1"
+"""HL7 China FHIR IG core-patient identifier slice IDC 身份证 (oids.csv S12)."""
+RESIDENT_ID = "01"
+"""CV02.01.101 01 居民身份证."""
+HEALTH_CARD = "HC"
+"""Not a CV02.01.101 code: a convention with this `id_type` finds the 居民健康卡 number."""
+ID_TYPES = ("01", "02", "03", "04", "05", "06", "07", "99", HEALTH_CARD)
+"""CV02.01.101 身份证件类别代码 (WS 364, shared/standards/value_domains.md) plus HEALTH_CARD."""
+
+Where = Literal["cx5", "cx4", "cx4.2", "pid19", "system"]
+WHERE_KEYS: tuple[Where, ...] = ("cx5", "cx4", "cx4.2", "pid19", "system")
+CONVENTION_KEYS = (*WHERE_KEYS, "id_type", "channels", "source")
+BLOCK_KEYS = ("on_invalid", "conventions", "patient")
+IDENTITY_FIELDS = ("id_type_code", "id_number", "health_card_no")
+"""Record fields only the identity block fills (a route mapping one of them too is an error)."""
+
+
+@dataclass(frozen=True)
+class Convention:
+    """One place a sender puts an identity document: where, the code that marks it, what it is."""
+
+    where: Where
+    value: str
+    id_type: str
+    source: str
+    """The standard and table (or sender) behind this row, for docs and review."""
+    channels: frozenset[str] | None = None
+    """Only messages from these channels use the row (a site's own CX.5 codes); None = every channel."""
+
+    @property
+    def label(self) -> str:
+        """How `envelope.id_source` names the convention."""
+        if self.where == "pid19":
+            return "PID-19"
+        if self.where == "system":
+            return f"identifier.system={self.value}"
+        return f"PID-3 CX.{self.where[2:]}={self.value}"
+
+    def hl7_path(self) -> str:
+        if self.where == "pid19":
+            return "PID-19"
+        return f"PID-3[{'CX.' + self.where[2:]}={self.value}].1"
+
+
+def _rows(where: Where, codes: Iterable[tuple[str, str]], source: str) -> tuple[Convention, ...]:
+    return tuple(Convention(where, value, id_type, source) for value, id_type in codes)
+
+
+_T0203 = "HL7 v2.5.1 Table 0203 (identifier type)"
+_CV = "CV02.01.101 code sent in CX.5 (WS 364)"
+HL7_RESIDENT_ID: tuple[Convention, ...] = (
+    *_rows("cx5", [("NNCHN", "01")], _T0203 + " NNxxx: national person identifier, ISO 3166 CHN"),
+    *_rows("cx5", [("NN", "01")], _T0203 + " NN without country: China assumed (policy, as in "
+                                   "mappings/tables/hl7_0203_to_cv02_01_101.yaml)"),
+    *_rows("cx5", [("NI", "01")], _T0203 + " NI: national unique individual identifier"),
+    *_rows("cx5", [("ID", "01")], "sender convention (not in Table 0203) seen in Chinese HIS, issue #11"),
+    *_rows("cx5", [("01", "01")], _CV),
+    *_rows("cx4", [("CHN", "01"), ("公安部", "01")], "CX.4 assigning authority = the issuing state / "
+                                                       "Ministry of Public Security (HL7 v2.5.1 §2.A.14.4)"),
+    *_rows("cx4.2", [(RESIDENT_ID_OID, "01")], "CX.4.2 universal id = 患者身份证号标识 OID (oids.csv S6)"),
+)
+"""PID-3 rows that mark the resident ID, in the order tried."""
+HL7_PID19 = Convention("pid19", "", RESIDENT_ID, "HL7 v2.3.1-v2.5.1 PID-19 SSN number (resident ID in "
+                                                 "Chinese HIS)")
+HL7_OTHER_DOCUMENTS: tuple[Convention, ...] = (
+    *_rows("cx5", [("PPN", "03"), ("DL", "05")], _T0203 + ": PPN passport → 03 护照, DL → 05 驾驶证"),
+    *_rows("cx5", [(c, c) for c in ("02", "03", "04", "05", "06", "07", "99")], _CV),
+    *_rows("cx5", [("HC", HEALTH_CARD)], _T0203 + " HC: health card number → 居民健康卡号"),
+    *_rows("cx4.2", [(HEALTH_CARD_OID, HEALTH_CARD)], "CX.4.2 = 健康卡号 OID (oids.csv S6)"),
+)
+"""PID-3 rows for other documents, tried after PID-19."""
+HL7_DEFAULTS = (*HL7_RESIDENT_ID, HL7_PID19, *HL7_OTHER_DOCUMENTS)
+FHIR_DEFAULTS: tuple[Convention, ...] = (
+    *_rows("system", [(f"urn:oid:{RESIDENT_ID_OID}", "01"), (RESIDENT_ID_OID, "01")],
+           "患者身份证号标识 OID (oids.csv S6); the bare OID form is seen from senders"),
+    *_rows("system", [(f"urn:oid:{HL7_CHINA_IDC_OID}", "01")], "HL7 China FHIR IG IDC slice (oids.csv S12)"),
+    *_rows("system", [(f"urn:oid:{HEALTH_CARD_OID}", HEALTH_CARD)], "健康卡号 OID (oids.csv S6)"),
+)
+HOSPITAL_ID_PATHS = ("PID-3[CX.5=PI].1", "PID-3[CX.5=MR].1", "PID-3[CX.5=PT].1", "PID-2.1")
+"""HL7 v2.5.1 Table 0203 PI patient internal id, MR medical record number, PT patient external id;
+PID-2 (v2.3.1/v2.4 patient ID (external)). Then the first PID-3 repetition that is no identity document."""
+FHIR_PATIENT_BY_RESOURCE = {"Patient": "Patient", "Bundle": "Bundle.entry.resource.ofType(Patient)"}
+
+
+@dataclass
+class Found:
+    """What the identity block found in one message (before the record is assembled)."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+    id_source: str | None = None
+    dropped: list[str] = field(default_factory=list)
+    error: str | None = None
+    documents: set[str] = field(default_factory=set)
+    """Every identity-document value seen (upper-case): `patient_id` may hold none of them."""
+
+
+Getter = Callable[[Source], "str | None"]
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A compiled `identity:` block; `find` runs it on one message."""
+
+    kind: paths.Kind
+    conventions: tuple[tuple[Convention, Getter], ...]
+    line: int
+    file: str
+    drop_invalid: bool = False
+    health_card: bool = True
+    """Whether the dataset has `health_card_no`."""
+    hospital_id: tuple[Getter, ...] = ()
+    """HL7 v2 routes that do not map `patient_id`: the getters of HOSPITAL_ID_PATHS."""
+    pid3: Callable[[Source], list[tuple[str, str, str, str]]] | None = None
+    """HL7 v2: every PID-3 repetition as (CX.1, CX.4.1, CX.4.2, CX.5), for the hospital-id fallback."""
+
+    def find(self, source: Source, channel: str | None) -> Found:
+        found = Found()
+        resident = other = None
+        card: str | None = None
+        for conv, get in self.conventions:
+            if conv.channels is not None and channel not in conv.channels:
+                continue
+            value = get(source)
+            if value is None or not value.strip():
+                continue
+            value = value.strip()
+            found.documents.add(value.upper())
+            if conv.id_type == HEALTH_CARD:
+                card = card or value
+            elif conv.id_type == RESIDENT_ID:
+                resident = resident or (conv, value)
+            else:
+                other = other or (conv, value)
+        if card is not None and self.health_card:
+            found.fields["health_card_no"] = card
+        chosen = resident or other
+        if chosen is not None:
+            conv, value = chosen
+            found.id_source = conv.label
+            if conv.id_type == RESIDENT_ID:
+                try:
+                    value = formats.check_resident_id(value)
+                except MappingError as exc:
+                    text = (f"{self.file}:{self.line} id_number: {conv.label} '{exc.value}' {exc}")
+                    if self.drop_invalid:
+                        found.dropped.append("id_number")
+                    else:
+                        found.error = text
+                    value = ""
+            if value:
+                found.fields["id_number"] = value
+                found.fields["id_type_code"] = conv.id_type
+        if self.hospital_id:
+            hospital = self._hospital_id(source, found.documents)
+            if hospital is not None:
+                found.fields["patient_id"] = hospital
+        return found
+
+    def _hospital_id(self, source: Source, documents: set[str]) -> str | None:
+        for get in self.hospital_id:
+            value = get(source)
+            if value and value.strip().upper() not in documents:
+                return value.strip()
+        if self.pid3 is None:
+            return None
+        for cx1, _, _, _ in self.pid3(source):
+            if cx1 and cx1.strip().upper() not in documents:
+                return cx1.strip()
+        return None
+
+
+def parse_conventions(spec: Any, kind: paths.Kind) -> tuple[Convention, ...]:
+    """The `conventions:` list of an `identity:` block → rows (ConfigError names the bad item)."""
+    if spec is None:
+        return ()
+    if not isinstance(spec, list):
+        raise ConfigError("identity.conventions: expected a list of {cx5|cx4|cx4.2|pid19|system: ..., "
+                          "id_type: ...}")
+    rows = []
+    for i, item in enumerate(spec):
+        where = f"identity.conventions[{i}]"
+        if not isinstance(item, Mapping):
+            raise ConfigError(f"{where}: expected a mapping")
+        unknown = [k for k in item if k not in CONVENTION_KEYS]
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(CONVENTION_KEYS)})")
+        keys = [k for k in WHERE_KEYS if k in item]
+        if len(keys) != 1:
+            raise ConfigError(f"{where}: give exactly one of {', '.join(WHERE_KEYS)}")
+        key: Where = keys[0]
+        if (key == "system") != (kind == "fhir"):
+            raise ConfigError(f"{where}: {key} does not apply to a "
+                              f"{'FHIR' if kind == 'fhir' else 'HL7 v2'} route")
+        value = item[key]
+        if key == "pid19":
+            value = ""
+        elif not isinstance(value, str) or not value or "]" in value:
+            raise ConfigError(f"{where}.{key}: quote the code as text (got {value!r})")
+        id_type = item.get("id_type", RESIDENT_ID)
+        if id_type not in ID_TYPES:
+            raise ConfigError(f"{where}.id_type: {id_type!r} is not a CV02.01.101 code or HC "
+                              f"(allowed: {', '.join(ID_TYPES)})")
+        channels = item.get("channels")
+        if channels is not None and (not isinstance(channels, list)
+                                     or not all(isinstance(c, str) for c in channels)):
+            raise ConfigError(f"{where}.channels: expected a list of channel names")
+        rows.append(Convention(key, value, id_type, str(item.get("source", "route")),
+                               frozenset(channels) if channels is not None else None))
+    return tuple(rows)
+
+
+def compile_identity(spec: Any, *, kind: paths.Kind, resource_types: Iterable[str], file: str, line: int,
+                     dataset_fields: Iterable[str] | None, maps_patient_id: bool) -> Identity:
+    """An `identity:` block (``{}`` or ``true`` for the defaults) → `Identity`; ConfigError without
+    file:line (the route loader adds it)."""
+    if spec is True or spec is None:
+        spec = {}
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"identity: expected a mapping with keys {', '.join(BLOCK_KEYS)} (or true)")
+    unknown = [k for k in spec if k not in BLOCK_KEYS]
+    if unknown:
+        raise ConfigError(f"identity: unknown key {unknown[0]!r} (allowed: {', '.join(BLOCK_KEYS)})")
+    on_invalid = spec.get("on_invalid", "error")
+    if on_invalid not in ("error", "drop"):
+        raise ConfigError(f"identity.on_invalid: must be error or drop (got {on_invalid!r})")
+    if kind not in ("hl7v2", "fhir"):
+        raise ConfigError("identity: the route must match message_type (HL7 v2) or resource_type (FHIR)")
+    own = parse_conventions(spec.get("conventions"), kind)
+    known = set(dataset_fields) if dataset_fields is not None else None
+    pid3 = None
+    hospital: tuple[Getter, ...] = ()
+    if kind == "hl7v2":
+        if "patient" in spec:
+            raise ConfigError("identity.patient: applies to FHIR routes only")
+        rows = (*own, *HL7_DEFAULTS)
+        compiled = tuple((c, paths.getter("hl7v2", c.hl7_path())) for c in rows)
+        if not maps_patient_id and (known is None or "patient_id" in known):
+            hospital = tuple(paths.getter("hl7v2", p) for p in HOSPITAL_ID_PATHS)
+            pid3 = _pid3_reader()
+    else:
+        patient = spec.get("patient")
+        if patient is None:
+            types = list(resource_types)
+            patient = FHIR_PATIENT_BY_RESOURCE.get(types[0]) if len(types) == 1 else None
+            if patient is None:
+                raise ConfigError("identity.patient: name the FHIRPath of the patient (or its Reference) "
+                                  "whose identifiers to read, e.g. Immunization.patient")
+        if not isinstance(patient, str):
+            raise ConfigError("identity.patient: expected a FHIRPath")
+        rows = (*own, *FHIR_DEFAULTS)
+        compiled = tuple((c, paths.getter("fhir", f"{patient}.identifier.where(system = "
+                                                  f"'{c.value}').value")) for c in rows)
+    return Identity(kind=kind, conventions=compiled, line=line, file=file,
+                    drop_invalid=on_invalid == "drop",
+                    health_card=known is None or "health_card_no" in known,
+                    hospital_id=hospital, pid3=pid3)
+
+
+def _pid3_reader() -> Callable[[Source], list[tuple[str, str, str, str]]]:
+    """Every PID-3 repetition of the message a source belongs to, as (CX.1, CX.4.1, CX.4.2, CX.5)."""
+    from engine.hl7v2.access import message_of
+
+    def read(source: Source) -> list[tuple[str, str, str, str]]:
+        msg = message_of(source)
+        return [(r.get("1") or "", r.get("4.1") or "", r.get("4.2") or "", r.get("5") or "")
+                for r in msg.children("PID-3[*]")]
+    return read
+
+
+__all__ = [
+    "FHIR_DEFAULTS", "HL7_DEFAULTS", "IDENTITY_FIELDS", "Convention", "Found", "Identity", "compile_identity",
+]
