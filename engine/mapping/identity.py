@@ -83,11 +83,6 @@ class Convention:
             return f"identifier.system={self.value}"
         return f"PID-3 CX.{self.where[2:]}={self.value}"
 
-    def hl7_path(self) -> str:
-        if self.where == "pid19":
-            return "PID-19"
-        return f"PID-3[{'CX.' + self.where[2:]}={self.value}].1"
-
 
 def _rows(where: Where, codes: Iterable[tuple[str, str]], source: str) -> tuple[Convention, ...]:
     return tuple(Convention(where, value, id_type, source) for value, id_type in codes)
@@ -142,6 +137,9 @@ class Found:
 
 
 Getter = Callable[[Source], "str | None"]
+Cx = tuple[str, str, str, str]
+"""One PID-3 repetition as (CX.1 id, CX.4.1 namespace, CX.4.2 universal id, CX.5 type code)."""
+_CX_INDEX = {"cx4": 1, "cx4.2": 2, "cx5": 3}
 
 
 @dataclass(frozen=True)
@@ -149,28 +147,27 @@ class Identity:
     """A compiled `identity:` block; `find` runs it on one message."""
 
     kind: paths.Kind
-    conventions: tuple[tuple[Convention, Getter], ...]
+    conventions: tuple[Convention, ...]
     line: int
     file: str
     drop_invalid: bool = False
     health_card: bool = True
     """Whether the dataset has `health_card_no`."""
+    fhir: tuple[Getter, ...] = ()
+    """FHIR: one getter per convention (the patient's identifier value with that system)."""
+    pid3: Callable[[Source], list[Cx]] | None = None
+    pid19: Getter | None = None
     hospital_id: tuple[Getter, ...] = ()
     """HL7 v2 routes that do not map `patient_id`: the getters of HOSPITAL_ID_PATHS."""
-    pid3: Callable[[Source], list[tuple[str, str, str, str]]] | None = None
-    """HL7 v2: every PID-3 repetition as (CX.1, CX.4.1, CX.4.2, CX.5), for the hospital-id fallback."""
 
     def find(self, source: Source, channel: str | None) -> Found:
         found = Found()
+        hits = self._hl7_hits(source) if self.pid3 is not None else self._fhir_hits(source)
         resident = other = None
         card: str | None = None
-        for conv, get in self.conventions:
+        for conv, value in hits:
             if conv.channels is not None and channel not in conv.channels:
                 continue
-            value = get(source)
-            if value is None or not value.strip():
-                continue
-            value = value.strip()
             found.documents.add(value.upper())
             if conv.id_type == HEALTH_CARD:
                 card = card or value
@@ -188,11 +185,10 @@ class Identity:
                 try:
                     value = formats.check_resident_id(value)
                 except MappingError as exc:
-                    text = (f"{self.file}:{self.line} id_number: {conv.label} '{exc.value}' {exc}")
                     if self.drop_invalid:
                         found.dropped.append("id_number")
                     else:
-                        found.error = text
+                        found.error = f"{self.file}:{self.line} id_number: {conv.label} '{exc.value}' {exc}"
                     value = ""
             if value:
                 found.fields["id_number"] = value
@@ -203,16 +199,46 @@ class Identity:
                 found.fields["patient_id"] = hospital
         return found
 
+    def _fhir_hits(self, source: Source) -> list[tuple[Convention, str]]:
+        hits = []
+        for conv, get in zip(self.conventions, self.fhir, strict=True):
+            value = get(source)
+            if value is not None and value.strip():
+                hits.append((conv, value.strip()))
+        return hits
+
+    def _hl7_hits(self, source: Source) -> list[tuple[Convention, str]]:
+        """(convention, value) for every convention that finds a value, in convention order.
+
+        A CX.4 authority rule does not claim a repetition whose CX.5 names another kind of document
+        (a passport issued by CHN is not a resident ID)."""
+        reps = self.pid3(source) if self.pid3 is not None else []
+        typed = {c.value: c.id_type for c in self.conventions if c.where == "cx5"}
+        hits = []
+        for conv in self.conventions:
+            if conv.where == "pid19":
+                value = self.pid19(source) if self.pid19 is not None else None
+                if value is not None and value.strip():
+                    hits.append((conv, value.strip()))
+                continue
+            i = _CX_INDEX[conv.where]
+            for rep in reps:
+                if not rep[0] or rep[i] != conv.value:
+                    continue
+                if i != 3 and rep[3] and typed.get(rep[3], conv.id_type) != conv.id_type:
+                    continue
+                hits.append((conv, rep[0]))
+                break
+        return hits
+
     def _hospital_id(self, source: Source, documents: set[str]) -> str | None:
         for get in self.hospital_id:
             value = get(source)
             if value and value.strip().upper() not in documents:
                 return value.strip()
-        if self.pid3 is None:
-            return None
-        for cx1, _, _, _ in self.pid3(source):
-            if cx1 and cx1.strip().upper() not in documents:
-                return cx1.strip()
+        for cx1, _, _, _ in self.pid3(source) if self.pid3 is not None else ():
+            if cx1 and cx1.upper() not in documents:
+                return cx1
         return None
 
 
@@ -221,11 +247,11 @@ def parse_conventions(spec: Any, kind: paths.Kind) -> tuple[Convention, ...]:
     if spec is None:
         return ()
     if not isinstance(spec, list):
-        raise ConfigError("identity.conventions: expected a list of {cx5|cx4|cx4.2|pid19|system: ..., "
+        raise ConfigError("conventions: expected a list of {cx5|cx4|cx4.2|pid19|system: ..., "
                           "id_type: ...}")
     rows = []
     for i, item in enumerate(spec):
-        where = f"identity.conventions[{i}]"
+        where = f"conventions[{i}]"
         if not isinstance(item, Mapping):
             raise ConfigError(f"{where}: expected a mapping")
         unknown = [k for k in item if k not in CONVENTION_KEYS]
@@ -263,53 +289,49 @@ def compile_identity(spec: Any, *, kind: paths.Kind, resource_types: Iterable[st
     if spec is True or spec is None:
         spec = {}
     if not isinstance(spec, Mapping):
-        raise ConfigError(f"identity: expected a mapping with keys {', '.join(BLOCK_KEYS)} (or true)")
+        raise ConfigError(f"expected a mapping with keys {', '.join(BLOCK_KEYS)} (or true)")
     unknown = [k for k in spec if k not in BLOCK_KEYS]
     if unknown:
-        raise ConfigError(f"identity: unknown key {unknown[0]!r} (allowed: {', '.join(BLOCK_KEYS)})")
+        raise ConfigError(f"unknown key {unknown[0]!r} (allowed: {', '.join(BLOCK_KEYS)})")
     on_invalid = spec.get("on_invalid", "error")
     if on_invalid not in ("error", "drop"):
-        raise ConfigError(f"identity.on_invalid: must be error or drop (got {on_invalid!r})")
+        raise ConfigError(f"on_invalid: must be error or drop (got {on_invalid!r})")
     if kind not in ("hl7v2", "fhir"):
-        raise ConfigError("identity: the route must match message_type (HL7 v2) or resource_type (FHIR)")
+        raise ConfigError("the route must match message_type (HL7 v2) or resource_type (FHIR)")
     own = parse_conventions(spec.get("conventions"), kind)
     known = set(dataset_fields) if dataset_fields is not None else None
-    pid3 = None
-    hospital: tuple[Getter, ...] = ()
+    common: dict[str, Any] = {"kind": kind, "line": line, "file": file, "drop_invalid": on_invalid == "drop",
+                              "health_card": known is None or "health_card_no" in known}
     if kind == "hl7v2":
         if "patient" in spec:
-            raise ConfigError("identity.patient: applies to FHIR routes only")
-        rows = (*own, *HL7_DEFAULTS)
-        compiled = tuple((c, paths.getter("hl7v2", c.hl7_path())) for c in rows)
+            raise ConfigError("patient: applies to FHIR routes only")
+        hospital: tuple[Getter, ...] = ()
         if not maps_patient_id and (known is None or "patient_id" in known):
             hospital = tuple(paths.getter("hl7v2", p) for p in HOSPITAL_ID_PATHS)
-            pid3 = _pid3_reader()
-    else:
-        patient = spec.get("patient")
+        return Identity(conventions=(*own, *HL7_DEFAULTS), pid3=_pid3_reader(),
+                        pid19=paths.getter("hl7v2", "PID-19"), hospital_id=hospital, **common)
+    patient = spec.get("patient")
+    if patient is None:
+        types = list(resource_types)
+        patient = FHIR_PATIENT_BY_RESOURCE.get(types[0]) if len(types) == 1 else None
         if patient is None:
-            types = list(resource_types)
-            patient = FHIR_PATIENT_BY_RESOURCE.get(types[0]) if len(types) == 1 else None
-            if patient is None:
-                raise ConfigError("identity.patient: name the FHIRPath of the patient (or its Reference) "
-                                  "whose identifiers to read, e.g. Immunization.patient")
-        if not isinstance(patient, str):
-            raise ConfigError("identity.patient: expected a FHIRPath")
-        rows = (*own, *FHIR_DEFAULTS)
-        compiled = tuple((c, paths.getter("fhir", f"{patient}.identifier.where(system = "
-                                                  f"'{c.value}').value")) for c in rows)
-    return Identity(kind=kind, conventions=compiled, line=line, file=file,
-                    drop_invalid=on_invalid == "drop",
-                    health_card=known is None or "health_card_no" in known,
-                    hospital_id=hospital, pid3=pid3)
+            raise ConfigError("patient: name the FHIRPath of the patient (or its Reference) "
+                              "whose identifiers to read, e.g. Immunization.patient")
+    if not isinstance(patient, str):
+        raise ConfigError("patient: expected a FHIRPath")
+    rows = (*own, *FHIR_DEFAULTS)
+    getters = tuple(paths.getter("fhir", f"{patient}.identifier.where(system = '{c.value}').value")
+                    for c in rows)
+    return Identity(conventions=rows, fhir=getters, **common)
 
 
-def _pid3_reader() -> Callable[[Source], list[tuple[str, str, str, str]]]:
+def _pid3_reader() -> Callable[[Source], list[Cx]]:
     """Every PID-3 repetition of the message a source belongs to, as (CX.1, CX.4.1, CX.4.2, CX.5)."""
     from engine.hl7v2.access import message_of
 
-    def read(source: Source) -> list[tuple[str, str, str, str]]:
+    def read(source: Source) -> list[Cx]:
         msg = message_of(source)
-        return [(r.get("1") or "", r.get("4.1") or "", r.get("4.2") or "", r.get("5") or "")
+        return [((r.get("1") or "").strip(), r.get("4.1") or "", r.get("4.2") or "", r.get("5") or "")
                 for r in msg.children("PID-3[*]")]
     return read
 
