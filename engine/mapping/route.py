@@ -90,7 +90,11 @@ class _Loader:
         def cond(text: str) -> Cond:
             return compile_condition(text, lambda p: paths.getter(kind, p, scope))
 
-        return CompileEnv(tables=self.tables, on_unmapped=self.on_unmapped, name=name, compile_condition=cond)
+        def getter(text: str) -> paths.Getter:
+            return paths.getter(kind, text, scope)
+
+        return CompileEnv(tables=self.tables, on_unmapped=self.on_unmapped, name=name, compile_condition=cond,
+                          compile_getter=getter)
 
     # --- the document ----------------------------------------------------------------------------
 

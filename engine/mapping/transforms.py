@@ -40,6 +40,8 @@ class CompileEnv:
     inline_tables: dict[str, CodeTable] = field(default_factory=dict)
     name: str = ""
     """`route.field` being compiled: names inline tables in metrics."""
+    compile_getter: Callable[[str], Callable[[Source], str | None]] | None = None
+    """Compiles a path read like the field's own (for `by_system`); None where there are no paths."""
 
 
 # --- plain callables -----------------------------------------------------------------------------
@@ -400,6 +402,10 @@ CONFIGURABLE: dict[str, type] = {
     "lookup": Lookup, "map": MapValues, "resident_id": ResidentId, "when": When, "required": Required,
 }
 """Transforms written as ``{name: settings}``."""
+
+from engine.mapping.coding import BySystem, GroupText  # noqa: E402  (they build on the classes above)
+
+CONFIGURABLE.update({"by_system": BySystem, "group_text": GroupText})
 
 TRANSFORMS = sorted(set(PLAIN) | set(CONFIGURABLE))
 """Every transform name, for error hints and docs."""
