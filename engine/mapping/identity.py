@@ -155,14 +155,19 @@ class Identity:
     """Whether the dataset has `health_card_no`."""
     fhir: tuple[Getter, ...] = ()
     """FHIR: one getter per convention (the patient's identifier value with that system)."""
+    patient: str = ""
+    """FHIR: the FHIRPath of the patient (or its Reference) whose identifiers are read."""
+    _system_getters: dict[str, Getter] = field(default_factory=dict, compare=False, repr=False)
+    """FHIR getters for systems a channel declares, compiled on first use."""
     pid3: Callable[[Source], list[Cx]] | None = None
     pid19: Getter | None = None
     hospital_id: tuple[Getter, ...] = ()
     """HL7 v2 routes that do not map `patient_id`: the getters of HOSPITAL_ID_PATHS."""
 
-    def find(self, source: Source, channel: str | None) -> Found:
+    def find(self, source: Source, channel: str | None, extra: tuple[Convention, ...] = ()) -> Found:
+        """What the block fills for one message; `extra` are the conventions its channel declares."""
         found = Found()
-        hits = self._hl7_hits(source) if self.pid3 is not None else self._fhir_hits(source)
+        hits = self._hl7_hits(source, extra) if self.pid3 is not None else self._fhir_hits(source, extra)
         resident = other = None
         card: str | None = None
         for conv, value in hits:
@@ -199,23 +204,31 @@ class Identity:
                 found.fields["patient_id"] = hospital
         return found
 
-    def _fhir_hits(self, source: Source) -> list[tuple[Convention, str]]:
+    def _fhir_hits(self, source: Source, extra: tuple[Convention, ...]) -> list[tuple[Convention, str]]:
         hits = []
-        for conv, get in zip(self.conventions, self.fhir, strict=True):
+        rows = [(c, self._system_getter(c.value)) for c in extra if c.where == "system"]
+        for conv, get in [*rows, *zip(self.conventions, self.fhir, strict=True)]:
             value = get(source)
             if value is not None and value.strip():
                 hits.append((conv, value.strip()))
         return hits
 
-    def _hl7_hits(self, source: Source) -> list[tuple[Convention, str]]:
+    def _system_getter(self, system: str) -> Getter:
+        get = self._system_getters.get(system)
+        if get is None:
+            get = self._system_getters[system] = _fhir_getter(self.patient, system)
+        return get
+
+    def _hl7_hits(self, source: Source, extra: tuple[Convention, ...]) -> list[tuple[Convention, str]]:
         """(convention, value) for every convention that finds a value, in convention order.
 
         A CX.4 authority rule does not claim a repetition whose CX.5 names another kind of document
         (a passport issued by CHN is not a resident ID)."""
         reps = self.pid3(source) if self.pid3 is not None else []
-        typed = {c.value: c.id_type for c in self.conventions if c.where == "cx5"}
+        conventions = [*(c for c in extra if c.where != "system"), *self.conventions]
+        typed = {c.value: c.id_type for c in reversed(conventions) if c.where == "cx5"}
         hits = []
-        for conv in self.conventions:
+        for conv in conventions:
             if conv.where == "pid19":
                 value = self.pid19(source) if self.pid19 is not None else None
                 if value is not None and value.strip():
@@ -243,7 +256,8 @@ class Identity:
 
 
 def parse_conventions(spec: Any, kind: paths.Kind) -> tuple[Convention, ...]:
-    """The `conventions:` list of an `identity:` block → rows (ConfigError names the bad item)."""
+    """The `conventions:` list of an `identity:` block → rows (ConfigError names the bad item). `kind`
+    "any" (a channel's list) accepts HL7 v2 and FHIR rows alike: each route uses the ones of its kind."""
     if spec is None:
         return ()
     if not isinstance(spec, list):
@@ -261,7 +275,7 @@ def parse_conventions(spec: Any, kind: paths.Kind) -> tuple[Convention, ...]:
         if len(keys) != 1:
             raise ConfigError(f"{where}: give exactly one of {', '.join(WHERE_KEYS)}")
         key: Where = keys[0]
-        if (key == "system") != (kind == "fhir"):
+        if kind != "any" and (key == "system") != (kind == "fhir"):
             raise ConfigError(f"{where}: {key} does not apply to a "
                               f"{'FHIR' if kind == 'fhir' else 'HL7 v2'} route")
         value = item[key]
@@ -320,9 +334,15 @@ def compile_identity(spec: Any, *, kind: paths.Kind, resource_types: Iterable[st
     if not isinstance(patient, str):
         raise ConfigError("patient: expected a FHIRPath")
     rows = (*own, *FHIR_DEFAULTS)
-    getters = tuple(paths.getter("fhir", f"{patient}.identifier.where(system = '{c.value}').value")
-                    for c in rows)
-    return Identity(conventions=rows, fhir=getters, **common)
+    getters = tuple(_fhir_getter(patient, c.value) for c in rows)
+    return Identity(conventions=rows, fhir=getters, patient=patient, **common)
+
+
+def _fhir_getter(patient: str, system: str) -> Getter:
+    """The value of the patient's identifier with this system (a FHIRPath compiled once)."""
+    if "'" in system:
+        raise ConfigError(f"identifier system {system!r}: a quote is not allowed")
+    return paths.getter("fhir", f"{patient}.identifier.where(system = '{system}').value")
 
 
 def _pid3_reader() -> Callable[[Source], list[Cx]]:
@@ -338,4 +358,5 @@ def _pid3_reader() -> Callable[[Source], list[Cx]]:
 
 __all__ = [
     "FHIR_DEFAULTS", "HL7_DEFAULTS", "IDENTITY_FIELDS", "Convention", "Found", "Identity", "compile_identity",
+    "parse_conventions",
 ]

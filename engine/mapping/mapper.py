@@ -16,6 +16,7 @@ from typing import Any
 from engine.datasets.registry import DatasetRegistry
 from engine.errors import FilteredMessage, MappingError
 from engine.mapping import formats
+from engine.mapping.identity import Convention
 from engine.mapping.model import FieldMap, Route, check_operation
 from engine.mapping.transforms import Truncated
 from engine.message_view import Source
@@ -50,6 +51,8 @@ class Unit:
     """FHIR JSON of the resource (for meta.source / meta.lastUpdated)."""
     request_method: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    conventions: tuple[Convention, ...] = ()
+    """Resident-ID conventions the message's channel declares (config `channels[].identity`)."""
 
 
 @dataclass
@@ -207,7 +210,7 @@ def map_one(route: Route, unit: Unit, source: Source, org: str, errors: list[str
             record[fm.name] = None  # HL7 "" in an update (A08, A31): clear the field (HL7 v2.5.1 §2.5.3)
     found = None
     if route.identity is not None:
-        found = route.identity.find(unit.source, unit.channel)
+        found = route.identity.find(unit.source, unit.channel, unit.conventions)
         if found.error is not None:
             errors.append(found.error)
             invalid.append("id_number")

@@ -139,3 +139,49 @@ def test_a_route_may_not_map_an_identity_field_itself(tmp_path: Path) -> None:
     path.write_text(ROUTE.format(identity="  on_invalid: error") + "  id_number: PID-19\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"id_number is filled by identity.*r\.yaml:\d+"):
         build_router([path])
+
+
+CHANNEL_CONFIG = """\
+engine:
+  store: {{path: var/e.db}}
+channels:
+  - name: his_beilun
+    type: mllp
+    mllp: {{listen: "127.0.0.1:0"}}
+    identity:
+      conventions:
+        - {{cx5: "1", id_type: "01", source: "this HIS sends the citizen ID with CX.5 = 1"}}
+{extra}
+routes: ["{routes}/adt_person.yaml", "{routes}/adt_outpatient_visit.yaml"]
+"""
+
+
+def test_a_channel_in_the_config_declares_its_cx5_code_for_every_route(tmp_path: Path) -> None:
+    """`channels[].identity.conventions` reach every route: the person and the visit record of the
+    v2.4 HIS that sends CX.5 = 1 both carry its citizen ID; another channel's messages do not."""
+    from engine.config import parse_config
+    from engine.mapping import load_router
+
+    extra = '  - name: his_other\n    type: mllp\n    mllp: {listen: "127.0.0.1:0"}'
+    config = parse_config(CHANNEL_CONFIG.format(extra=extra, routes=REPO / "mappings"),
+                          file=tmp_path / "yonglink.yaml")
+    r = load_router(config)
+    raw = (SAMPLES / "adt_a04_v24.hl7").read_bytes()
+    results = r.route(stored(raw, channel="his_beilun"))
+    assert sorted(res.route_id for res in results) == ["adt_outpatient_visit", "adt_person"]
+    for res in results:
+        assert res.error is None and isinstance(res.record, dict), res.error
+        assert res.record["id_number"] == "330212199207040282"
+        assert res.record["envelope"]["id_source"] == "PID-3 CX.5=1"
+    for res in r.route(stored(raw, channel="his_other")):
+        assert isinstance(res.record, dict) and "id_number" not in res.record
+
+
+def test_a_bad_channel_convention_is_a_config_error_with_its_line(tmp_path: Path) -> None:
+    """An id_type outside CV02.01.101 in a channel's conventions is rejected when the config loads."""
+    from engine.config import parse_config
+
+    text = CHANNEL_CONFIG.format(extra="", routes=REPO / "mappings").replace('id_type: "01"', 'id_type: "11"')
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, file=tmp_path / "yonglink.yaml")
+    assert "yonglink.yaml:" in str(info.value) and "identity" in str(info.value)
