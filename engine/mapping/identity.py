@@ -143,6 +143,36 @@ _CX_INDEX = {"cx4": 1, "cx4.2": 2, "cx5": 3}
 
 
 @dataclass(frozen=True)
+class _Index:
+    """HL7 v2 conventions by what they match, built once per route (the per-message path is lookups)."""
+
+    order: dict[Convention, int]
+    cx5: dict[str, Convention]
+    cx4: dict[str, Convention]
+    cx42: dict[str, Convention]
+    typed: dict[str, str]
+    """CX.5 code → the document type it names."""
+    pid19: Convention | None
+
+    @staticmethod
+    def of(conventions: Iterable[Convention]) -> _Index:
+        index = _Index({}, {}, {}, {}, {}, None)
+        slots = {"cx5": index.cx5, "cx4": index.cx4, "cx4.2": index.cx42}
+        pid19 = None
+        for conv in conventions:
+            if conv in index.order:
+                continue
+            index.order[conv] = len(index.order)
+            if conv.where == "pid19":
+                pid19 = pid19 or conv
+            elif conv.where in slots:
+                slots[conv.where].setdefault(conv.value, conv)
+                if conv.where == "cx5":
+                    index.typed.setdefault(conv.value, conv.id_type)
+        return _Index(index.order, index.cx5, index.cx4, index.cx42, index.typed, pid19)
+
+
+@dataclass(frozen=True)
 class Identity:
     """A compiled `identity:` block; `find` runs it on one message."""
 
@@ -158,6 +188,10 @@ class Identity:
     patient: str = ""
     """FHIR: the FHIRPath of the patient (or its Reference) whose identifiers are read."""
     _system_getters: dict[str, Getter] = field(default_factory=dict, compare=False, repr=False)
+    _index: _Index = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_index", _Index.of(self.conventions))
     """FHIR getters for systems a channel declares, compiled on first use."""
     pid3: Callable[[Source], list[Cx]] | None = None
     pid19: Getter | None = None
@@ -167,7 +201,8 @@ class Identity:
     def find(self, source: Source, channel: str | None, extra: tuple[Convention, ...] = ()) -> Found:
         """What the block fills for one message; `extra` are the conventions its channel declares."""
         found = Found()
-        hits = self._hl7_hits(source, extra) if self.pid3 is not None else self._fhir_hits(source, extra)
+        reps = self.pid3(source) if self.pid3 is not None else None
+        hits = self._fhir_hits(source, extra) if reps is None else self._hl7_hits(source, reps, extra)
         resident = other = None
         card: str | None = None
         for conv, value in hits:
@@ -199,7 +234,7 @@ class Identity:
                 found.fields["id_number"] = value
                 found.fields["id_type_code"] = conv.id_type
         if self.hospital_id:
-            hospital = self._hospital_id(source, found.documents)
+            hospital = self._hospital_id(source, reps or [], found.documents)
             if hospital is not None:
                 found.fields["patient_id"] = hospital
         return found
@@ -219,37 +254,38 @@ class Identity:
             get = self._system_getters[system] = _fhir_getter(self.patient, system)
         return get
 
-    def _hl7_hits(self, source: Source, extra: tuple[Convention, ...]) -> list[tuple[Convention, str]]:
-        """(convention, value) for every convention that finds a value, in convention order.
-
-        A CX.4 authority rule does not claim a repetition whose CX.5 names another kind of document
-        (a passport issued by CHN is not a resident ID)."""
-        reps = self.pid3(source) if self.pid3 is not None else []
-        conventions = [*(c for c in extra if c.where != "system"), *self.conventions]
-        typed = {c.value: c.id_type for c in reversed(conventions) if c.where == "cx5"}
-        hits = []
-        for conv in conventions:
-            if conv.where == "pid19":
-                value = self.pid19(source) if self.pid19 is not None else None
-                if value is not None and value.strip():
-                    hits.append((conv, value.strip()))
+    def _hl7_hits(self, source: Source, reps: list[Cx], extra: tuple[Convention, ...]
+                  ) -> list[tuple[Convention, str]]:
+        """(convention, value) for every convention that finds a value, in convention order (each
+        convention's first matching repetition). A CX.4 authority rule does not claim a repetition whose
+        CX.5 names another kind of document (a passport issued by CHN is not a resident ID)."""
+        index = self._index if not extra else _Index.of(
+            (*(c for c in extra if c.where != "system"), *self.conventions))
+        found: dict[Convention, str] = {}
+        for rep in reps:
+            cx1, authority, oid, cx5 = rep
+            if not cx1:
                 continue
-            i = _CX_INDEX[conv.where]
-            for rep in reps:
-                if not rep[0] or rep[i] != conv.value:
-                    continue
-                if i != 3 and rep[3] and typed.get(rep[3], conv.id_type) != conv.id_type:
-                    continue
-                hits.append((conv, rep[0]))
-                break
-        return hits
+            by_type = index.cx5.get(cx5) if cx5 else None
+            if by_type is not None and by_type not in found:
+                found[by_type] = cx1
+            kind = index.typed.get(cx5) if cx5 else None
+            for conv in (index.cx4.get(authority) if authority else None,
+                         index.cx42.get(oid) if oid else None):
+                if conv is not None and conv not in found and kind in (None, conv.id_type):
+                    found[conv] = cx1
+        if index.pid19 is not None and self.pid19 is not None:
+            value = self.pid19(source)
+            if value is not None and value.strip():
+                found[index.pid19] = value.strip()
+        return sorted(found.items(), key=lambda hit: index.order[hit[0]])
 
-    def _hospital_id(self, source: Source, documents: set[str]) -> str | None:
+    def _hospital_id(self, source: Source, reps: list[Cx], documents: set[str]) -> str | None:
         for get in self.hospital_id:
             value = get(source)
             if value and value.strip().upper() not in documents:
                 return value.strip()
-        for cx1, _, _, _ in self.pid3(source) if self.pid3 is not None else ():
+        for cx1, _, _, _ in reps:
             if cx1 and cx1.upper() not in documents:
                 return cx1
         return None
@@ -346,13 +382,31 @@ def _fhir_getter(patient: str, system: str) -> Getter:
 
 
 def _pid3_reader() -> Callable[[Source], list[Cx]]:
-    """Every PID-3 repetition of the message a source belongs to, as (CX.1, CX.4.1, CX.4.2, CX.5)."""
+    """Every PID-3 repetition of the message a source belongs to, as (CX.1, CX.4.1, CX.4.2, CX.5):
+    split once from the raw field (HL7 v2.5.1 §2.A.14 CX), escapes decoded, HL7 null as ""."""
     from engine.hl7v2.access import message_of
+    from engine.hl7v2.encoding import unescape
+    from engine.hl7v2.segment import HL7_NULL, Segment
+
+    def text(raw: str, seg: Segment) -> str:
+        if not raw or raw == HL7_NULL:
+            return ""
+        return unescape(raw, seg.enc, seg.msg.codec) if seg.enc.escape in raw else raw
 
     def read(source: Source) -> list[Cx]:
-        msg = message_of(source)
-        return [((r.get("1") or "").strip(), r.get("4.1") or "", r.get("4.2") or "", r.get("5") or "")
-                for r in msg.children("PID-3[*]")]
+        segs = message_of(source).children("PID")
+        seg = segs[0] if segs else None
+        if not isinstance(seg, Segment):
+            return []
+        enc = seg.enc
+        out = []
+        for rep in seg.reps(3):
+            comps = rep.split(enc.component)
+            comps += [""] * (5 - len(comps))
+            hd = comps[3].split(enc.subcomponent) if enc.subcomponent else [comps[3]]
+            out.append((text(comps[0], seg).strip(), text(hd[0], seg),
+                        text(hd[1], seg) if len(hd) > 1 else "", text(comps[4], seg)))
+        return out
     return read
 
 
