@@ -139,7 +139,6 @@ class Found:
 Getter = Callable[[Source], "str | None"]
 Cx = tuple[str, str, str, str]
 """One PID-3 repetition as (CX.1 id, CX.4.1 namespace, CX.4.2 universal id, CX.5 type code)."""
-_CX_INDEX = {"cx4": 1, "cx4.2": 2, "cx5": 3}
 
 
 @dataclass(frozen=True)
@@ -187,22 +186,22 @@ class Identity:
     """FHIR: one getter per convention (the patient's identifier value with that system)."""
     patient: str = ""
     """FHIR: the FHIRPath of the patient (or its Reference) whose identifiers are read."""
-    _system_getters: dict[str, Getter] = field(default_factory=dict, compare=False, repr=False)
-    _index: _Index = field(init=False, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_index", _Index.of(self.conventions))
-    """FHIR getters for systems a channel declares, compiled on first use."""
     pid3: Callable[[Source], list[Cx]] | None = None
+    """HL7 v2: reads the PID-3 repetitions."""
     pid19: Getter | None = None
     hospital_id: tuple[Getter, ...] = ()
     """HL7 v2 routes that do not map `patient_id`: the getters of HOSPITAL_ID_PATHS."""
+    _system_getters: dict[str, Getter] = field(default_factory=dict, compare=False, repr=False)
+    """FHIR getters for systems a channel declares, compiled on first use."""
+    _indexes: dict[str | None, _Index] = field(default_factory=dict, compare=False, repr=False)
+    """HL7 v2: the conventions that apply to a channel (its own first), indexed on first use."""
 
     def find(self, source: Source, channel: str | None, extra: tuple[Convention, ...] = ()) -> Found:
         """What the block fills for one message; `extra` are the conventions its channel declares."""
         found = Found()
         reps = self.pid3(source) if self.pid3 is not None else None
-        hits = self._fhir_hits(source, extra) if reps is None else self._hl7_hits(source, reps, extra)
+        hits = (self._fhir_hits(source, extra) if reps is None
+                else self._hl7_hits(source, reps, channel, extra))
         resident = other = None
         card: str | None = None
         for conv, value in hits:
@@ -254,13 +253,22 @@ class Identity:
             get = self._system_getters[system] = _fhir_getter(self.patient, system)
         return get
 
-    def _hl7_hits(self, source: Source, reps: list[Cx], extra: tuple[Convention, ...]
+    def _index(self, channel: str | None, extra: tuple[Convention, ...]) -> _Index:
+        """The channel's applicable conventions, indexed once per channel (its `extra` rows come from
+        the config, so they are the same for every message of the channel)."""
+        index = self._indexes.get(channel)
+        if index is None:
+            rows = (*(c for c in extra if c.where != "system"), *self.conventions)
+            index = self._indexes[channel] = _Index.of(
+                c for c in rows if c.channels is None or channel in c.channels)
+        return index
+
+    def _hl7_hits(self, source: Source, reps: list[Cx], channel: str | None, extra: tuple[Convention, ...]
                   ) -> list[tuple[Convention, str]]:
         """(convention, value) for every convention that finds a value, in convention order (each
         convention's first matching repetition). A CX.4 authority rule does not claim a repetition whose
         CX.5 names another kind of document (a passport issued by CHN is not a resident ID)."""
-        index = self._index if not extra else _Index.of(
-            (*(c for c in extra if c.where != "system"), *self.conventions))
+        index = self._index(channel, extra)
         found: dict[Convention, str] = {}
         for rep in reps:
             cx1, authority, oid, cx5 = rep

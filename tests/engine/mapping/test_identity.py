@@ -185,3 +185,16 @@ def test_a_bad_channel_convention_is_a_config_error_with_its_line(tmp_path: Path
     with pytest.raises(ConfigError) as info:
         parse_config(text, file=tmp_path / "yonglink.yaml")
     assert "yonglink.yaml:" in str(info.value) and "identity" in str(info.value)
+
+
+def test_the_same_site_code_may_mean_different_documents_on_two_channels(tmp_path: Path) -> None:
+    """CX.5 = 1 is the citizen ID at one hospital and a passport at another: each channel gets its own."""
+    r = router(tmp_path, """\
+  conventions:
+    - {cx5: "1", id_type: "01", channels: [his_beilun]}
+    - {cx5: "1", id_type: "03", channels: [his_foreign]}""")
+    passport = (b"MSH|^~\\&|HIS|NBEY|HIP|NBWJW|20240305083012||ADT^A04|F1|P|2.4\r"
+                b"PID|1||M1^^^NBEY^PI~E12345678^^^^1||SMITH^JOHN||19800101|M\r")
+    assert (record(r, passport, "his_foreign")["id_type_code"]) == "03"
+    beilun = record(r, (SAMPLES / "adt_a04_v24.hl7").read_bytes(), "his_beilun")
+    assert (beilun["id_type_code"], beilun["id_number"]) == ("01", "330212199207040282")
