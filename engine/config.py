@@ -142,6 +142,9 @@ class ChannelConfig:
     enabled: bool = True
     routes: tuple[str, ...] | None = None
     line: int | None = None
+    identity: Mapping[str, Any] | None = None
+    """`identity: {conventions: [...]}`: where this channel's senders put the resident ID
+    (engine/mapping/identity.py), tried before each route's own conventions."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,7 +383,7 @@ def parse_config(text: str, *, file: Path, env: Mapping[str, str] | None = None)
         ChannelConfig(name=ch["name"], type=ch["type"], settings=ch.get(ch["type"], {}) or {},
                       enabled=ch.get("enabled", True),
                       routes=tuple(ch["routes"]) if "routes" in ch else None,
-                      line=lines.get(("channels", i)))
+                      line=lines.get(("channels", i)), identity=ch.get("identity"))
         for i, ch in enumerate(doc.get("channels", []) or [])
     )
     destinations = tuple(

@@ -3,7 +3,8 @@
 `load_router(config)` loads the code tables, the dataset schemas and every route file named by the
 config, compiled once; the returned `Router` maps each stored message (`Router.route`). Modules:
 `route` (loader/compiler), `paths`, `expr` (conditions), `transforms`, `formats` (dates, GB 11643),
-`model` (a compiled route), `mapper` (one route on one message), `router`, `quality`, `structure`
+`model` (a compiled route), `mapper` (one route on one message), `identity` (resident ID),
+`coding` (code-system transforms), `router`, `quality`, `structure`
 (hl7apy validation), `routetest` (route test runner).
 The route language is documented in docs/mapping.md.
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 from engine.config import Config
 from engine.datasets.registry import DatasetRegistry
 from engine.errors import ConfigError
+from engine.mapping.identity import Convention, parse_conventions
 from engine.mapping.model import Route
 from engine.mapping.route import load_routes
 from engine.mapping.router import Router
@@ -35,7 +37,8 @@ __all__ = ["DEFAULT_SCHEMAS_DIR", "DEFAULT_TABLES_DIR", "Route", "Router", "buil
 
 def build_router(route_files: Iterable[str | Path], *, schemas_dir: str | Path = DEFAULT_SCHEMAS_DIR,
                  tables_dir: str | Path = DEFAULT_TABLES_DIR, metrics: Metrics | None = None,
-                 channel_routes: dict[str, frozenset[str] | None] | None = None) -> Router:
+                 channel_routes: dict[str, frozenset[str] | None] | None = None,
+                 channel_conventions: dict[str, tuple[Convention, ...]] | None = None) -> Router:
     """Load tables, schemas and routes into a Router (no config needed: route tests, the CLI)."""
     from engine.mapping.code_tables import load_tables
 
@@ -47,7 +50,8 @@ def build_router(route_files: Iterable[str | Path], *, schemas_dir: str | Path =
             metrics.unmapped_codes.labels(table).inc()
 
     routes = load_routes(route_files, datasets=datasets, tables=tables, on_unmapped=on_unmapped)
-    return Router(routes, datasets=datasets, channel_routes=channel_routes, metrics=metrics)
+    return Router(routes, datasets=datasets, channel_routes=channel_routes, metrics=metrics,
+                  channel_conventions=channel_conventions)
 
 
 @lru_cache(maxsize=8)
@@ -91,9 +95,18 @@ def load_router(config: Config, *, metrics: Metrics | None = None) -> Router:
     tables_dir = config.engine.tables_dir or DEFAULT_TABLES_DIR
     channel_routes = {ch.name: (frozenset(ch.routes) if ch.routes is not None else None)
                       for ch in config.channels}
+    channel_conventions = {}
+    for i, ch in enumerate(config.channels):
+        if ch.identity:
+            try:
+                channel_conventions[ch.name] = parse_conventions(ch.identity.get("conventions"), "any")
+            except ConfigError as exc:
+                raise ConfigError(f"channel {ch.name!r} identity: {exc.bare_message}", file=str(config.file),
+                                  line=config.line_of("channels", i, "identity") or ch.line,
+                                  key=f"channels[{i}].identity") from None
     router = build_router(expand_routes(config.routes, config=config), schemas_dir=config.engine.schemas_dir,
-                          tables_dir=tables_dir,
-                          metrics=metrics, channel_routes=channel_routes)
+                          tables_dir=tables_dir, metrics=metrics, channel_routes=channel_routes,
+                          channel_conventions=channel_conventions)
     known_dests = {d.name for d in config.destinations}
     for route in router.routes:
         for dest in route.destinations:

@@ -17,7 +17,9 @@ from engine.datasets.registry import DatasetRegistry
 from engine.errors import FilteredMessage, MappingError
 from engine.hl7v2.er7 import Er7Message
 from engine.mapping import formats
+from engine.mapping.identity import Convention
 from engine.mapping.model import FieldMap, Route, check_operation
+from engine.mapping.transforms import Truncated
 from engine.message_view import Source
 from engine.types import RouteResult
 
@@ -50,6 +52,8 @@ class Unit:
     """FHIR JSON of the resource (for meta.source / meta.lastUpdated)."""
     request_method: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    conventions: tuple[Convention, ...] = ()
+    """Resident-ID conventions the message's channel declares (config `channels[].identity`)."""
 
 
 @dataclass
@@ -69,8 +73,10 @@ def shown(value: Any) -> str:
     return f"'{text}'" if isinstance(value, str) else text
 
 
-def apply_field(fm: FieldMap, source: Source, record: Mapping[str, Any], file: str) -> Any:
-    """Read and transform one field; MappingError text is the full located message."""
+def apply_field(fm: FieldMap, source: Source, record: Mapping[str, Any], file: str,
+                notes: list[str] | None = None, label: str | None = None) -> Any:
+    """Read and transform one field; MappingError text is the full located message. A display text
+    cut by `truncate` is named (`label`, else the field name) in `notes`."""
     try:
         get = fm.get
         value = get(source) if get is not None else fm.read(source, record)
@@ -81,6 +87,10 @@ def apply_field(fm: FieldMap, source: Source, record: Mapping[str, Any], file: s
         before = value
         try:
             value = step(value, source)
+            if value.__class__ is Truncated:
+                value = value.value
+                if notes is not None:
+                    notes.append(label or fm.name)
         except MappingError as exc:
             what = exc.value if exc.value is not None else before
             src = "" if fm.source_text == "const" else f"{fm.source_text} "
@@ -184,16 +194,32 @@ def map_one(route: Route, unit: Unit, source: Source, org: str, errors: list[str
     dests = route.destinations
     invalid: list[str] = []
     record: dict[str, Any] = {}
+    truncated: list[str] = []
     file = route.file
+    op = operation(route, unit, source, errors)
+    clears = op == "update"
     for fm in route.fields:
         try:
-            value = apply_field(fm, source, record, file)
+            value = apply_field(fm, source, record, file, truncated)
         except MappingError as exc:
             errors.append(str(exc))
             invalid.append(fm.name)
             continue
         if value is not None and value != "" and value != []:
             record[fm.name] = value
+        elif clears and value is None and fm.is_null is not None and fm.is_null(source):
+            record[fm.name] = None  # HL7 "" in an update (A08, A31): clear the field (HL7 v2.5.1 §2.5.3)
+    found = None
+    if route.identity is not None:
+        found = route.identity.find(unit.source, unit.channel, unit.conventions)
+        if found.error is not None:
+            errors.append(found.error)
+            invalid.append("id_number")
+        for name, text in found.fields.items():
+            record.setdefault(name, text)
+        patient = record.get("patient_id")
+        if isinstance(patient, str) and patient.strip().upper() in found.documents:
+            del record["patient_id"]  # never an identity document in the hospital's patient id
     for each in route.each:
         rows = []
         for i, child in enumerate(source.children(each.group)):
@@ -202,7 +228,7 @@ def map_one(route: Route, unit: Unit, source: Source, org: str, errors: list[str
             row: dict[str, Any] = {}
             for fm in each.fields:
                 try:
-                    value = apply_field(fm, child, row, file)
+                    value = apply_field(fm, child, row, file, truncated, f"{each.name}[].{fm.name}")
                 except MappingError as exc:
                     errors.append(str(exc).replace(f" {fm.name}: ", f" {each.name}[{i}].{fm.name}: ", 1))
                     invalid.append(f"{each.name}[].{fm.name}")
@@ -216,15 +242,24 @@ def map_one(route: Route, unit: Unit, source: Source, org: str, errors: list[str
         errors.append(f"{file}:{route.target_line} envelope.source_org: no sending organisation "
                       "(MSH-4, MessageHeader.source.name, meta.source); set envelope.source_org")
     dataset = route.dataset
-    envelope = {
+    envelope: dict[str, Any] = {
         "dataset": route.target, "dataset_version": dataset.version if dataset else "",
         "source_org": org, "source_message_id": unit.message_id,
         "record_time": record_time(route, unit, source, errors),
-        "operation": operation(route, unit, source, errors),
+        "operation": op,
     }
+    if found is not None:
+        if found.id_source is not None:
+            envelope["id_source"] = found.id_source
+        if found.dropped:
+            envelope["dropped"] = list(found.dropped)
+    if truncated:
+        envelope["truncated"] = sorted(set(truncated))
     full = {"envelope": envelope, **record}
     if not errors and datasets is not None and route.target is not None:
-        for issue in datasets.validate(route.target, full):
+        cleared = [k for k, v in record.items() if v is None]
+        checked = {k: v for k, v in full.items() if v is not None} if cleared else full
+        for issue in datasets.validate(route.target, checked):
             name = _field_of(issue.path)
             errors.append(f"{file}:{route.line_of(name.replace('[].', '.'))} {name or '(record)'}: "
                           f"{issue.message}")

@@ -14,6 +14,7 @@ from engine.datasets.registry import Dataset
 from engine.errors import MappingError
 from engine.mapping import paths
 from engine.mapping.expr import Cond
+from engine.mapping.identity import Identity
 from engine.mapping.transforms import Step, Value
 from engine.message_view import Source
 from engine.resources import SOURCE_ROOT
@@ -38,6 +39,9 @@ class FieldMap:
     get: SourceReader | None = None
     """`read` without the record argument when the field does not need it: the mapper calls this one,
     saving a call per field per message."""
+    is_null: paths.NullGetter | None = None
+    """HL7 v2: whether the source sends the explicit null ``""`` where the field reads (its first path).
+    In an update the field is then written as ``null`` (cleared) instead of left out."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,8 @@ class Route:
     record_time: FieldMap | None = None
     destinations: tuple[str, ...] = ()
     destinations_line: int = 0
+    identity: Identity | None = None
+    """`identity:`: fills id_number / id_type_code / health_card_no (engine/mapping/identity.py)."""
     validate_structure: bool = False
     """`validate: structure`: hl7apy structure/datatype validation before mapping (HL7 v2 only)."""
     field_lines: dict[str, int] = field(default_factory=dict)

@@ -78,6 +78,33 @@ def _hl7_getter(text: str, scope: Scope) -> Getter:
     return access.repetition_reader(compile_path(text, "component"))  # type: ignore[return-value]
 
 
+NullGetter = Callable[[Source], bool]
+
+
+def hl7_null_getter(text: str) -> NullGetter | None:
+    """For an absolute HL7 v2 path (``PID-11.3``): whether the message sends the explicit null ``""``
+    there or for the whole field (HL7 v2.5.1 §2.5.3: ``""`` means "delete the value"). None for paths
+    with a repetition filter or index, which name no single place a sender could clear."""
+    from engine.hl7v2.access import message_of
+    from engine.hl7v2.path import FIRST, compile_path
+    from engine.hl7v2.segment import HL7_NULL, Segment
+
+    if not text[:1].isalpha() or text.startswith(HEADER):
+        return None
+    p = compile_path(text)
+    if p.field is None or p.rep != FIRST or p.rep_filter is not None or p.seg_index != FIRST:
+        return None
+    name, field, comp, sub = p.segment or "", p.field, p.component, p.subcomponent
+
+    def is_null(source: Source) -> bool:
+        segs = message_of(source).children(name)
+        if not segs or not isinstance(segs[0], Segment):
+            return False
+        seg = segs[0]
+        return HL7_NULL in (seg.raw_value(field), seg.raw_value(field, 1, comp, sub))
+    return is_null
+
+
 def all_getter(kind: Kind, text: str, scope: Scope = "message") -> AllGetter:
     """A function reading every value at `text` (checked now)."""
     check_path(kind, text, scope)

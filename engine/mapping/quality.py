@@ -1,8 +1,10 @@
 """Data-quality counts per sending organisation, for the platform's monthly data-quality reports.
 
 Per organisation (MSH-4 / FHIR MessageHeader.source.name or meta.source) and dataset: records
-mapped, failed and filtered, and per dataset field how often it was *missing* from a mapped record
-and how often it was *invalid* (the field's mapping failed or the schema rejected it).
+mapped, failed and filtered, and per dataset field how often it was *missing* from a mapped record,
+how often it was *invalid* (the field's mapping failed, the schema rejected it, or a route policy
+dropped its invalid value: ``envelope.dropped``) and how often a display text was *truncated* at its
+limit (``envelope.truncated``; the key appears only for fields that were cut).
 
 Two feeds, one counter class:
 
@@ -83,7 +85,7 @@ class QualityCounter:
 
     def _field(self, slot: dict[str, Any], name: str, what: str) -> None:
         counts = slot["fields"].setdefault(name, {"missing": 0, "invalid": 0})
-        counts[what] += 1
+        counts[what] = counts.get(what, 0) + 1
 
     def _plan(self, dataset: str) -> Plan:
         plan = self._plans.get(dataset)
@@ -104,6 +106,15 @@ class QualityCounter:
                 if field is None:
                     field = counts[name] = {"missing": 0, "invalid": 0}
                 field["missing"] += 1
+            envelope = record.get("envelope")
+            if isinstance(envelope, Mapping):
+                # A value a route policy left out (an invalid resident ID with `on_invalid: drop`) is
+                # invalid data even though the record was kept; a display text cut at its limit is
+                # counted apart (engine/mapping/identity.py, transform `truncate`).
+                for name in envelope.get("dropped") or ():
+                    self._field(slot, name, "invalid")
+                for name in envelope.get("truncated") or ():
+                    self._field(slot, name, "truncated")
         elif error is not None:
             slot["failed"] += 1
             for name in (invalid if invalid is not None else invalid_fields(error)):

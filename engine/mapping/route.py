@@ -20,6 +20,7 @@ from engine.errors import ConfigError, PathSyntaxError
 from engine.mapping import paths
 from engine.mapping.code_tables import CodeTable
 from engine.mapping.expr import Cond, compile_condition
+from engine.mapping.identity import IDENTITY_FIELDS, compile_identity
 from engine.mapping.model import (
     EachMap,
     FieldMap,
@@ -33,7 +34,7 @@ from engine.mapping.transforms import CompileEnv, Value, compile_transform
 from engine.message_view import Source
 
 TOP_KEYS = ("id", "description", "match", "filter", "validate", "target", "records", "passthrough",
-            "operation", "envelope", "fields", "each", "destinations")
+            "operation", "envelope", "identity", "fields", "each", "destinations")
 MATCH_KEYS = ("channels", "message_type", "resource_type", "when")
 FIELD_KEYS = ("path", "paths", "all", "const", "header", "field", "transforms")
 EACH_KEYS = ("group", "when", "fields")
@@ -89,7 +90,11 @@ class _Loader:
         def cond(text: str) -> Cond:
             return compile_condition(text, lambda p: paths.getter(kind, p, scope))
 
-        return CompileEnv(tables=self.tables, on_unmapped=self.on_unmapped, name=name, compile_condition=cond)
+        def getter(text: str) -> paths.Getter:
+            return paths.getter(kind, text, scope)
+
+        return CompileEnv(tables=self.tables, on_unmapped=self.on_unmapped, name=name, compile_condition=cond,
+                          compile_getter=getter)
 
     # --- the document ----------------------------------------------------------------------------
 
@@ -233,6 +238,19 @@ class _Loader:
                 setattr(route, key, self.field(route, key, env_spec[key], {}, ("envelope", key), scope))
         if "operation" in doc:
             route.operation = self.field(route, "operation", doc["operation"], {}, ("operation",), top)
+        if "identity" in doc:
+            self.identity(route, doc["identity"], known)
+
+    def identity(self, route: Route, spec: Any, known: Mapping[str, Any] | None) -> None:
+        """The shared `identity:` block (engine/mapping/identity.py); it owns the fields it fills."""
+        mapped = {f.name for f in route.fields}
+        for name in IDENTITY_FIELDS:
+            if name in mapped:
+                raise self.fail(f"{name} is filled by identity: (remove it from fields)", "fields", name)
+        kind, file, line = self.kind, self.file, self.line("identity")
+        route.identity = self.guard(lambda: compile_identity(
+            spec, kind=kind, resource_types=route.resource_types, file=file, line=line,
+            dataset_fields=known, maps_patient_id="patient_id" in mapped), "identity")
 
     def check_field(self, name: Any, known: Mapping[str, Any] | None, *key: str | int) -> Any:
         if not isinstance(name, str):
@@ -312,7 +330,12 @@ class _Loader:
         env = self.env(f"{route.id}.{name}", scope)
         steps = tuple(self.guard(partial(compile_transform, t, env), *key, "transforms", i)
                       for i, t in enumerate(steps_spec))
-        return FieldMap(name=name, line=line, source_text=text, read=read, steps=steps, get=get)
+        is_null = None
+        if kind == "hl7v2" and src in ("path", "paths") and not s.get("all"):
+            first_path = value if src == "path" else value[0]
+            is_null = paths.hl7_null_getter(first_path) if isinstance(first_path, str) else None
+        return FieldMap(name=name, line=line, source_text=text, read=read, steps=steps, get=get,
+                        is_null=is_null)
 
 
 def _coalesce(getters: tuple[paths.Getter, ...], source: Source) -> Value:

@@ -21,6 +21,7 @@ from engine.errors import EngineError, MappingError
 from engine.hl7v2.batch import split_batch
 from engine.hl7v2.charset import decode, sniff_charset
 from engine.hl7v2.er7 import Er7Message
+from engine.mapping.identity import Convention
 from engine.mapping.mapper import Outcome, Unit, run_route
 from engine.mapping.model import Route
 from engine.mapping.quality import QualityCounter, dataset_fields
@@ -38,10 +39,13 @@ class Router:
 
     def __init__(self, routes: list[Route], *, datasets: DatasetRegistry | None,
                  channel_routes: Mapping[str, frozenset[str] | None] | None = None,
-                 metrics: Metrics | None = None, fhir_release: str = DEFAULT_FHIR_RELEASE) -> None:
+                 metrics: Metrics | None = None, fhir_release: str = DEFAULT_FHIR_RELEASE,
+                 channel_conventions: Mapping[str, tuple[Convention, ...]] | None = None) -> None:
         self.routes = routes
         self.datasets = datasets
         self.channel_routes = dict(channel_routes or {})
+        self.channel_conventions = dict(channel_conventions or {})
+        """Resident-ID conventions per channel name (config `channels[].identity.conventions`)."""
         self.metrics = metrics
         self.fhir_release = fhir_release
         self.quality = QualityCounter(dataset_fields(datasets))
@@ -149,7 +153,8 @@ class Router:
         raw = msg.raw or b""
         ctype = msg.content_type.split(";", 1)[0].strip().lower()
         base = {"message_id": msg.id, "received_at": msg.received_at, "channel": msg.channel,
-                "sending_facility": msg.sending_facility}
+                "sending_facility": msg.sending_facility,
+                "conventions": self.channel_conventions.get(msg.channel, ())}
         if ctype in HL7_CONTENT_TYPES:
             text = decode(raw, msg.charset or sniff_charset(raw))
             # A batch (FHS/BHS or several MSH) stored whole: each message is routed on its own.

@@ -40,6 +40,8 @@ class CompileEnv:
     inline_tables: dict[str, CodeTable] = field(default_factory=dict)
     name: str = ""
     """`route.field` being compiled: names inline tables in metrics."""
+    compile_getter: Callable[[str], Callable[[Source], str | None]] | None = None
+    """Compiles a path read like the field's own (for `by_system`); None where there are no paths."""
 
 
 # --- plain callables -----------------------------------------------------------------------------
@@ -172,8 +174,18 @@ class Replace:
         return value.replace(self.old, self.new) or None if isinstance(value, str) else value
 
 
+@dataclass(frozen=True, slots=True)
+class Truncated:
+    """What `truncate` returns when it had to cut: the mapper keeps `value` and names the field in
+    ``envelope.truncated`` (counted by data quality), so a cut is visible, never silent."""
+
+    value: str
+
+
 class Truncate:
-    """Cut text to at most N characters (for free text longer than its AN..N field): ``{truncate: 50}``."""
+    """Cut display text (an item or diagnosis name) to its field's limit, N characters, instead of
+    failing the record: ``{truncate: 50}``. Only for display text: identifiers and codes that are too
+    long must still fail (the schema's maxLength does that), so never put this on a code or number."""
 
     def __init__(self, settings: Any, env: CompileEnv) -> None:
         if not isinstance(settings, int) or settings < 1:
@@ -181,7 +193,9 @@ class Truncate:
         self.n = settings
 
     def __call__(self, value: Value, source: Source | None = None) -> Value:
-        return value[:self.n] if isinstance(value, str) else value
+        if isinstance(value, str) and len(value) > self.n:
+            return Truncated(value[:self.n])
+        return value
 
 
 class Date:
@@ -388,6 +402,10 @@ CONFIGURABLE: dict[str, type] = {
     "lookup": Lookup, "map": MapValues, "resident_id": ResidentId, "when": When, "required": Required,
 }
 """Transforms written as ``{name: settings}``."""
+
+from engine.mapping.coding import BySystem, GroupText  # noqa: E402  (they build on the classes above)
+
+CONFIGURABLE.update({"by_system": BySystem, "group_text": GroupText})
 
 TRANSFORMS = sorted(set(PLAIN) | set(CONFIGURABLE))
 """Every transform name, for error hints and docs."""

@@ -53,9 +53,10 @@ def error_of(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> Co
 def test_the_example_config_loads_with_its_defaults() -> None:
     config = load_config(REPO / "config.example.yaml", env={})
     assert [(c.name, c.type, c.enabled) for c in config.channels] == [
-        ("his-adt", "mllp", True), ("http-in", "http", True), ("mq-in", "amqp", False)]
+        ("his-adt", "mllp", True), ("http-in", "http", True), ("mq-in", "amqp", False),
+        ("zone-in", "file", False)]
     assert config.channel("mq-in").settings["url"] == "amqp://guest:guest@127.0.0.1:5672/"  # the default
-    assert [d.name for d in config.destinations] == ["outbox"]
+    assert [(d.name, d.type) for d in config.destinations] == [("outbox", "file"), ("zone-out", "export")]
     assert config.engine.store.path == REPO / "var" / "yonglink.db"  # relative to the config file
     assert config.engine.store.dedupe_window == 24 * 3600
     assert config.engine.admin.token is None  # ${YONGLINK_ADMIN_TOKEN:-} left empty

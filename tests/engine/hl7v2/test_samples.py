@@ -31,9 +31,9 @@ def test_every_sample_file_is_documented_in_the_readme() -> None:
 
 @pytest.mark.parametrize(("name", "text"), MESSAGES, ids=[n for n, _ in MESSAGES])
 def test_citizen_ids_are_valid_ningbo_numbers_matching_sex_and_birth_date(name: str, text: str) -> None:
-    """Every 18-digit PID-3 id is GB 11643-valid, from 3302xx, with PID-7 birth date and PID-8 sex."""
+    """Every 18-digit PID-3 / PID-19 id is GB 11643-valid, from 3302xx, with PID-7 birth date and sex."""
     msg = Er7Message.parse(text)
-    ids = [i for i in msg.get_all("PID-3[*].1") if len(i) == 18]
+    ids = [i for i in [*msg.get_all("PID-3[*].1"), *msg.get_all("PID-19")] if len(i) == 18]
     assert ids, name
     for number in ids:
         assert gb11643_valid(number) and number.startswith("3302"), number

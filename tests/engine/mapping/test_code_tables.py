@@ -47,8 +47,9 @@ def write(tmp_path: Path, text: str, name: str = "t.yaml") -> Path:
 
 
 def test_every_shipped_table_loads(tables: dict[str, CodeTable]) -> None:
-    """All shipped tables load, each under its own id, with source and target stated."""
-    assert set(FEEDS) | {"hl7_0078_to_result_flag", "hl7_0163_to_vaccination_site"} == set(tables)
+    """All shipped tables load, each under its own id, with source and target stated; the ones no route
+    uses are checked here by FEEDS (the used ones by tests/mappings/test_code_domains.py)."""
+    assert set(FEEDS) <= set(tables)
     for table in tables.values():
         assert table.source and table.target and table.description
 

@@ -47,7 +47,7 @@ async def test_the_engine_maps_with_the_channels_routes_and_reports_quality(
     assert ok is not None and ok.state is MessageState.MAPPED
     assert failed is not None and failed.state is MessageState.FAILED
     assert failed.error is not None
-    assert "mappings/adt_person.yaml:29 birth_date: PID-7 '19851345' is not a valid date" in failed.error
+    assert "mappings/adt_person.yaml:23 birth_date: PID-7 '19851345' is not a valid date" in failed.error
     results = await engine.store.read(lambda c: messages.results_of(c, good.message_id))
     assert sorted(r["route_id"] for r in results) == ["adt_inpatient_admission", "adt_person"]
     quality = engine.status()["quality"]["organisations"]

@@ -30,11 +30,12 @@ def write(tmp_path: Path, text: str, name: str = "route.yaml") -> Path:
 
 
 def test_a_good_route_loads_compiled() -> None:
-    """The shipped routes load, each with its dataset and compiled fields."""
+    """The shipped routes load, each with its dataset, compiled fields and the shared identity block."""
     router = build_router(sorted(Path("mappings").glob("*.yaml")))
     person = next(r for r in router.routes if r.id == "adt_person")
     assert person.dataset is not None and person.dataset.id == "person"
-    assert [f.name for f in person.fields][:3] == ["patient_id", "id_type_code", "id_number"]
+    assert [f.name for f in person.fields][:3] == ["name", "sex_code", "birth_date"]
+    assert person.identity is not None
 
 
 @pytest.mark.parametrize(("old", "new", "message", "line"), [
