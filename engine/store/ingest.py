@@ -18,10 +18,14 @@ import asyncio
 import functools
 from collections.abc import Callable
 
+import structlog
+
 from engine.errors import StoreError
 from engine.store import messages
 from engine.store.sqlite import Store
 from engine.types import Acceptance, InboundMessage
+
+log = structlog.get_logger("yonglink.store")
 
 Landed = Callable[[Acceptance | BaseException], None]
 """Called once per message after its commit: the acceptance, or why nothing was committed."""
@@ -79,8 +83,8 @@ class IngestBatcher:
             if exc is not None:
                 _land_all(batch, exc)
                 return
-            for (_, landed), acc in zip(batch, plan.acceptances(done.result()), strict=True):
-                landed(acc)
+            for (msg, landed), acc in zip(batch, plan.acceptances(done.result()), strict=True):
+                _land(landed, acc, msg)
 
         commit.add_done_callback(settle)
 
@@ -107,6 +111,15 @@ def resolve(fut: asyncio.Future[Acceptance], result: Acceptance | BaseException)
         fut.set_result(result)
 
 
+def _land(landed: Landed, result: Acceptance | BaseException, msg: InboundMessage) -> None:
+    """Call one message's callback; its failure stays with it (the other messages of the batch are
+    answered all the same: issue #16, one frame's ACK that could not be built stopped 30 others)."""
+    try:
+        landed(result)
+    except Exception:
+        log.exception("commit callback failed", channel=msg.channel)
+
+
 def _land_all(batch: list[tuple[InboundMessage, Landed]], exc: BaseException) -> None:
-    for _, landed in batch:
-        landed(exc)
+    for msg, landed in batch:
+        _land(landed, exc, msg)
