@@ -186,3 +186,73 @@ def test_an_ae_with_many_long_errors_is_bounded() -> None:
     assert len(msa[3]) <= 80
     assert len(errs) == 10 and all(len(e[8]) <= 200 for e in errs)
     assert len(ack) <= 4096
+
+
+# --- 7. character sets ----------------------------------------------------------------------------
+
+
+async def test_an_unknown_msh_18_label_falls_back_to_utf8_when_the_bytes_decode_and_is_noted(
+        make_config: MakeConfig, engine_factory: Factory) -> None:
+    engine, port = await start_mllp(make_config, engine_factory)
+    async with MllpClient("127.0.0.1", port) as client:
+        ok = segments(await client.send(adt("UNK-1", charset="WINDOWS-CHINESE", patient="张^三")))
+        bad = segments(await client.send(adt("UNK-2", charset="WINDOWS-CHINESE", patient="张^三",
+                                             codec="gb18030")))
+    assert ok["MSA"][1:3] == ["AA", "UNK-1"]
+    assert bad["MSA"][1:3] == ["AR", "UNK-2"] and "WINDOWS-CHINESE" in bad["ERR"][8]
+    found = await rows(engine, "control_id, state, charset, metadata")
+    assert found[0][:3] == ("UNK-1", "received", "UTF-8") or found[0][:3] == ("UNK-1", "filtered", "UTF-8")
+    assert "WINDOWS-CHINESE" in orjson.loads(found[0][3])["charset_note"]
+    assert found[1][:2] == ("UNK-2", "rejected")
+
+
+@pytest.mark.parametrize("label", ["base64", "zlib", "hex", "punycode", "idna", "undefined", "utf-8\x00x"])
+async def test_a_charset_that_is_not_a_text_encoding_gets_ar_is_stored_and_the_connection_works_on(
+        label: str, make_config: MakeConfig, engine_factory: Factory) -> None:
+    engine, port = await start_mllp(make_config, engine_factory)
+    async with MllpClient("127.0.0.1", port) as client:
+        bad = segments(await client.send(adt("CS-BAD", charset=label)))
+        good = segments(await client.send(adt("CS-GOOD")))
+    assert bad["MSA"][1:3] == ["AR", "CS-BAD"] and bad["ERR"][3].startswith("103")
+    assert good["MSA"][1:3] == ["AA", "CS-GOOD"]
+    found = await rows(engine, "control_id, state")
+    assert found[0] == ("CS-BAD", "rejected")
+
+
+# --- 8. mixed segment terminators ----------------------------------------------------------------------
+
+
+async def test_lf_separated_segments_with_one_final_cr_are_read_as_segments(
+        make_config: MakeConfig, engine_factory: Factory) -> None:
+    """HL7 v2.5.1 §2.8: CR ends a segment; a text with no CR before its end uses LF (hl7v2/lines.py)."""
+    engine, port = await start_mllp(make_config, engine_factory)
+    raw = adt("LF-1", charset="UNICODE UTF-8").rstrip(b"\r").replace(b"\r", b"\n") + b"\r"
+    async with MllpClient("127.0.0.1", port) as client:
+        ack = segments(await client.send(raw))
+    assert ack["MSA"][1:3] == ["AA", "LF-1"]
+    assert ack["MSH"][-1] == "UNICODE UTF-8"  # MSH-18 is the last field of the MSH line, not PID content
+    assert await rows(engine, "control_id, message_type, charset") == [("LF-1", "ADT^A01", "UNICODE UTF-8")]
+
+
+async def test_a_batch_of_lf_separated_messages_with_one_final_cr_is_split_into_its_messages(
+        make_config: MakeConfig, engine_factory: Factory) -> None:
+    engine, port = await start_mllp(make_config, engine_factory)
+    raw = (adt("LFB-1") + adt("LFB-2")).rstrip(b"\r").replace(b"\r", b"\n") + b"\r"
+    async with MllpClient("127.0.0.1", port) as client:
+        ack = segments(await client.send(raw))
+    assert ack["MSA"][1:3] == ["AA", "LFB-1"] and "batch of 2" in ack["MSA"][3]
+    assert [r[0] for r in await rows(engine)] == ["LFB-1", "LFB-2"]
+
+
+# --- 9. smaller ----------------------------------------------------------------------------------------
+
+
+async def test_an_ar_for_bad_separators_does_not_echo_the_msh_line(
+        make_config: MakeConfig, engine_factory: Factory) -> None:
+    _, port = await start_mllp(make_config, engine_factory)
+    raw = b"MSH#^~\\&|HIS|NBH|EMPI|NBWJW|20240101||ADT^A01|SEP-1|P|2.5.1\rPID|1||110101199003070012\r"
+    async with MllpClient("127.0.0.1", port) as client:
+        ack = await client.send(raw)
+    msa = segments(ack)["MSA"]
+    assert msa[1] == "AR"
+    assert b"NBWJW" not in ack and b"SEP-1" not in ack and len(msa[3]) <= 80
