@@ -34,6 +34,7 @@ characters in GB 18030, e.g. 東 = 96 7C), so `sniff_charset` checks such a head
 from __future__ import annotations
 
 import codecs
+import functools
 
 from engine.errors import CharsetError, UnsupportedCharsetError
 from engine.hl7v2.lines import first_line_end
@@ -99,8 +100,9 @@ def printable_label(label: str) -> str:
     return repr(shown + ("..." if len(label) > 32 else ""))
 
 
+@functools.lru_cache(maxsize=256)
 def known_codec(label: str) -> str | None:
-    """`python_codec`, None instead of an error (for sniffing)."""
+    """`python_codec`, None instead of an error (for sniffing; cached: a handful of labels per site)."""
     try:
         return python_codec(label)
     except LookupError:

@@ -19,6 +19,7 @@ neither is plausible the header is not `trusted` and its control id is never use
 
 from __future__ import annotations
 
+import functools
 import re
 
 from engine.errors import Hl7ParseError
@@ -26,7 +27,6 @@ from engine.hl7v2.charset import RAW_SPLIT_SAFE
 from engine.hl7v2.encoding import Encoding, encoding_of, unescape
 from engine.hl7v2.er7 import Er7Message
 from engine.hl7v2.lines import first_line_end, split_segments
-from engine.hl7v2.validate import VALID_NAMES, check_name
 
 PROCESSING_IDS = frozenset({"D", "P", "T"})
 """HL7 Table 0103 processing IDs (MSH-11.1)."""
@@ -114,12 +114,14 @@ def read_header(text: str, raw: bytes, codec: str, *, single: bool = False) -> M
     second_msh = -1 if single else (text.find("MSH", 3) if wide else raw.find(b"MSH", 3))
     hdr = None
     if text.startswith("MSH") and len(text) >= 8 and second_msh < 0:
-        lines = split_segments(text)
         fs = text[3]
-        msh = lines[0].split(fs)
+        body = text.rstrip("\r\n\t ")
+        term = "\r" if "\r" in body else "\n"  # engine/hl7v2/lines.py
+        end = body.find(term)
+        msh = (body if end < 0 else body[:end]).split(fs)
         enc = _ENCODINGS.get(fs + msh[1]) if len(msh) > 1 else None
         if (enc is not None and len(msh) >= 12 and msh[8] and _no_control(text, raw, wide)
-                and _segments_ok(lines, fs)):
+                and (end < 0 or _bad_line(fs, term).search(body, end) is None)):
             hdr = MshHeader(text, enc, msh, codec)
     if hdr is None:
         msg = Er7Message.parse(text)  # raises the precise Hl7ParseError, or the header is fine after all
@@ -131,19 +133,13 @@ def read_header(text: str, raw: bytes, codec: str, *, single: bool = False) -> M
     return _checked_against_raw(hdr, raw, codec)
 
 
-def _segments_ok(lines: list[str], fs: str) -> bool:
-    """Every line is ``<segment ID><field separator>...`` (else `Er7Message.parse` says which is not)."""
-    for i, line in enumerate(lines):
-        if not line:
-            continue
-        if line[:3] not in VALID_NAMES:
-            try:
-                check_name(line[:3], i, line, fs)
-            except Hl7ParseError:
-                return False
-        if len(line) > 3 and line[3] != fs:
-            return False
-    return True
+@functools.lru_cache(maxsize=64)
+def _bad_line(fs: str, term: str) -> re.Pattern[str]:
+    """Finds a terminator not followed by ``<segment ID><fs>``, ``<segment ID>`` alone or an empty line
+    (segment IDs: a letter, then two letters or digits; CRLF counts as CR). Anything it finds makes
+    `Er7Message.parse` give the precise reason."""
+    t, f = re.escape(term), re.escape(fs)
+    return re.compile(rf"{t}\n?(?![A-Z][A-Z0-9]{{2}}(?:{f}|{t}|\r?\n?$)|{t}|$)")
 
 
 def _plausible_tail(msh: list[str], enc: Encoding) -> bool:

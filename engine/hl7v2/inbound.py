@@ -16,7 +16,7 @@ their transport says (an HTTP charset parameter, an AMQP `content_encoding`, an 
    `engine.hl7v2.lines`). If any message of a batch is unreadable the whole payload is rejected once,
    so a sender never has to resend half a batch.
 3. **Duplicates** (`dedupe_key`, `content_hash`): a sender's retry has the same MSH-4 + MSH-10 *and*
-   the same content. Content identity is the BLAKE2b-128 of the message with MSH-7 (date/time of
+   the same content. Content identity is a SHA-1 (64 bits kept) of the message with MSH-7 (date/time of
    message) and MSH-10 (control id) blanked: a resend with a new timestamp is still a duplicate, while
    a reused control id with other content (counters reset at restart) is a new message, stored and
    flagged `control_id_reused` by the store. A header that is not trusted or an MSH-10 that is not
@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 
 from engine.errors import CharsetError, Hl7ParseError, RejectedMessage, UnsupportedCharsetError
 from engine.hl7v2.batch import split_batch
-from engine.hl7v2.charset import decode, python_codec, sniff_charset
+from engine.hl7v2.charset import RAW_SPLIT_SAFE, decode, python_codec, sniff_charset
 from engine.hl7v2.header import MshHeader, best_effort_header, plausible_control_id, read_header
-from engine.hl7v2.lines import terminator
+from engine.hl7v2.lines import first_line_end, terminator
 from engine.hl7v2.validate import CONTROL_CHARS
 from engine.types import HL7V2, InboundMessage
 
@@ -170,15 +170,48 @@ def dedupe_key(hdr: MshHeader) -> str | None:
     return f"{hdr.first(4)}|{control_id}"
 
 
-def content_hash(hdr: MshHeader) -> str:
-    """BLAKE2b-128 (hex) of the message with MSH-7 and MSH-10 blanked (rule 3 of the module docstring)."""
-    fields = hdr.msh[:hdr.width]
+HASH_CHARS = 16
+"""Hex characters of a content hash kept (64 bits): it only tells apart messages with the same MSH-4 +
+MSH-10 inside the dedupe window, and every character is in the store's lookup index."""
+
+
+def content_hash(hdr: MshHeader, raw: bytes) -> str:
+    """SHA-1 (first `HASH_CHARS` hex characters; identity, not security) of the message with MSH-7 and
+    MSH-10 blanked and trailing terminators ignored (rule 3 of the module docstring). ``raw``: the
+    message's bytes, hashed as they are where MSH splits on raw bytes (the common case)."""
+    digest = hashlib.sha1(usedforsecurity=False)
+    data = raw.rstrip(b"\r\n\t ")
+    if hdr.note is None and hdr.codec in RAW_SPLIT_SAFE and data.startswith(b"MSH"):
+        cuts = _separators(data, data[3:4], (6, 7, 9, 10))
+        if cuts is not None:
+            s6, s7, s9, s10 = cuts
+            digest.update(data[:s6 + 1])
+            digest.update(data[s7:s9 + 1])
+            digest.update(data[s10:])
+            return digest.hexdigest()[:HASH_CHARS]
+    fields = hdr.msh[:hdr.width]  # other charsets, or a header read from the raw bytes
     fields[6] = fields[9] = ""
-    text = hdr.text.lstrip("\ufeff\r\n\t ")
+    text = hdr.text.rstrip("\r\n\t ")
     end = text.find(terminator(text))
-    rest = text[end + 1:].rstrip("\r\n\t ") if end >= 0 else ""
-    data = (hdr.enc.field.join(fields) + "\r" + rest).encode("utf-8", "surrogatepass")
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+    digest.update(hdr.enc.field.join(fields).encode("utf-8", "surrogatepass"))
+    digest.update(text[end:].encode("utf-8", "surrogatepass") if end >= 0 else b"")
+    return digest.hexdigest()[:HASH_CHARS]
+
+
+def _separators(data: bytes, fs: bytes, wanted: tuple[int, ...]) -> tuple[int, ...] | None:
+    """Offsets of the ``wanted`` field separators of the MSH line (the first, at offset 3, is MSH-1;
+    separator n ends MSH-n), or None when the line has fewer."""
+    found = []
+    pos, n = 3, 1
+    limit = first_line_end(data)
+    for want in wanted:
+        while n < want:
+            pos = data.find(fs, pos + 1, limit)
+            if pos < 0:
+                return None
+            n += 1
+        found.append(pos)
+    return tuple(found)
 
 
 def inbound_message(hdr: MshHeader, raw: bytes, choice: CharsetChoice, *, channel: str, received_at: float,
@@ -199,7 +232,7 @@ def inbound_message(hdr: MshHeader, raw: bytes, choice: CharsetChoice, *, channe
         charset=choice.label, sending_application=hdr.first(3) or None,
         sending_facility=hdr.first(4) or None, control_id=control_id or None,
         message_type=hdr.message_type or None, dedupe_key=key or dedupe_key(hdr),
-        content_hash=content_hash(hdr), metadata=notes or {})
+        content_hash=content_hash(hdr, raw), metadata=notes or {})
 
 
 def rejected_message(payload: Hl7Payload, raw: bytes, *, channel: str, received_at: float,

@@ -37,7 +37,7 @@ def first_line_end(data: bytes) -> int:
     if cr < 0:
         lf = data.find(b"\n")
         return len(data) if lf < 0 else lf
-    if cr >= len(data.rstrip(b"\r\n\t ")):  # the only CRs are at the very end: LF separates segments
-        lf = data.find(b"\n")
-        return cr if lf < 0 or lf > cr else lf
+    lf = data.find(b"\n", 0, cr)
+    if lf >= 0 and cr >= len(data.rstrip(b"\r\n\t ")):  # CRs only at the very end: LF separates segments
+        return lf
     return cr  # CR is the terminator (an LF before it is field content; CRLF ends at its CR)
