@@ -72,3 +72,20 @@ async def test_the_inbound_message_carries_the_header_fields_and_the_dedupe_key(
     assert (msg.peer, msg.sending_application, msg.sending_facility, msg.control_id) == (
         "10.0.0.7:5123", "HIS", "NBH", "AP-9")
     assert (msg.message_type, msg.dedupe_key, msg.charset) == ("ADT^A01", "NBH|AP-9", None)
+
+
+async def test_an_ae_for_many_long_mapping_errors_has_one_err_each_and_stays_bounded() -> None:
+    """Issue #16: MSA-3 carried every error (3,958 characters) and ERR-8 repeated it: 8 KB ACKs that a
+    sender reading 4 KB mismatched with the next message."""
+    from engine.hl7v2.ack import ERR8_MAX, MAX_ACK_BYTES, MAX_ERR_SEGMENTS, MSA3_MAX
+
+    errors = [f"route r{i}.yaml:12: PID-{i} " + "x" * 400 for i in range(12)]
+    failed = ProcessingOutcome("M1", MessageState.FAILED, error="; ".join(errors))
+    reply = await handler(failed).handle(MSG, "127.0.0.1:1")
+    assert reply.ack is not None and len(reply.ack) <= MAX_ACK_BYTES
+    lines = [line.split("|") for line in reply.ack.decode().split("\r") if line]
+    msa = next(f for f in lines if f[0] == "MSA")
+    errs = [f for f in lines if f[0] == "ERR"]
+    assert msa[1:3] == ["AE", "AP-9"] and len(msa[3]) <= MSA3_MAX and msa[3].startswith("12 errors")
+    assert len(errs) == MAX_ERR_SEGMENTS and all(len(e[8]) <= ERR8_MAX for e in errs)
+    assert errs[0][8].startswith("route r0.yaml:12: PID-0") and errs[-1][8] == "and 3 more errors"
