@@ -73,3 +73,29 @@ async def test_a_message_broken_by_a_stray_cr_gets_ar_not_aa(make_config: Any, e
         text = await resp.text()
     assert "MSA|AR|HCR-1|" in text
     assert await states(engine) == [("HCR-1", "rejected")]
+
+
+async def test_an_ar_for_an_empty_msh_9_echoes_the_control_id_and_the_row_keeps_it(
+        make_config: Any, engine_factory: Any) -> None:
+    engine, url = await start(make_config, engine_factory)
+    body = b"MSH|^~\\&|HIS|NBH|EMPI|NB|20240101120000|||H9-1|T|2.4\rPID|1\r"
+    async with aiohttp.ClientSession() as http, http.post(
+            url, data=body, headers={"Content-Type": "x-application/hl7-v2+er7"}) as resp:
+        text = await resp.text()
+    assert "MSA|AR|H9-1|" in text and text.startswith("MSH|^~\\&|EMPI|NB|HIS|NBH|")
+    assert "|ACK|" in text and "|T|2.4" in text
+    assert await states(engine) == [("H9-1", "rejected")]
+
+
+async def test_a_reused_control_id_with_another_body_is_a_new_message_over_http_too(
+        make_config: Any, engine_factory: Any) -> None:
+    engine, url = await start(make_config, engine_factory)
+    first = ADT.format(cid="HR-1", cs="").encode()
+    other = first.replace("张^三".encode(), "李^四".encode())
+    async with aiohttp.ClientSession() as http:
+        for body in (first, other, other):
+            async with http.post(url, data=body, headers={"Content-Type": "x-application/hl7-v2+er7"}) as r:
+                assert "MSA|AA|HR-1|" in await r.text()
+    assert [cid for cid, _ in await states(engine)] == ["HR-1", "HR-1"]
+    counts = engine.channels["web"].stats.counts
+    assert (counts["control_id_reused"], counts["duplicate"]) == (1, 1)
