@@ -1,7 +1,7 @@
 """Commits of inbound messages, gathered per event-loop turn into one store operation.
 
 Every message a channel accepts in the same turn of the loop (32 connections' frames arriving
-together, a pipelined burst, an AMQP prefetch window) becomes one `messages.InsertPlan`: its rows are
+together, a pipelined burst, an AMQP prefetch window) becomes one `inserts.InsertPlan`: its rows are
 built here, on the loop, and the writer thread runs one multi-row INSERT for it. The store
 still group-commits whatever ops queued while its previous commit ran; this just makes each op carry
 many messages, so the writer thread and the event loop trade the GIL a few times per burst instead
@@ -21,7 +21,7 @@ from collections.abc import Callable
 import structlog
 
 from engine.errors import StoreError
-from engine.store import messages
+from engine.store import inserts
 from engine.store.sqlite import Store
 from engine.types import Acceptance, InboundMessage
 
@@ -68,7 +68,7 @@ class IngestBatcher:
             return
         self.flushes += 1
         msgs = [m for m, _ in batch]
-        plan = messages.InsertPlan(msgs, dedupe_window=self.dedupe_window, unroutable=self._unroutable(msgs))
+        plan = inserts.InsertPlan(msgs, dedupe_window=self.dedupe_window, unroutable=self._unroutable(msgs))
         try:
             commit = self.store.write(plan.run, one_statement=plan.one_statement)
         except StoreError as exc:
