@@ -50,8 +50,9 @@ MAX_ERR_SEGMENTS = 10
 MAX_ECHOED_FIELD = 227
 """Characters of a received MSH-3..6/11/12/18 echoed into the ACK header (HD is 227 in v2.5.1)."""
 MAX_ACK_BYTES = 4096
-"""Bound on an ACK's size in characters, given the caps above (MSH ~1.2 KB at most, MSA ~120, ten ERR
-segments of ~260): a sender that reads 4 KB per ACK (python-hl7's mllp_send) never reads half of one."""
+"""Bound on a negative ACK's size (counted in UTF-8, at least its size in GB 18030): ERR segments past
+it are folded into "and N more errors". With the caps above the header and MSA take at most ~2.3 KB,
+so a sender that reads 4 KB per ACK (python-hl7's mllp_send) never reads half of one."""
 
 
 def build_ack(msg: MshHeader | Er7Message | None, code: str, text: str = "", *,
@@ -93,14 +94,27 @@ def build_ack(msg: MshHeader | Er7Message | None, code: str, text: str = "", *,
         err_code = error_code or "207"
         err3 = cs.join((err_code, TABLE_0357.get(err_code, ""), "HL70357"))
         loc = (location or "").replace("^", cs)
-        texts = list(errors) if errors else [text]
-        if len(texts) > MAX_ERR_SEGMENTS:
-            more = len(texts) - MAX_ERR_SEGMENTS + 1
-            texts = [*texts[:MAX_ERR_SEGMENTS - 1], f"and {more} more errors"]
-        for one in texts:
-            segments.append(fs.join(["ERR", "", loc, err3, severity, "", "", "",
-                                     _fit(one, enc, ERR8_MAX)]))
+        real = list(errors) if errors else [text]
+
+        def err(one: str) -> str:
+            return fs.join(["ERR", "", loc, err3, severity, "", "", "", _fit(one, enc, ERR8_MAX)])
+
+        size = sum(_size(seg) + 1 for seg in segments)
+        for keep in range(min(len(real), MAX_ERR_SEGMENTS), 0, -1):
+            if keep == len(real):
+                errs = [err(one) for one in real]
+            else:  # the last ERR counts the errors left out
+                rest = len(real) - keep + 1
+                errs = [err(one) for one in real[:keep - 1]] + [err(f"and {rest} more errors")]
+            if size + sum(_size(e) + 1 for e in errs) <= MAX_ACK_BYTES:
+                break
+        segments += errs
     return "\r".join(segments) + "\r"
+
+
+def _size(segment: str) -> int:
+    """Bytes of ``segment`` in UTF-8: at least what it takes in GB 18030 or any single-byte charset."""
+    return len(segment.encode("utf-8", "surrogatepass"))
 
 
 def _fit(text: str, enc: Encoding, limit: int) -> str:
@@ -151,8 +165,8 @@ class AckWriter:
         if code not in SUCCESS_CODES:
             raise ValueError(f"{code} is not a positive acknowledgment")
         m = hdr.msh
-        if max(len(m[2]), len(m[3]), len(m[4]), len(m[5]), len(m[10]), len(m[11]), len(m[17])
-               ) > MAX_ECHOED_FIELD or (m[17] and known_codec(hdr.first(18)) is None):
+        if max(len(m[2]), len(m[3]), len(m[4]), len(m[5]), len(m[8]), len(m[9]), len(m[10]), len(m[11]),
+               len(m[17])) > MAX_ECHOED_FIELD or (m[17] and known_codec(hdr.first(18)) is None):
             return build_ack(hdr, code, text, control_id=self.next_control_id(),
                              now=datetime.fromtimestamp(time.time()).astimezone())
         enc = hdr.enc
