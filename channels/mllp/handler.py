@@ -139,8 +139,11 @@ class MllpHandler:
         log.error("acknowledgment could not be built", channel=self.channel, peer=peer,
                   error=type(exc).__name__)
         self.context.error(f"acknowledgment could not be built: {type(exc).__name__}")
-        ack = self.acks.negative(None, "AE", "message stored, but its acknowledgment could not be built",
-                                 error_code="207")
+        text = "message stored, but its acknowledgment could not be built"
+        try:
+            ack = self.acks.negative(hdr, "AE", text, error_code="207")
+        except Exception:  # not even from the header: a bare AE
+            ack = self.acks.negative(None, "AE", text, error_code="207")
         return Reply(ack.encode("utf-8", errors="replace"))
 
     def _handled(self, peer: str, reply: Callable[[Reply], None], task: asyncio.Future[Reply]) -> None:
