@@ -1,8 +1,9 @@
 """Turn one inbound payload (HL7 v2 ER7 or FHIR JSON/XML) into the `InboundMessage`s to commit.
 
-Shared by the HTTP and AMQP channels, which both receive a whole payload with a content type (MLLP
-frames are handled in channels/mllp/inbound.py). HL7 v2 payloads may be batches (HL7 v2.5.1 §2.10.3): each
-message is committed on its own, with its own MSH-4 + MSH-10 dedupe key, as MLLP would. FHIR Bundles
+Shared by the HTTP and AMQP channels, which both receive a whole payload with a content type. HL7 v2
+payloads follow the inbound rules every channel shares, MLLP included (`engine.hl7v2.inbound`:
+charset, header checks, batch split, dedupe key and content identity); this module only adds what the
+transport says (its charset, an explicit key, metadata). FHIR Bundles
 of type transaction/batch/message/collection/searchset are split into one message per entry resource
 (`engine.fhir.split_bundle`), each stored as FHIR JSON, so routes select on the entry's resourceType.
 
@@ -19,17 +20,12 @@ from typing import Any
 
 import orjson
 
-from engine.errors import FhirParseError, Hl7ParseError, RejectedMessage
+from engine.errors import FhirParseError, RejectedMessage
 from engine.fhir.parse import parse_fhir, split_bundle, to_dict
-from engine.hl7v2.batch import split_batch
-from engine.hl7v2.charset import decode, python_codec, sniff_charset
-from engine.hl7v2.er7 import Er7Message
-from engine.types import FHIR_JSON, FHIR_XML, HL7V2, InboundMessage
+from engine.hl7v2.header import MshHeader
+from engine.hl7v2.inbound import inbound_message, read_payload, rejected_message
+from engine.types import FHIR_JSON, FHIR_JSON_TYPES, FHIR_XML, FHIR_XML_TYPES, HL7V2_TYPES, InboundMessage
 
-HL7_MEDIA_TYPES = frozenset({HL7V2, "application/hl7-v2", "text/plain"})
-"""Media types accepted as HL7 v2 ER7 (HL7's registered name, its unregistered alias, plain text)."""
-FHIR_JSON_TYPES = frozenset({FHIR_JSON, "application/json"})
-FHIR_XML_TYPES = frozenset({FHIR_XML, "application/xml", "text/xml"})
 FHIR_MEDIA_TYPES = FHIR_JSON_TYPES | FHIR_XML_TYPES
 
 
@@ -48,7 +44,7 @@ def media_type(header: str | None) -> tuple[str, str | None]:
 
 def payload_kind(content_type: str) -> str | None:
     """`hl7v2`, `fhir` or None for a media type (already split by `media_type`)."""
-    if content_type in HL7_MEDIA_TYPES:
+    if content_type in HL7V2_TYPES:
         return "hl7v2"
     if content_type in FHIR_MEDIA_TYPES:
         return "fhir"
@@ -57,21 +53,14 @@ def payload_kind(content_type: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Hl7Item:
-    """One HL7 v2 message of a payload: parsed, or the reason it cannot be acknowledged positively."""
+    """One HL7 v2 message of a payload, or the whole payload with the reason it is rejected."""
 
     inbound: InboundMessage
-    parsed: Er7Message | None = None
+    header: MshHeader | None
+    """Its MSH (for the ACK); for a rejected payload whatever could be read of it, maybe nothing."""
+    codec: str
+    """The Python codec to encode this message's ACK in."""
     error: RejectedMessage | None = None
-
-    @property
-    def codec(self) -> str:
-        """The Python codec to encode this message's ACK in (its MSH-18, else its transport charset)."""
-        if self.parsed is not None and self.parsed.charset:
-            return self.parsed.codec
-        try:
-            return python_codec(self.inbound.charset or "UTF-8")
-        except LookupError:
-            return "utf-8"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,64 +76,26 @@ class Envelope:
 
 
 def hl7v2_items(raw: bytes, env: Envelope, *, charset: str | None = None) -> list[Hl7Item]:
-    """Decode (``charset``, else MSH-18, else UTF-8), split a batch, and parse each message.
+    """The payload's messages under the shared inbound rules (``charset``: the transport's, if any).
 
-    As MLLP does (channels/mllp/handler.py): if any message of a batch is unreadable, the whole payload
-    is ONE rejected item holding the raw bytes (header fields filled in where the MSH can be read), so
-    a sender never has to resend half a batch.
+    As MLLP: if any message of a batch is unreadable, the whole payload is ONE rejected item holding
+    the raw bytes (header fields filled in where the MSH can be read), so a sender never has to
+    resend half a batch.
     """
-    label = charset or sniff_charset(raw)
-    whole = InboundMessage(channel=env.channel, raw=raw, content_type=HL7V2, received_at=env.received_at,
-                           peer=env.peer, charset=label, dedupe_key=None, metadata=env.metadata)
-    try:
-        texts = split_batch(decode(raw, label))
-        parsed = []
-        for i, text in enumerate(texts, 1):
-            try:
-                parsed.append(Er7Message.parse(text))
-            except Hl7ParseError as exc:
-                if len(texts) == 1:
-                    raise
-                raise Hl7ParseError(f"batch message {i}: {exc.reason}", code=exc.code,
-                                    location=exc.location) from None
-    except RejectedMessage as exc:
-        header = best_effort_header(raw, label)
-        return [Hl7Item(_fields(whole, header) if header else whole, parsed=header, error=exc)]
-    single = len(texts) == 1
-    codec = python_codec(label or "UTF-8")  # decode() succeeded, so the label is known
+    read = read_payload(raw, charset=charset)
+    codec = read.charset.codec
+    if read.error is not None:
+        msg = rejected_message(read, raw, channel=env.channel, received_at=env.received_at, peer=env.peer,
+                               metadata=env.metadata)
+        return [Hl7Item(msg, read.header, codec, error=read.error)]
+    single = not read.batch
     items = []
-    for i, (text, msg) in enumerate(zip(texts, parsed, strict=True)):
+    for i, (hdr, data) in enumerate(read.messages):
         key = env.key if single or env.key is None else f"{env.key}#{i}"
-        if key is None and msg.control_id:
-            key = f"{msg.sending_facility}|{msg.control_id}"  # as MLLP: MSH-4 + MSH-10
-        item = _fields(_replace(whole, raw=raw if single else text.encode(codec), dedupe_key=key), msg)
-        items.append(Hl7Item(item, parsed=msg))
+        msg = inbound_message(hdr, data, read.charset, channel=env.channel, received_at=env.received_at,
+                              peer=env.peer, key=key, metadata=env.metadata)
+        items.append(Hl7Item(msg, hdr, codec))
     return items
-
-
-def _fields(msg: InboundMessage, er7: Er7Message) -> InboundMessage:
-    """The MSH header fields the store indexes (MSH-3, -4, -9, -10)."""
-    return _replace(msg, sending_application=er7.sending_application or None,
-                    sending_facility=er7.sending_facility or None, control_id=er7.control_id or None,
-                    message_type=er7.message_type or None)
-
-
-def best_effort_header(raw: bytes, label: str | None) -> Er7Message | None:
-    """The received MSH if it can be read at all (for MSA-2 and the swapped sender of an AR)."""
-    try:
-        codec = python_codec(label or "UTF-8")
-    except LookupError:
-        codec = "latin-1"
-    start = raw.find(b"MSH")
-    if start < 0:
-        return None
-    line = raw[start:].replace(b"\n", b"\r").split(b"\r", 1)[0]  # the MSH segment alone
-    for attempt in (codec, "latin-1"):
-        try:
-            return Er7Message.parse(line.decode(attempt))
-        except (UnicodeDecodeError, RejectedMessage):
-            continue
-    return None
 
 
 def fhir_messages(raw: bytes, env: Envelope, *, content_type: str, release: str = "R4B",

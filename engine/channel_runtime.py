@@ -106,6 +106,8 @@ class ChannelRuntime(ChannelContext):
                 self.count("duplicate")
             else:
                 self.count("received")
+                if result.reused:  # same MSH-4 + MSH-10 as an earlier message, other content
+                    self.count("control_id_reused")
                 if result.processed:  # stored `filtered` already: no route can select this channel
                     self.count("filtered")
                 else:

@@ -54,6 +54,11 @@ class CharsetError(RejectedMessage):
     """Raised when the payload's bytes do not decode in the declared or detected character set."""
 
 
+class UnsupportedCharsetError(CharsetError, LookupError):
+    """Raised when a character set label names something that is not an accepted text encoding (a bytes
+    codec such as base64, idna, a name with a NUL); a `LookupError` too, for codec-lookup callers."""
+
+
 class Hl7ParseError(RejectedMessage):
     """Raised when text is not an HL7 v2 message (no MSH, bad encoding characters, truncated MSH)."""
 

@@ -71,6 +71,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal, Protocol, runtime_checkable
 
+from engine.types import FHIR_JSON_TYPES, FHIR_XML_TYPES, HL7V2, HL7V2_TYPES, SHORT_TYPES
+
 SourceKind = Literal["hl7v2", "fhir"]
 """Which path language a `Source` speaks."""
 
@@ -120,10 +122,8 @@ class Source(Protocol):
         ...
 
 
-HL7_CONTENT_TYPES = frozenset({"application/hl7-v2", "x-application/hl7-v2+er7", "hl7v2", "er7",
-                               "text/plain"})
-FHIR_CONTENT_TYPES = frozenset({"application/fhir+json", "application/fhir+xml", "application/json",
-                                "application/xml", "json", "xml"})
+HL7_CONTENT_TYPES = HL7V2_TYPES | {k for k, v in SHORT_TYPES.items() if v == HL7V2}
+FHIR_CONTENT_TYPES = FHIR_JSON_TYPES | FHIR_XML_TYPES | {k for k, v in SHORT_TYPES.items() if v != HL7V2}
 
 
 def open_source(payload: bytes | str, *, content_type: str, fhir_release: str = "R4B") -> Source:

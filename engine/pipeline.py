@@ -33,6 +33,10 @@ DEFAULT_QUEUE_SIZE = 10_000
 DEFAULT_BATCH = 256
 """Messages mapped per outcome transaction."""
 
+DEFAULT_SWEEP_INTERVAL = 60.0
+"""Seconds between scans of the store for messages left `received` that were never handed to the pipeline
+(a commit callback that failed, issue #16): such a message is mapped within this long, not at a restart."""
+
 MAX_SLICE = 0.002
 """Seconds of mapping after which the pipeline yields to the event loop (bounds ACK latency spikes)."""
 
@@ -73,13 +77,15 @@ class Pipeline:
     def __init__(self, *, store: Store, route: RouteFn, deliveries: DeliveryRecorder,
                  on_outcome: Callable[[StoredMessage, MessageState, list[RouteResult]], None],
                  subscriptions: Subscriptions | None = None, queue_size: int = DEFAULT_QUEUE_SIZE,
-                 batch: int = DEFAULT_BATCH) -> None:
+                 batch: int = DEFAULT_BATCH, sweep_interval: float = DEFAULT_SWEEP_INTERVAL) -> None:
         self.store = store
         self.route = route
         self.deliveries = deliveries
         self.on_outcome = on_outcome
         self.subscriptions = subscriptions
         self.batch = batch
+        self.sweep_interval = sweep_interval
+        self._next_sweep = 0.0  # monotonic time of the next periodic rescan (set by each scan)
         self._queue: asyncio.Queue[StoredMessage] = asyncio.Queue(maxsize=queue_size)
         self._waiters: dict[str, list[asyncio.Future[ProcessingOutcome]]] = {}
         self._rescan = True  # at start: recover messages accepted before a crash
@@ -156,11 +162,17 @@ class Pipeline:
         while True:
             if self._queue.empty() and not self._rescan:
                 self._wakeup.clear()
-                await self._wakeup.wait()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), max(0.0, self._next_sweep - time.monotonic()))
+                except TimeoutError:
+                    pass
+            if time.monotonic() >= self._next_sweep:
+                self._rescan = True  # the periodic sweep: a `received` message nobody submitted
             self._busy = True
             try:
-                if self._rescan:  # recovery, overflow or resume: the store is the source of truth
+                if self._rescan:  # recovery, overflow, resume or sweep: the store is the source of truth
                     self._rescan = False
+                    self._next_sweep = time.monotonic() + self.sweep_interval
                     while not self._queue.empty():  # all committed, so all found again by the scan
                         self._queue.get_nowait()
                     await self._recover()

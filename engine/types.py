@@ -19,6 +19,15 @@ FHIR_JSON = "application/fhir+json"
 FHIR_XML = "application/fhir+xml"
 """Content type of a FHIR XML payload."""
 
+HL7V2_TYPES = frozenset({HL7V2, "application/hl7-v2", "text/plain"})
+"""Media types read as HL7 v2 ER7: HL7's recommended name, its unregistered alias, plain text."""
+FHIR_JSON_TYPES = frozenset({FHIR_JSON, "application/json"})
+"""Media types read as FHIR JSON."""
+FHIR_XML_TYPES = frozenset({FHIR_XML, "application/xml", "text/xml"})
+"""Media types read as FHIR XML."""
+SHORT_TYPES = {"hl7v2": HL7V2, "er7": HL7V2, "json": FHIR_JSON, "xml": FHIR_XML}
+"""Short names that route tests and the CLI accept for a content type."""
+
 JSON = dict[str, Any]
 """A JSON object as parsed by orjson: what a mapped dataset record is."""
 
@@ -92,6 +101,10 @@ class InboundMessage:
     message_type: str | None = None
     dedupe_key: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    content_hash: str | None = None
+    """Identity of the content for duplicate detection (HL7 v2: `engine.hl7v2.inbound.content_hash`); a
+    stored message with the same dedupe key but another hash is not a duplicate (a reused control id).
+    None: the dedupe key alone decides."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +139,9 @@ class Acceptance:
     message_id: str
     duplicate: bool = False
     processed: bool = False
+    reused: bool = False
+    """Stored as a new message although an earlier one in the dedupe window has its dedupe key (same
+    MSH-4 + MSH-10) with other content: flagged `control_id_reused` in its metadata."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,9 +35,6 @@ PROBES_ALLOWED = {
     ("engine/logs.py", "stream"): "any text stream (stdlib): not every one has `isatty`",
     ("engine/commands/messages.py", "args"): "argparse.Namespace: filter flags looked up by name",
     ("engine/commands/dlq.py", "args"): "argparse.Namespace: filter flags looked up by name",
-    ("channels/mllp/handler.py", "context"):
-        "`accept_soon` is on the ChannelContext contract now; the inbound rule-set work (#10 item 3) "
-        "removes this probe together with the fallback for test fakes",
 }
 """`getattr`/`hasattr` calls outside our own types, as (file, probed expression): reason."""
 

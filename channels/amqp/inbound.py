@@ -5,6 +5,9 @@ property (or the channel's `payload` setting; `auto` also sniffs the first byte 
 missing). Guarantees, the same as MLLP's:
 
 - `basic.ack` only after `context.accept` returned, i.e. after the durable store commit.
+- HL7 v2 payloads follow the inbound rules every channel shares (`engine.hl7v2.inbound`); the charset
+  is the `content_type` charset parameter, else `content_encoding` when it names a text encoding
+  (Spring AMQP sets it), else the channel's `charset`, else MSH-18.
 - Unparseable payloads: stored as `rejected` with their reason, then acked (`on_reject: store`, the
   default: they are ours now); or `basic.reject(requeue=False)` so the queue's dead-letter exchange
   gets them (`on_reject: dead_letter`), nothing stored.
@@ -36,10 +39,11 @@ from aiormq.exceptions import (
 )
 
 from channels.base import ChannelContext, Inbound
-from channels.payload import FHIR_XML_TYPES, Envelope, fhir_messages, hl7v2_items, media_type, payload_kind
+from channels.payload import Envelope, fhir_messages, hl7v2_items, media_type, payload_kind
 from engine.delivery.retry import RetryPolicy, compute_backoff
 from engine.errors import ConfigError, FhirParseError, StoreError
-from engine.types import FHIR_JSON, FHIR_XML, ChannelState, InboundMessage
+from engine.hl7v2.charset import python_codec
+from engine.types import FHIR_JSON, FHIR_XML, FHIR_XML_TYPES, ChannelState, InboundMessage
 
 DEFAULT_PREFETCH = 200
 """Unacked deliveries in flight: enough for the store's group commit to batch well."""
@@ -245,7 +249,8 @@ class AmqpInbound(Inbound):
                        key=f"{self.name}:amqp:{message.message_id}" if message.message_id else None,
                        metadata=meta)
         if what == "hl7v2":
-            items = hl7v2_items(body, env, charset=charset or self.charset)
+            charset = charset or _text_encoding(message.content_encoding) or self.charset
+            items = hl7v2_items(body, env, charset=charset)
             bad = [i for i in items if i.error is not None]
             if bad and self.on_reject == "dead_letter":
                 return await self._dead_letter(message, bad[0].error.reason if bad[0].error else "")
@@ -282,6 +287,18 @@ class AmqpInbound(Inbound):
         self._count("rejected")
         self.context.error(f"rejected input dead-lettered: {reason}")
         await _settle(message.reject(requeue=False))
+
+
+def _text_encoding(content_encoding: str | None) -> str | None:
+    """The AMQP `content_encoding` property when it names a text encoding (Spring AMQP producers put the
+    charset there, e.g. `gb18030`); None for anything else (`gzip` and the like say nothing of the text)."""
+    if not content_encoding:
+        return None
+    try:
+        python_codec(content_encoding)
+    except LookupError:
+        return None
+    return content_encoding
 
 
 async def _settle(op: Any) -> None:

@@ -28,22 +28,14 @@ from aiohttp import web
 from channels.base import ChannelContext, Inbound
 from channels.http.auth import Authenticator
 from channels.http.responses import Issue, openapi, operation_outcome
-from channels.payload import (
-    FHIR_MEDIA_TYPES,
-    FHIR_XML_TYPES,
-    HL7_MEDIA_TYPES,
-    Envelope,
-    Hl7Item,
-    fhir_messages,
-    hl7v2_items,
-    media_type,
-)
+from channels.payload import FHIR_MEDIA_TYPES, Envelope, Hl7Item, fhir_messages, hl7v2_items, media_type
 from channels.tls import relative_to, server_context
 from engine.config import parse_listen, parse_size
 from engine.errors import FhirParseError, StoreError
 from engine.hl7v2.ack import build_ack
+from engine.hl7v2.charset import printable_label, python_codec
 from engine.ids import new_id
-from engine.types import Acceptance, InboundMessage
+from engine.types import FHIR_XML_TYPES, HL7V2, HL7V2_TYPES, Acceptance, InboundMessage
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -165,29 +157,51 @@ class HttpInbound(Inbound):
 
     async def _hl7v2(self, request: web.Request) -> web.StreamResponse:
         kind, charset = media_type(request.headers.get("Content-Type"))
-        if kind not in HL7_MEDIA_TYPES:
-            return _unsupported(kind, sorted(HL7_MEDIA_TYPES))
+        if kind not in HL7V2_TYPES:
+            return _unsupported(kind, sorted(HL7V2_TYPES))
         raw = await self._read_body(request)
         if raw is None:
             return _too_large(self.max_body)
         started = time.perf_counter()
-        items = hl7v2_items(raw, self._envelope(request), charset=charset or self.charset)
+        env = self._envelope(request)
+        if charset:
+            refused = await self._bad_charset(raw, env, charset)
+            if refused is not None:
+                return refused
+        items = hl7v2_items(raw, env, charset=charset or self.charset)
         status, code, text, error_code, location = await self._commit_hl7(items)
         first = items[0]
-        ack = build_ack(first.parsed, code, text, control_id=self._control_id(),
+        ack = build_ack(first.header, code, text, control_id=self._control_id(),
                         error_code=error_code, location=location)
         body = ack.encode(first.codec, errors="replace")
         self._observe(time.perf_counter() - started)
         headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else None
-        return web.Response(status=status, body=body, headers=headers,
-                            content_type="x-application/hl7-v2+er7", charset=first.codec)
+        return web.Response(status=status, body=body, headers=headers, content_type=HL7V2,
+                            charset=first.codec)
+
+    async def _bad_charset(self, raw: bytes, env: Envelope, charset: str) -> web.Response | None:
+        """415 for a `Content-Type` charset that is not an accepted text encoding; the body is stored
+        `rejected` (None: the charset is fine)."""
+        try:
+            python_codec(charset)
+            return None
+        except LookupError:
+            pass
+        reason = f"charset {printable_label(charset)} in Content-Type is not a text encoding yonglink accepts"
+        rejected = InboundMessage(channel=self.name, raw=raw, content_type=HL7V2,
+                                  received_at=env.received_at, peer=env.peer)
+        try:
+            await self.context.reject(rejected, reason)
+        except StoreError as exc:
+            self.context.error(f"could not store rejected input: {exc}")
+        return web.Response(status=415, text=reason + "\n")
 
     async def _commit_hl7(self, items: list[Hl7Item]) -> tuple[int, str, str, str | None, str | None]:
         """Commit and choose the ACK as MLLP does: AA/AR, or CA/CR when MSH-15 asks for enhanced mode
         (HL7 v2.5.1 §2.9.3); a batch gets one ACK for the first message, "batch of N messages accepted".
         Returns (HTTP status, MSA-1, text, ERR-3 code, ERR-2 location)."""
         first = items[0]
-        enhanced = first.parsed is not None and bool(first.parsed.accept_ack_type)
+        enhanced = first.header is not None and bool(first.header.accept_ack_type)
         if first.error is not None:
             try:
                 await self.context.reject(first.inbound, first.error.reason)

@@ -2,15 +2,20 @@
 
 Rules, in the order they apply:
 
-- Character set: the channel's `charset` if set, else MSH-18, else UTF-8. Bytes that do not decode get
+- Reading the frame — character set, header, batch split, dedupe key, content identity — follows the
+  inbound HL7 v2 rules every channel shares (`engine.hl7v2.inbound`). Bytes that do not decode get
   AR/CR naming the byte offset (ERR-3 102).
-- Unparseable input (no MSH, bad encoding characters, truncated MSH, binary data, JSON...) gets AR (CR
-  in enhanced mode) with the parser's reason in MSA-3 and ERR-8; the raw bytes are stored `rejected`.
+- Unparseable input (no MSH, bad encoding characters, truncated MSH, a line that is not a segment,
+  binary data, JSON...) gets AR (CR in enhanced mode) with the reason in MSA-3 (cut at 80 characters)
+  and ERR-8, echoing every header field that could be read (MSH-10 in MSA-2); the raw bytes are
+  stored `rejected` with that control id. Whatever the ACK mode, never AA.
 - Otherwise the message is committed (`context.accept`). Only then: AA (original mode, MSH-15 empty) or
   CA (enhanced mode, MSH-15 present: this is the *accept* acknowledgment, §2.9.3; application
   acknowledgments are not sent — the engine is not the receiving application). MSH-15 NE/ER/SU are
   honoured: no ACK where the sender did not ask for one.
-- A duplicate (same MSH-4 + MSH-10 within the store's window) is answered AA again: it was committed.
+- A duplicate (same MSH-4 + MSH-10 and the same content within the store's window) is answered AA
+  again: it was committed. The same MSH-4 + MSH-10 with other content is a new message (a reused
+  control id, flagged and counted by the store).
 - A store failure (`StoreError`) gets no ACK at all and the connection is closed, so the sender resends.
 - `ack: after_processing` (original mode only) waits for the pipeline: AA when mapped or filtered, AE
   with the mapping error (ERR-3 207) when failed. When `processing_timeout` expires first, the answer is
@@ -33,19 +38,29 @@ from dataclasses import dataclass
 import structlog
 
 from channels.base import ChannelContext
-from channels.mllp.ack import AckWriter, MshHeader, read_header
-from engine.errors import CharsetError, Hl7ParseError, RejectedMessage, StoreError
-from engine.hl7v2.ack import wants_ack
-from engine.hl7v2.batch import split_batch
-from engine.hl7v2.charset import decode, python_codec, sniff_charset
-from engine.hl7v2.er7 import Er7Message
+from engine.errors import RejectedMessage, StoreError
+from engine.hl7v2.ack import AckWriter, wants_ack
+from engine.hl7v2.charset import decode
+from engine.hl7v2.header import MshHeader, best_effort_header, read_header
+from engine.hl7v2.inbound import (
+    CharsetChoice,
+    Hl7Payload,
+    choose_charset,
+    inbound_message,
+    read_payload,
+    rejected_message,
+)
 from engine.store.ingest import Landed
-from engine.types import HL7V2, Acceptance, InboundMessage, MessageState
+from engine.types import Acceptance, InboundMessage, MessageState
+
+__all__ = ["PROCESSING_CONTINUES", "MllpHandler", "Reply", "best_effort_header"]
 
 log = structlog.get_logger("yonglink.mllp")
 
 PROCESSING_CONTINUES = "accepted; processing continues"
 """MSA-3 of the AA sent when `ack: after_processing` times out (the message is committed)."""
+ERROR_SEPARATOR = "; "
+"""How `engine.pipeline.decide` joins the errors of a failed message (one ERR segment each)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,22 +82,8 @@ class MllpHandler:
         self.after_processing = after_processing
         self.processing_timeout = processing_timeout
         self.acks = AckWriter(f"{context.facility[:8]}{int(time.time() * 1000) % 10**9:09d}-")
-        self._codecs: dict[str, str] = {}
-        # The engine's batched commit with a callback; a context without it (a test fake) gets `handle`.
-        self._accept_soon: Callable[[InboundMessage, Landed], None] | None = getattr(
-            context, "accept_soon", None)
-
-    def _codec(self, label: str | None) -> str:
-        if label is None:
-            return "utf-8"
-        codec = self._codecs.get(label)
-        if codec is None:
-            try:
-                codec = python_codec(label)
-            except LookupError:
-                return "utf-8"  # decode() reports the unknown charset; the AR itself is UTF-8
-            self._codecs[label] = codec
-        return codec
+        # The engine's batched commit answered through a callback (ChannelContext.accept_soon).
+        self._accept_soon: Callable[[InboundMessage, Landed], None] = context.accept_soon
 
     def submit(self, payload: bytes, peer: str, reply: Callable[[Reply], None]) -> None:
         """Answer one frame through `reply` (called once, on the loop).
@@ -92,39 +93,55 @@ class MllpHandler:
         task and no future per frame. Everything else (batches, rejections, `ack: after_processing`)
         runs `handle` as a task.
         """
-        accept_soon = self._accept_soon
-        if accept_soon is not None:
-            received_at = time.time()
-            read = self._read_single(payload)
-            if read is not None and (read[0].accept_ack_type or not self.after_processing):
-                hdr, label, codec = read
-                msg = self._inbound(hdr, payload, label, peer, received_at)
-                accept_soon(msg, functools.partial(self._landed, hdr, codec, peer, reply))
-                return
+        received_at = time.time()
+        read = self._read_single(payload)
+        if read is not None and (read[0].accept_ack_type or not self.after_processing):
+            hdr, choice = read
+            msg = inbound_message(hdr, payload, choice, channel=self.channel, received_at=received_at,
+                                  peer=peer)
+            self._accept_soon(msg, functools.partial(self._landed, hdr, choice.codec, peer, reply))
+            return
         task = asyncio.ensure_future(self.handle(payload, peer))
         task.add_done_callback(functools.partial(self._handled, peer, reply))
 
-    def _read_single(self, payload: bytes) -> tuple[MshHeader, str | None, str] | None:
-        """(header, charset label, codec) of a one-message frame, or None when it needs `handle`."""
+    def _read_single(self, payload: bytes) -> tuple[MshHeader, CharsetChoice] | None:
+        """Header and charset of a one-message frame, or None when it needs `handle`."""
         if not payload.startswith(b"MSH") or payload.find(b"MSH", 3) >= 0:
             return None
-        label = self.charset or _msh18(payload)
-        codec = self._codec(label)
         try:
-            return read_header(decode(payload, label), payload, codec, single=True), label, codec
+            choice = choose_charset(payload, self.charset)
+            text = decode(payload, choice.label)
+            return read_header(text, payload, choice.codec, single=True), choice
         except RejectedMessage:  # handle() gives the reason (and tells binary input from bad charsets)
             return None
 
     def _landed(self, hdr: MshHeader, codec: str, peer: str, reply: Callable[[Reply], None],
                 result: Acceptance | BaseException) -> None:
-        if isinstance(result, Acceptance):
-            reply(self._acknowledge(hdr, codec))
-        elif isinstance(result, StoreError):
-            reply(self._store_failed(result, peer))
-        else:
-            log.error("unexpected error committing an MLLP message", channel=self.channel, peer=peer,
-                      error=type(result).__name__)
-            reply(Reply(None, close=True))
+        try:
+            if isinstance(result, Acceptance):
+                answer = self._acknowledge(hdr, codec)
+            elif isinstance(result, StoreError):
+                answer = self._store_failed(result, peer)
+            else:
+                log.error("unexpected error committing an MLLP message", channel=self.channel, peer=peer,
+                          error=type(result).__name__)
+                answer = Reply(None, close=True)
+        except Exception as exc:  # this frame's failure stays with this frame
+            answer = self._unanswerable(hdr, exc, peer)
+        reply(answer)
+
+    def _unanswerable(self, hdr: MshHeader, exc: Exception, peer: str) -> Reply:
+        """The message is committed but its ACK could not be built: AE in UTF-8 without the header's
+        charset, so the sender sees an error for this frame and the connection works on."""
+        log.error("acknowledgment could not be built", channel=self.channel, peer=peer,
+                  error=type(exc).__name__)
+        self.context.error(f"acknowledgment could not be built: {type(exc).__name__}")
+        text = "message stored, but its acknowledgment could not be built"
+        try:
+            ack = self.acks.negative(hdr, "AE", text, error_code="207")
+        except Exception:  # not even from the header: a bare AE
+            ack = self.acks.negative(None, "AE", text, error_code="207")
+        return Reply(ack.encode("utf-8", errors="replace"))
 
     def _handled(self, peer: str, reply: Callable[[Reply], None], task: asyncio.Future[Reply]) -> None:
         if task.cancelled():
@@ -141,35 +158,23 @@ class MllpHandler:
     async def handle(self, payload: bytes, peer: str) -> Reply:
         """Commit (or reject) one frame's payload and return the acknowledgment to send."""
         received_at = time.time()
-        label = self.charset or _msh18(payload)
-        codec = self._codec(label)
-        try:
-            text = decode(payload, label)
-            single = payload.startswith(b"MSH") and payload.find(b"MSH", 3) < 0  # one scan, common case
-            if not single:
-                head = text.lstrip("\ufeff\r\n\t ")
-                if head.startswith(("FHS", "BHS")) or "\rMSH" in head or "\nMSH" in head:
-                    return await self._batch(payload, text, label, codec, peer, received_at)
-            hdr = read_header(text, payload, codec, single=single)
-        except CharsetError as exc:
-            return await self._reject(payload, _not_hl7(payload) or exc, label, codec, peer, received_at)
-        except RejectedMessage as exc:
-            return await self._reject(payload, exc, label, codec, peer, received_at)
-        msg = self._inbound(hdr, payload, label, peer, received_at)
-        try:
-            acc = await self.context.accept(msg)
-        except StoreError as exc:
-            return self._store_failed(exc, peer)
-        return await self._positive(hdr, acc, codec)
-
-    def _inbound(self, hdr: MshHeader, raw: bytes, label: str | None, peer: str,
-                 received_at: float) -> InboundMessage:
-        facility, control_id = hdr.first(4), hdr.control_id
-        return InboundMessage(
-            channel=self.channel, raw=raw, content_type=HL7V2, received_at=received_at, peer=peer,
-            charset=label, sending_application=hdr.first(3), sending_facility=facility,
-            control_id=control_id, message_type=hdr.message_type,
-            dedupe_key=f"{facility}|{control_id}" if control_id else None)
+        read = read_payload(payload, charset=self.charset)
+        if read.error is not None:
+            return await self._reject(payload, read, read.error, peer, received_at)
+        choice = read.charset
+        msgs = [inbound_message(hdr, raw, choice, channel=self.channel, received_at=received_at, peer=peer)
+                for hdr, raw in read.messages]
+        results = await asyncio.gather(*(self.context.accept(m) for m in msgs), return_exceptions=True)
+        for res in results:
+            if isinstance(res, StoreError):
+                return self._store_failed(res, peer)
+            if isinstance(res, BaseException):
+                raise res
+        first = results[0]
+        if not isinstance(first, Acceptance):  # for mypy: exceptions were handled above
+            return Reply(None, close=True)
+        text = f"batch of {len(msgs)} messages accepted" if read.batch else ""
+        return await self._positive(read.messages[0][0], first, choice.codec, text)
 
     async def _positive(self, hdr: MshHeader, acc: Acceptance, codec: str, text: str = "") -> Reply:
         if self.after_processing and not hdr.accept_ack_type and not acc.duplicate:
@@ -177,8 +182,9 @@ class MllpHandler:
             if outcome is None:
                 text = PROCESSING_CONTINUES
             elif outcome.state is MessageState.FAILED:
-                reason = outcome.error or "mapping failed"
-                ack = self.acks.negative(hdr, "AE", reason, error_code="207")
+                errors = (outcome.error or "mapping failed").split(ERROR_SEPARATOR)
+                summary = errors[0] if len(errors) == 1 else f"{len(errors)} errors; first: {errors[0]}"
+                ack = self.acks.negative(hdr, "AE", summary, error_code="207", errors=errors)
                 return Reply(ack.encode(codec, errors="replace"))
         return self._acknowledge(hdr, codec, text)
 
@@ -196,94 +202,20 @@ class MllpHandler:
                   error=str(exc))
         return Reply(None, close=True)
 
-    async def _reject(self, payload: bytes, exc: RejectedMessage, label: str | None, codec: str,
-                      peer: str, received_at: float) -> Reply:
+    async def _reject(self, payload: bytes, read: Hl7Payload, exc: RejectedMessage, peer: str,
+                      received_at: float) -> Reply:
         """Store unreadable input as `rejected` and answer AR/CR with the reason (ERR-2/3/8)."""
-        er7 = best_effort_header(payload, codec)
-        mode = er7.accept_ack_type.upper() if er7 is not None else ""
+        hdr = read.header
+        mode = hdr.accept_ack_type if hdr is not None else ""
         code = "CR" if mode else "AR"
         log.warning("rejected input", channel=self.channel, peer=peer, bytes=len(payload),
                     error_code=exc.code, location=exc.location)
-        control_id = er7.control_id if er7 is not None else None
-        facility = er7.sending_facility if er7 is not None else None
-        msg = InboundMessage(channel=self.channel, raw=payload, content_type=HL7V2,
-                             received_at=received_at, peer=peer, charset=label,
-                             sending_facility=facility or None, control_id=control_id or None,
-                             message_type=(er7.message_type or None) if er7 is not None else None)
+        msg = rejected_message(read, payload, channel=self.channel, received_at=received_at, peer=peer)
         try:
             await self.context.reject(msg, exc.reason)
         except StoreError as err:  # still answer AR: the input is unacceptable whatever the store says
             log.error("could not store rejected input", channel=self.channel, error=str(err))
         if not wants_ack(mode, code):
             return Reply(None)
-        ack = self.acks.negative(er7, code, exc.reason, error_code=exc.code, location=exc.location)
-        return Reply(ack.encode(codec, errors="replace"))
-
-    async def _batch(self, payload: bytes, text: str, label: str | None, codec: str, peer: str,
-                     received_at: float) -> Reply:
-        """Store every message of a batch frame; one ACK for the frame (see the module docstring)."""
-        try:
-            parts = split_batch(text)
-            headers = []
-            for i, part in enumerate(parts, 1):
-                try:
-                    headers.append(read_header(part, payload, codec))
-                except Hl7ParseError as exc:
-                    raise Hl7ParseError(f"batch message {i}: {exc.reason}", code=exc.code,
-                                        location=exc.location) from None
-        except RejectedMessage as exc:
-            return await self._reject(payload, exc, label, codec, peer, received_at)
-        msgs = [self._inbound(h, part.encode(codec), label, peer, received_at)
-                for h, part in zip(headers, parts, strict=True)]
-        results = await asyncio.gather(*(self.context.accept(m) for m in msgs), return_exceptions=True)
-        for res in results:
-            if isinstance(res, StoreError):
-                return self._store_failed(res, peer)
-            if isinstance(res, BaseException):
-                raise res
-        first = results[0]
-        if not isinstance(first, Acceptance):  # for mypy: exceptions were handled above
-            return Reply(None, close=True)
-        return await self._positive(headers[0], first, codec,
-                                    text=f"batch of {len(msgs)} messages accepted")
-
-
-def best_effort_header(payload: bytes, codec: str) -> Er7Message | None:
-    """The received MSH if it can be read at all (for MSA-2 and the swapped sender in an AR)."""
-    for attempt in (codec, "latin-1"):
-        try:
-            return Er7Message.parse(payload.decode(attempt))
-        except (UnicodeDecodeError, LookupError, RejectedMessage):
-            continue
-    return None
-
-
-def _not_hl7(payload: bytes) -> Hl7ParseError | None:
-    """For bytes that fail to decode: the structural reason instead, when they are not HL7 at all.
-
-    "byte 0x80 at offset 128 is not valid UTF-8" is true of binary garbage, but "payload starts with
-    ..., expected MSH" is what the sender needs to hear.
-    """
-    if payload.lstrip(b"\xef\xbb\xbf\r\n\t ").startswith((b"MSH", b"FHS", b"BHS")):
-        return None
-    try:
-        Er7Message.parse(payload.decode("latin-1"))
-    except Hl7ParseError as exc:
-        return exc
-    return None
-
-
-def _msh18(raw: bytes) -> str | None:
-    """MSH-18 from the raw bytes (MSH is ASCII in every HL7 charset); `sniff_charset` when unusual.
-
-    The common case — MSH first, CR-terminated — is read with two splits (~4x cheaper than the general
-    `engine.hl7v2.charset.sniff_charset`, which also handles BOMs, LF ends and batches).
-    """
-    end = raw.find(b"\r") if raw.startswith(b"MSH") else -1
-    if end < 8 or b"\n" in raw[:end]:
-        return sniff_charset(raw)
-    fields = raw[:end].split(raw[3:4], 18)
-    if len(fields) < 18:
-        return None
-    value = fields[17].split(raw[5:6], 1)[0].strip()
-    return value.decode("ascii", errors="replace") if value else None
+        ack = self.acks.negative(hdr, code, exc.reason, error_code=exc.code, location=exc.location)
+        return Reply(ack.encode(read.charset.codec, errors="replace"))

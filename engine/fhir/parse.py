@@ -17,13 +17,14 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from engine.errors import FhirParseError
+from engine.types import FHIR_JSON_TYPES, FHIR_XML_TYPES
 
 FhirResource = BaseModel
 """A parsed FHIR resource (a fhir.resources model: ``resource.get_resource_type()``)."""
 
 RELEASES = {"R4B": "fhir.resources.R4B", "R5": "fhir.resources"}
-JSON_TYPES = frozenset({"application/fhir+json", "application/json", "json"})
-XML_TYPES = frozenset({"application/fhir+xml", "application/xml", "text/xml", "xml"})
+JSON_TYPES = FHIR_JSON_TYPES | {"json"}
+XML_TYPES = FHIR_XML_TYPES | {"xml"}
 FHIR_NS = "http://hl7.org/fhir"
 SPLIT_BUNDLE_TYPES = frozenset({"transaction", "batch", "message", "collection", "searchset"})
 

@@ -8,6 +8,7 @@ segments, keeping the original segment terminator. A text with one MSH is return
 from __future__ import annotations
 
 from engine.errors import Hl7ParseError
+from engine.hl7v2.lines import split_segments, terminator
 
 ENVELOPE_SEGMENTS = frozenset({"FHS", "BHS", "BTS", "FTS"})
 
@@ -17,12 +18,11 @@ def split_batch(text: str) -> list[str]:
     stripped = text.lstrip("\ufeff\r\n\t ")
     if stripped.startswith("MSH") and stripped.count("MSH", 3) == 0:
         return [text]
-    if "\r" in stripped:  # CR (or CRLF) terminated: a lone LF is field content, as in er7.py
-        sep = "\r\n" if "\r\n" in stripped else "\r"
-        lines = stripped.replace("\r\n", "\r").split("\r")
-    else:
-        sep = "\n"
-        lines = stripped.split("\n")
+    # Segment terminators as engine/hl7v2/lines.py defines them for every reader (HL7 v2.5.1 §2.8)
+    sep = terminator(stripped)
+    if sep == "\r" and "\r\n" in stripped:
+        sep = "\r\n"
+    lines = split_segments(stripped)
     messages: list[list[str]] = []
     for line in lines:
         if not line.strip():

@@ -18,13 +18,26 @@ GB2312, GBK            gb18030      not Table 0211, but common from Chinese HIS;
 =====================  ===========  ==================================================================
 
 Any other value is tried as a Python codec name (``utf-8``, ``cp936``). No charset means UTF-8.
+
+Only text encodings on `TEXT_CODECS` are accepted: a label naming a bytes-to-bytes codec (``base64``,
+``zlib``, ``hex``...), ``idna``, ``punycode``, ``undefined`` or containing a NUL raises
+`UnsupportedCharsetError` (an AR, never a traceback). A label that is neither a Table 0211 name nor a
+Python codec raises plain `LookupError`: the inbound rules (`engine.hl7v2.inbound`) then fall back to
+UTF-8 when the bytes decode, and note it on the message.
+
+MSH-18 is read from the raw bytes, before anything is decoded. Splitting raw bytes on ``|`` is exact in
+UTF-8, ASCII, ISO 8859 and EUC (`RAW_SPLIT_SAFE`: no byte below 0x80 inside a multi-byte character).
+In GB 18030, GBK, Big5 and Shift JIS the second byte of a character may be 0x7C (``|``; 116 CJK
+characters in GB 18030, e.g. 東 = 96 7C), so `sniff_charset` checks such a header by decoding it.
 """
 
 from __future__ import annotations
 
 import codecs
+import functools
 
-from engine.errors import CharsetError
+from engine.errors import CharsetError, UnsupportedCharsetError
+from engine.hl7v2.lines import first_line_end
 
 TABLE_0211: dict[str, str] = {
     "ASCII": "ascii", "ISO IR6": "ascii", "ISO IR100": "latin-1",
@@ -38,39 +51,108 @@ TABLE_0211: dict[str, str] = {
 }
 _BOM = b"\xef\xbb\xbf"
 
+_TEXT_CODEC_NAMES = (
+    "ascii", "latin-1", *(f"iso8859-{n}" for n in (2, 3, 4, 5, 6, 7, 8, 9, 10, 13, 14, 15, 16)),
+    "utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be",
+    "gb18030", "gbk", "gb2312", "big5", "big5hkscs", "cp950", "shift_jis", "cp932", "euc_jp", "euc_kr",
+    "cp949", "iso2022_jp", "iso2022_jp_1", "iso2022_jp_2", "iso2022_kr",
+    *(f"cp{n}" for n in range(1250, 1259)), "koi8-r", "koi8-u",
+)
+TEXT_CODECS = frozenset(codecs.lookup(n).name for n in _TEXT_CODEC_NAMES)
+"""Python codecs (normalised names) an inbound message may be decoded with: Table 0211's character
+sets and the common national ones. Anything else is refused (see the module docstring)."""
+RAW_SPLIT_SAFE = frozenset(codecs.lookup(n).name for n in (
+    "ascii", "latin-1", "utf-8", "utf-8-sig", "euc_jp", "euc_kr", "gb2312", "koi8-r", "koi8-u",
+    *(f"iso8859-{n}" for n in (2, 3, 4, 5, 6, 7, 8, 9, 10, 13, 14, 15, 16)),
+    *(f"cp{n}" for n in range(1250, 1259))))
+"""Codecs in which a byte below 0x80 is always that ASCII character: the raw bytes split on a
+separator exactly as the decoded text does."""
+_UNSAFE_CANDIDATES = ("gb18030", "big5", "shift_jis")
+"""Where a raw split may mislead (second bytes 0x40-0x7E): tried when the raw MSH-18 is unusable."""
+
 
 def python_codec(charset: str) -> str:
-    """The Python codec for a Table 0211 name or codec name; raise `LookupError` when unknown."""
-    name = TABLE_0211.get(charset.strip().upper())
+    """The Python codec for a Table 0211 name or codec name.
+
+    Raise `UnsupportedCharsetError` (a `LookupError` too) for a name that is not a text encoding on
+    `TEXT_CODECS`, plain `LookupError` when the name is unknown.
+    """
+    label = charset.strip()
+    if "\x00" in label or not label.isprintable():
+        raise UnsupportedCharsetError(f"character set name {printable_label(label)} contains control "
+                                      "characters", code="103", location="MSH^1^18")
+    name = TABLE_0211.get(label.upper())
     if name is None:
-        name = codecs.lookup(charset.strip()).name
+        try:
+            name = codecs.lookup(label).name
+        except ValueError:
+            raise LookupError(label) from None
+    if codecs.lookup(name).name not in TEXT_CODECS:
+        raise UnsupportedCharsetError(
+            f"character set {printable_label(label)} is not a text encoding yonglink accepts "
+            "(HL7 table 0211)", code="103", location="MSH^1^18")
     return name
+
+
+def printable_label(label: str) -> str:
+    """A charset label as error texts quote it: at most 32 characters, control characters shown."""
+    shown = "".join(ch if ch.isprintable() else f"<0x{ord(ch):02X}>" for ch in label[:32])
+    return repr(shown + ("..." if len(label) > 32 else ""))
+
+
+@functools.lru_cache(maxsize=256)
+def known_codec(label: str) -> str | None:
+    """`python_codec`, None instead of an error (for sniffing; cached: a handful of labels per site)."""
+    try:
+        return python_codec(label)
+    except LookupError:
+        return None
 
 
 def sniff_charset(raw: bytes) -> str | None:
     """MSH-18 (first repetition) from undecoded bytes, ``None`` when absent or not an MSH-led text.
 
-    A batch (FHS/BHS first) is sniffed from its first MSH.
+    A batch (FHS/BHS first) is sniffed from its first MSH. When the MSH line has bytes >= 0x80 and the
+    raw split does not give a usable label, the line is decoded in each codec of `_UNSAFE_CANDIDATES`
+    and that reading's MSH-18 is taken when it names the same codec (the label is self-consistent).
     """
-    data = raw[3:] if raw.startswith(_BOM) else raw
-    data = data.lstrip(b"\r\n\t ")
-    if not data.startswith(b"MSH"):
-        at = data.find(b"\rMSH")
-        if at < 0:
-            at = data.find(b"\nMSH")
-        if at < 0:
-            return None
-        data = data[at + 1:]
+    if not raw.startswith(b"MSH"):
+        data = raw[3:] if raw.startswith(_BOM) else raw
+        data = data.lstrip(b"\r\n\t ")
+        if not data.startswith(b"MSH"):
+            at = data.find(b"\rMSH")
+            if at < 0:
+                at = data.find(b"\nMSH")
+            if at < 0:
+                return None
+            data = data[at + 1:]
+    else:
+        data = raw
     if len(data) < 8:
         return None
-    end = min((i for i in (data.find(b"\r"), data.find(b"\n")) if i >= 0), default=len(data))
-    fields = data[:end].split(data[3:4])
+    line = data[:first_line_end(data)]
+    label = _msh18(line.split(line[3:4], 18), line[5:6])
+    if line.isascii() or (label is not None and known_codec(label) is not None):
+        return label
+    for codec in _UNSAFE_CANDIDATES:
+        try:
+            text = line.decode(codec)
+        except UnicodeDecodeError:
+            continue
+        fields = text.split(text[3], 18)
+        if len(fields) < 18:
+            continue
+        found = fields[17].split(text[5], 1)[0].strip()
+        if found and known_codec(found) == codec:
+            return found
+    return label
+
+
+def _msh18(fields: list[bytes], component: bytes) -> str | None:
     if len(fields) < 18:
         return None
-    value = fields[17].split(data[5:6], 1)[0].strip()  # MSH-18 is split element 17 (MSH-1 is the sep)
-    if not value:
-        return None
-    return value.decode("ascii", errors="replace")
+    value = fields[17].split(component, 1)[0].strip()  # MSH-18 is split element 17 (MSH-1 is the sep)
+    return value.decode("ascii", errors="replace") if value else None
 
 
 def decode(raw: bytes, charset: str | None) -> str:
@@ -78,8 +160,10 @@ def decode(raw: bytes, charset: str | None) -> str:
     label = charset or "UTF-8"
     try:
         codec = python_codec(label)
+    except UnsupportedCharsetError:
+        raise
     except LookupError:
-        raise CharsetError(f"unknown character set {label!r} in MSH-18 (HL7 table 0211)",
+        raise CharsetError(f"unknown character set {printable_label(label)} in MSH-18 (HL7 table 0211)",
                            code="103", location="MSH^1^18") from None
     data = raw[3:] if codec == "utf-8" and raw.startswith(_BOM) else raw
     try:

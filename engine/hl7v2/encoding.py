@@ -36,8 +36,10 @@ class Encoding:
         truncation character, §2.5.5.2). All must be distinct, printable and not alphanumeric.
         """
         if not 3 <= len(msh2) <= 5:
+            found = (f'"{msh2}"' if len(msh2) <= 5  # never the whole line: a wrong MSH-1 makes it MSH-2
+                     else f"({len(msh2)} characters: is {field_sep!r} the field separator?)")
             raise Hl7ParseError(
-                f"MSH-2 encoding characters \"{msh2}\" must be 3 to 5 characters (usually \"^~\\&\")",
+                f"MSH-2 encoding characters {found} must be 3 to 5 characters (usually \"^~\\&\")",
                 code="102", location="MSH^1^2")
         chars = field_sep + msh2
         for ch in chars:

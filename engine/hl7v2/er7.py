@@ -19,6 +19,7 @@ from typing import Literal
 
 from engine.errors import Hl7ParseError
 from engine.hl7v2.encoding import Encoding, encoding_of
+from engine.hl7v2.lines import split_segments
 from engine.hl7v2.path import ALL, FIRST, Path, compile_path
 from engine.hl7v2.segment import HL7_NULL, Repetition, Segment, children_of
 from engine.hl7v2.validate import (
@@ -85,10 +86,7 @@ class Er7Message:
             raise Hl7ParseError(
                 f"control character 0x{ord(bad.group()):02X} at offset {bad.start()}: binary or "
                 "framed data, not HL7 text", code="102")
-        if "\r" in text:  # CR is the standard terminator (§2.5.1); a lone LF then is field content
-            lines = text.replace("\r\n", "\r").split("\r") if "\n" in text else text.split("\r")
-        else:
-            lines = text.split("\n")
+        lines = split_segments(text)  # CR, else LF (engine/hl7v2/lines.py: HL7 v2.5.1 §2.8)
         if len(text) < 8:
             raise Hl7ParseError("MSH-1/MSH-2 encoding characters missing", code="101",
                                 location="MSH^1^2")

@@ -45,8 +45,7 @@ def parse_timestamp(text: str) -> tuple[datetime, bool, int]:
         parts = m.groups()[:6]
         tz = m.group(7)
         if tz:
-            sign = 1 if tz[0] == "+" else -1
-            offset = timezone(sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[3:5])))
+            offset = _offset(tz, tz[1:3], tz[3:5], text)
     else:
         f = _FHIR_TS.match(value)
         if not f:
@@ -56,8 +55,7 @@ def parse_timestamp(text: str) -> tuple[datetime, bool, int]:
         if tz == "Z":
             offset = UTC
         elif tz:
-            sign = 1 if tz[0] == "+" else -1
-            offset = timezone(sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6])))
+            offset = _offset(tz, tz[1:3], tz[4:6], text)
     precision = sum(1 for p in parts if p is not None)
     nums = [int(p) if p is not None else d for p, d in zip(parts, (0, 1, 1, 0, 0, 0), strict=True)]
     try:
@@ -65,6 +63,20 @@ def parse_timestamp(text: str) -> tuple[datetime, bool, int]:
     except ValueError:
         raise MappingError("is not a valid date/time", value=text) from None
     return dt, offset is not None, precision
+
+
+MAX_OFFSET_HOURS = 14
+"""Real UTC offsets run from -12:00 to +14:00 (IANA tz database); HL7 v2.5.1 §2A.3.22 DTM writes them
++/-HHMM."""
+
+
+def _offset(tz: str, hours: str, minutes: str, text: str) -> timezone:
+    """The offset of a timestamp, or the field's MappingError when it is out of range (`+4800` raised a
+    bare ValueError from `timezone`, failing the whole message as an internal error)."""
+    h, m = int(hours), int(minutes)
+    if h > MAX_OFFSET_HOURS or m > 59:
+        raise MappingError(f"is not a valid date/time (time zone offset {tz} out of range)", value=text)
+    return timezone((1 if tz[0] == "+" else -1) * timedelta(hours=h, minutes=m))
 
 
 def _local(dt: datetime, has_offset: bool, keep: bool) -> datetime:

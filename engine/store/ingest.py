@@ -1,7 +1,7 @@
 """Commits of inbound messages, gathered per event-loop turn into one store operation.
 
 Every message a channel accepts in the same turn of the loop (32 connections' frames arriving
-together, a pipelined burst, an AMQP prefetch window) becomes one `messages.InsertPlan`: its rows are
+together, a pipelined burst, an AMQP prefetch window) becomes one `inserts.InsertPlan`: its rows are
 built here, on the loop, and the writer thread runs one multi-row INSERT for it. The store
 still group-commits whatever ops queued while its previous commit ran; this just makes each op carry
 many messages, so the writer thread and the event loop trade the GIL a few times per burst instead
@@ -18,10 +18,14 @@ import asyncio
 import functools
 from collections.abc import Callable
 
+import structlog
+
 from engine.errors import StoreError
-from engine.store import messages
+from engine.store import inserts
 from engine.store.sqlite import Store
 from engine.types import Acceptance, InboundMessage, Landed
+
+log = structlog.get_logger("yonglink.store")
 
 __all__ = ["IngestBatcher", "Landed", "resolve"]
 
@@ -63,7 +67,7 @@ class IngestBatcher:
             return
         self.flushes += 1
         msgs = [m for m, _ in batch]
-        plan = messages.InsertPlan(msgs, dedupe_window=self.dedupe_window, unroutable=self._unroutable(msgs))
+        plan = inserts.InsertPlan(msgs, dedupe_window=self.dedupe_window, unroutable=self._unroutable(msgs))
         try:
             commit = self.store.write(plan.run, one_statement=plan.one_statement)
         except StoreError as exc:
@@ -78,8 +82,8 @@ class IngestBatcher:
             if exc is not None:
                 _land_all(batch, exc)
                 return
-            for (_, landed), acc in zip(batch, plan.acceptances(done.result()), strict=True):
-                landed(acc)
+            for (msg, landed), acc in zip(batch, plan.acceptances(done.result()), strict=True):
+                _land(landed, acc, msg)
 
         commit.add_done_callback(settle)
 
@@ -106,6 +110,15 @@ def resolve(fut: asyncio.Future[Acceptance], result: Acceptance | BaseException)
         fut.set_result(result)
 
 
+def _land(landed: Landed, result: Acceptance | BaseException, msg: InboundMessage) -> None:
+    """Call one message's callback; its failure stays with it (the other messages of the batch are
+    answered all the same: issue #16, one frame's ACK that could not be built stopped 30 others)."""
+    try:
+        landed(result)
+    except Exception:
+        log.exception("commit callback failed", channel=msg.channel)
+
+
 def _land_all(batch: list[tuple[InboundMessage, Landed]], exc: BaseException) -> None:
-    for _, landed in batch:
-        landed(exc)
+    for msg, landed in batch:
+        _land(landed, exc, msg)

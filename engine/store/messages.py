@@ -6,7 +6,6 @@ Functions here take a connection and run inside the store's writer (writes) or a
 
 from __future__ import annotations
 
-import functools
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -15,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from engine.ids import new_id
 from engine.store.filters import Filters
-from engine.types import Acceptance, InboundMessage, MessageState, RouteResult, StoredMessage
+from engine.store.inserts import NO_ROUTE, REUSED, InsertPlan, insert, insert_many, stored_key
+from engine.types import MessageState, RouteResult, StoredMessage
 
 DDL = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -63,156 +62,16 @@ id. Control ids arrive in no particular order, so every index on them dirties a 
 commit; measured with 32 senders (16,000 1.5 KB rows, groups of 32, synchronous=FULL), two such
 indexes committed 11,200 rows/s and this one 15,000-17,700. Earlier databases lose their two
 indexes and gain this one at the first start (a one-time rebuild).
+
+Inserts (dedupe, reused control ids) are in `engine.store.inserts`.
 """
 
 _COLUMNS = ("id, channel, received_at, peer, content_type, charset, sending_application, "
             "sending_facility, control_id, message_type, state, error, processed_at, metadata")
 
 
-def insert(conn: sqlite3.Connection, msg: InboundMessage, *, dedupe_window: float,
-           state: MessageState = MessageState.RECEIVED, error: str | None = None) -> Acceptance:
-    """Store one message, or report the earlier copy when its dedupe key was seen within the window."""
-    if msg.dedupe_key is not None and state is not MessageState.REJECTED:
-        row = conn.execute(
-            "SELECT id FROM messages WHERE control_id IS ? AND dedupe_key = ? AND received_at >= ?"
-            " AND state != 'rejected' LIMIT 1",
-            (msg.control_id, msg.dedupe_key, msg.received_at - dedupe_window)).fetchone()
-        if row is not None:
-            return Acceptance(message_id=row[0], duplicate=True)
-    message_id = new_id(msg.received_at)
-    conn.execute(
-        _INSERT,
-        (message_id, msg.channel, msg.received_at, msg.peer, msg.content_type, msg.charset,
-         msg.sending_application, msg.sending_facility, msg.control_id, msg.message_type,
-         msg.dedupe_key, state.value, error, None,
-         orjson.dumps(dict(msg.metadata)).decode() if msg.metadata else None, msg.raw))
-    return Acceptance(message_id=message_id)
-
-
-_INSERT = ("INSERT INTO messages (id, channel, received_at, peer, content_type, charset, sending_application,"
-           " sending_facility, control_id, message_type, dedupe_key, state, error, processed_at, metadata,"
-           " raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
-_IN_CHUNK = 500
-"""Control ids looked up per query (SQLite's bound-variable limit is 999 on old builds)."""
-
-
-def insert_many(conn: sqlite3.Connection, msgs: Sequence[InboundMessage], *, dedupe_window: float,
-                unroutable: Sequence[bool] | None = None) -> list[Acceptance]:
-    """`insert` for a burst of messages (same answers as inserting each in order); see `InsertPlan`."""
-    plan = InsertPlan(msgs, dedupe_window=dedupe_window, unroutable=unroutable)
-    return plan.acceptances(plan.run(conn))
-
-
-NO_ROUTE = "no route matched"
-"""The error text of a message no route selected (`engine.pipeline.decide` gives the same)."""
-_FILTERED, _RECEIVED = MessageState.FILTERED.value, MessageState.RECEIVED.value
-_CHUNKS = (256, 64, 16, 4, 1)
-"""Rows per INSERT statement: a few fixed sizes, so SQLite's statement cache holds them all."""
-
-
-class InsertPlan:
-    """A burst of inbound messages as rows for one multi-row INSERT, built before the writer runs it.
-
-    The rows (and their ids) are made by the caller, on the event loop; the writer thread only runs
-    `run`: one `INSERT ... SELECT FROM (VALUES ...) WHERE NOT EXISTS (earlier copy)` statement per 256
-    rows. One statement means one `sqlite3_step`, during which the writer does not hold the GIL: with
-    `executemany` it took the GIL back after every row, and waited for the event loop each time
-    (measured: a 16-row commit took 3.3 ms in the engine against 1.3 ms alone).
-
-    A message whose (control id, dedupe key) repeats an earlier one of the same burst is that one's
-    duplicate without a row; one that repeats a stored message within the window is skipped by the
-    statement and found again by `run` (rare: a sender's retry).
-    `unroutable[i]` marks a message of a channel no route can select: it is stored already
-    `filtered` ("no route matched", what the pipeline would decide), so it costs no second write.
-    """
-
-    __slots__ = ("dedupe_window", "msgs", "row_of", "rows", "same_as")
-
-    def __init__(self, msgs: Sequence[InboundMessage], *, dedupe_window: float,
-                 unroutable: Sequence[bool] | None = None) -> None:
-        self.msgs = msgs
-        self.dedupe_window = dedupe_window
-        self.rows: list[tuple[Any, ...]] = []
-        self.row_of: list[int] = []  # per message: its row, or -1 - (index of the earlier message)
-        self.same_as: dict[tuple[str | None, str], int] = {}
-        now = time.time()
-        for i, m in enumerate(msgs):
-            key = m.dedupe_key
-            if key is not None:
-                pair = (m.control_id, key)
-                earlier = self.same_as.get(pair)
-                if earlier is not None and msgs[earlier].received_at >= m.received_at - dedupe_window:
-                    self.row_of.append(-1 - earlier)
-                    continue
-                self.same_as[pair] = i
-            done = unroutable is not None and unroutable[i]
-            self.row_of.append(len(self.rows))
-            self.rows.append((
-                new_id(m.received_at), m.channel, m.received_at, m.peer, m.content_type, m.charset,
-                m.sending_application, m.sending_facility, m.control_id, m.message_type, key,
-                _FILTERED if done else _RECEIVED, NO_ROUTE if done else None, now if done else None,
-                orjson.dumps(dict(m.metadata)).decode() if m.metadata else None, m.raw))
-
-    @property
-    def one_statement(self) -> bool:
-        """`run` writes with one INSERT (it may read afterwards, to find what it skipped)."""
-        return len(self.rows) <= _CHUNKS[0]
-
-    def run(self, conn: sqlite3.Connection) -> dict[int, str]:
-        """Insert the rows (in the writer's transaction); {row: earlier stored id} for those skipped."""
-        rows, window = self.rows, self.dedupe_window
-        before = conn.total_changes
-        at = 0
-        while at < len(rows):
-            size = next(n for n in _CHUNKS if n <= len(rows) - at)
-            conn.execute(_insert_unseen(size), [v for row in rows[at:at + size] for v in row] + [window])
-            at += size
-        if conn.total_changes - before == len(rows):
-            return {}
-        return self._skipped(conn)
-
-    def _skipped(self, conn: sqlite3.Connection) -> dict[int, str]:
-        ids = [row[0] for row in self.rows]
-        stored: set[str] = set()
-        for start in range(0, len(ids), _IN_CHUNK):
-            chunk = ids[start:start + _IN_CHUNK]
-            stored.update(r[0] for r in conn.execute(
-                f"SELECT id FROM messages WHERE id IN ({','.join('?' * len(chunk))})", chunk))
-        skipped = {}
-        for n, row in enumerate(self.rows):
-            if row[0] not in stored:
-                found = conn.execute(
-                    "SELECT id FROM messages WHERE control_id IS ? AND dedupe_key = ? AND received_at >= ?"
-                    " AND state != 'rejected' ORDER BY received_at DESC LIMIT 1",
-                    (row[8], row[10], row[2] - self.dedupe_window)).fetchone()
-                skipped[n] = found[0] if found else ""
-        return skipped
-
-    def acceptances(self, skipped: dict[int, str]) -> list[Acceptance]:
-        """Each message's answer, in order, given what `run` skipped."""
-        out: list[Acceptance] = []
-        for ref in self.row_of:
-            if ref < 0:  # the same as an earlier message of this burst: whatever that one became
-                out.append(Acceptance(message_id=out[-1 - ref].message_id, duplicate=True))
-            elif ref in skipped:
-                out.append(Acceptance(message_id=skipped[ref], duplicate=True))
-            else:
-                row = self.rows[ref]
-                out.append(Acceptance(message_id=row[0], processed=row[11] == _FILTERED))
-        return out
-
-
-@functools.lru_cache(maxsize=len(_CHUNKS))
-def _insert_unseen(rows: int) -> str:
-    """INSERT of `rows` rows, each only if no stored copy (same control id and key) is in the window.
-
-    Columns of VALUES are column1..column16 in `_INSERT` order; the last parameter is the window.
-    """
-    values = ",".join(["(" + ",".join("?" * 16) + ")"] * rows)
-    return (_INSERT.split(" VALUES ")[0] + f" SELECT * FROM (VALUES {values}) AS v"
-            " WHERE v.column11 IS NULL OR NOT EXISTS (SELECT 1 FROM messages m"
-            " WHERE m.control_id IS v.column9 AND m.dedupe_key = v.column11"
-            " AND m.received_at >= v.column3 - ? AND m.state != 'rejected')")
+__all__ = ["DDL", "NO_ROUTE", "REUSED", "InsertPlan", "MessageQuery", "insert", "insert_many", "stored_key"]
+"""The write side (`insert`, `InsertPlan`...) lives in `engine.store.inserts`; re-exported here."""
 
 
 def record_outcome(conn: sqlite3.Connection, message_id: str, state: MessageState, error: str | None,

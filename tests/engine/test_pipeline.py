@@ -76,3 +76,27 @@ def test_a_message_is_failed_if_any_route_failed_and_filtered_when_nothing_match
     assert decide([]) == (MessageState.FILTERED, "no route matched")
     assert decide([RouteResult(route_id="f", filtered="test patient")]) == (
         MessageState.FILTERED, "f: test patient")
+
+
+async def test_a_received_message_nobody_submitted_is_mapped_by_the_periodic_sweep_without_a_restart(
+        tmp_path: Path) -> None:
+    """Issue #16: a commit callback that failed left messages `received` until a restart."""
+    store = SqliteStore(tmp_path / "p.db")
+    await store.open([CORE_DDL, messages.DDL])
+    pipeline = Pipeline(store=store, route=route, deliveries=Recorder(), sweep_interval=0.05,
+                        on_outcome=lambda m, s, r: None)
+    pipeline.start()
+    try:
+        await pipeline.drain()  # the start-up scan found nothing
+        msg = InboundMessage(channel="c", raw=b"MSH|^~\\&|\r", content_type="t", received_at=time.time(),
+                             control_id="LOST-1")
+        acc = await store.write(lambda c: messages.insert(c, msg, dedupe_window=0))  # never submitted
+        for _ in range(400):
+            stored = await store.read(lambda c: messages.get(c, acc.message_id, with_raw=False))
+            if stored is not None and stored.state is MessageState.MAPPED:
+                break
+            await asyncio.sleep(0.025)  # polls for progress (deadline 10 s); not a timing assertion
+        assert stored is not None and stored.state is MessageState.MAPPED
+    finally:
+        await pipeline.stop()
+        await store.close()

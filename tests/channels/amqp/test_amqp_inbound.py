@@ -268,3 +268,22 @@ async def test_a_channel_started_while_the_broker_is_unreachable_shows_reconnect
     assert channel["state"] == "reconnecting" and "secret" not in str(channel)
     assert await readyz(engine) == (503, True)
     assert await engine.control("mq", "stop") is ChannelState.STOPPED
+
+
+async def test_the_content_encoding_property_names_the_charset_as_spring_amqp_sets_it(
+        make_config: Any, engine_factory: Any, rabbitmq: Any) -> None:
+    """Spring AMQP producers put the charset in `content_encoding`; no MSH-18, no charset parameter."""
+    engine, queue = await start_engine(make_config, engine_factory, rabbitmq)
+    body = ORU.format(cid="GBQ-1").replace("PID|1||", "PID|1||张三").encode("gb18030")
+    async with await aio_pika.connect(rabbitmq.url) as conn:
+        channel = await conn.channel(publisher_confirms=True)
+        await channel.default_exchange.publish(
+            aio_pika.Message(body, content_type="x-application/hl7-v2+er7", content_encoding="gb18030",
+                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key=queue)
+
+    async def stored() -> bool:
+        return len(await rows(engine)) == 1
+
+    await eventually(stored, what="the GB 18030 message stored")
+    found = await engine.store.read(lambda c: c.execute("SELECT state, charset FROM messages").fetchone())
+    assert found[0] != "rejected" and found[1] == "gb18030"

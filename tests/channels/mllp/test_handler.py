@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+
+import pytest
 import structlog
 
 from channels.base import ChannelStats
-from channels.mllp.handler import PROCESSING_CONTINUES, MllpHandler
+from channels.mllp.handler import PROCESSING_CONTINUES, MllpHandler, Reply
+from engine.hl7v2.ack import AckWriter
 from engine.types import Acceptance, ChannelState, InboundMessage, MessageState, ProcessingOutcome
 
 MSG = b"MSH|^~\\&|HIS|NBH|EMPI|NBWJW|20240101||ADT^A01^ADT_A01|AP-9|P|2.5.1\rPID|1\r"
@@ -25,6 +30,12 @@ class Context:
     async def accept(self, msg: InboundMessage) -> Acceptance:
         self.accepted.append(msg)
         return Acceptance(message_id="M1")
+
+    def accept_soon(self, msg: InboundMessage, landed: Callable[[Acceptance | BaseException], None]) -> None:
+        """The callback form of `accept` (ChannelContext contract), answered on the next loop turn."""
+        async def commit() -> None:
+            landed(await self.accept(msg))
+        asyncio.get_running_loop().create_task(commit())
 
     async def reject(self, msg: InboundMessage, reason: str) -> str:
         return "R1"
@@ -72,3 +83,43 @@ async def test_the_inbound_message_carries_the_header_fields_and_the_dedupe_key(
     assert (msg.peer, msg.sending_application, msg.sending_facility, msg.control_id) == (
         "10.0.0.7:5123", "HIS", "NBH", "AP-9")
     assert (msg.message_type, msg.dedupe_key, msg.charset) == ("ADT^A01", "NBH|AP-9", None)
+
+
+async def test_an_ae_for_many_long_mapping_errors_has_one_err_each_and_stays_bounded() -> None:
+    """Issue #16: MSA-3 carried every error (3,958 characters) and ERR-8 repeated it: 8 KB ACKs that a
+    sender reading 4 KB mismatched with the next message."""
+    from engine.hl7v2.ack import ERR8_MAX, MAX_ACK_BYTES, MAX_ERR_SEGMENTS, MSA3_MAX
+
+    errors = [f"route r{i}.yaml:12: PID-{i} " + "x" * 400 for i in range(12)]
+    failed = ProcessingOutcome("M1", MessageState.FAILED, error="; ".join(errors))
+    reply = await handler(failed).handle(MSG, "127.0.0.1:1")
+    assert reply.ack is not None and len(reply.ack) <= MAX_ACK_BYTES
+    lines = [line.split("|") for line in reply.ack.decode().split("\r") if line]
+    msa = next(f for f in lines if f[0] == "MSA")
+    errs = [f for f in lines if f[0] == "ERR"]
+    assert msa[1:3] == ["AE", "AP-9"] and len(msa[3]) <= MSA3_MAX and msa[3].startswith("12 errors")
+    assert len(errs) == MAX_ERR_SEGMENTS and all(len(e[8]) <= ERR8_MAX for e in errs)
+    assert errs[0][8].startswith("route r0.yaml:12: PID-0") and errs[-1][8] == "and 3 more errors"
+
+
+class SoonContext(Context):
+    """Also has the engine's callback commit (`accept_soon`), answering at once."""
+
+    def accept_soon(self, msg: InboundMessage, landed: Callable[[Acceptance | BaseException], None]) -> None:
+        self.accepted.append(msg)
+        landed(Acceptance(message_id="M1"))
+
+
+def test_a_committed_frame_whose_ack_cannot_be_built_still_gets_an_answer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without an answer its slot would never fill, and every later frame of the connection would wait."""
+    h = MllpHandler(context=SoonContext(None), charset=None, after_processing=False, processing_timeout=1)
+
+    def broken(*args: object, **kwargs: object) -> str:
+        raise UnicodeError("encoding with 'idna' codec failed")
+
+    monkeypatch.setattr(AckWriter, "positive", broken)
+    replies: list[Reply] = []
+    h.submit(MSG, "127.0.0.1:1", replies.append)
+    assert len(replies) == 1 and replies[0].ack is not None and not replies[0].close
+    assert "MSA|AE|AP-9|message stored, but its acknowledgment could not be built" in replies[0].ack.decode()

@@ -74,3 +74,11 @@ def test_birth_date_and_sex_derive_from_a_resident_id() -> None:
     assert formats.id_sex("330203198503120171") == "1"
     assert formats.id_sex("330212202309100519") == "1"
     assert formats.id_sex("330202197512310048") == "2"
+
+
+@pytest.mark.parametrize("value", ["20240101120000+4800", "20240101120000-2400", "20240101120000+0860",
+                                   "2024-01-01T12:00:00+48:00"])
+def test_a_time_zone_offset_out_of_range_is_a_field_error_not_an_internal_error(value: str) -> None:
+    """Issue #16: `+4800` failed the whole message as "internal error: ValueError"."""
+    with pytest.raises(MappingError, match="time zone offset"):
+        formats.to_dt15(value)

@@ -1,4 +1,5 @@
-"""The MLLP channel's fast MSH reader and ACK writer agree with the full parser and `build_ack`."""
+"""The fast MSH reader and ACK writer (every inbound channel's hot path) agree with the full parser and
+`build_ack`."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from channels.mllp.ack import AckWriter, read_header
 from engine.errors import Hl7ParseError
-from engine.hl7v2.ack import build_ack, needs_ack, wants_ack
+from engine.hl7v2.ack import AckWriter, build_ack, needs_ack, wants_ack
 from engine.hl7v2.charset import decode, python_codec, sniff_charset
 from engine.hl7v2.er7 import Er7Message
+from engine.hl7v2.header import read_header
 
 SAMPLES = sorted(p for p in (Path(__file__).resolve().parents[2] / "samples").glob("*.hl7")
                  if not p.name.startswith("batch"))
@@ -63,3 +64,19 @@ def test_the_fast_header_rejects_what_the_full_parser_rejects_with_the_same_reas
 def test_wants_ack_follows_table_0155_like_needs_ack(mode: str, code: str) -> None:
     text = f"MSH|^~\\&|HIS|NBH|||20240101||ADT^A01|B1|P|2.5.1|||{mode}\r"
     assert wants_ack(mode, code) == needs_ack(Er7Message.parse(text), code)
+
+
+def test_a_negative_ack_stays_under_its_bound_with_long_header_fields_and_chinese_errors() -> None:
+    """Issue #16: ACKs up to 8.1 KB made a sender that reads 4 KB pair later messages with the wrong ACK."""
+    from engine.hl7v2.ack import MAX_ACK_BYTES, MSA3_MAX
+
+    raw = ("MSH|^~\\&|" + "A" * 300 + "|" + "B" * 300 + "|C|D|2024||ADT^" + "E" * 300 + "|" + "X" * 300
+           + "|P|2.5.1\rPID|1\r").encode()
+    hdr = read_header(raw.decode(), raw, "utf-8")
+    ack = build_ack(hdr, "AE", "错误 " * 100, errors=["错误 " * 150] * 12, control_id="1", error_code="207")
+    lines = [line.split("|") for line in ack.split("\r") if line]
+    errs = [f for f in lines if f[0] == "ERR"]
+    assert len(ack.encode("utf-8")) <= MAX_ACK_BYTES and len(ack.encode("gb18030")) <= MAX_ACK_BYTES
+    assert len(lines[1][3]) <= MSA3_MAX
+    kept = len(errs) - 1
+    assert errs[-1][8] == f"and {12 - kept} more errors" and kept >= 1
