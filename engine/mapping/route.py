@@ -37,6 +37,7 @@ TOP_KEYS = ("id", "description", "match", "filter", "validate", "target", "recor
 MATCH_KEYS = ("channels", "message_type", "resource_type", "when")
 FIELD_KEYS = ("path", "paths", "all", "const", "header", "field", "transforms")
 EACH_KEYS = ("group", "when", "fields")
+RECORDS_KEYS = ("group", "when")
 FILTER_KEYS = ("drop_when", "keep_when", "reason")
 ENVELOPE_KEYS = ("source_org", "record_time")
 class _Loader:
@@ -195,11 +196,20 @@ class _Loader:
             raise self.fail("expected a mapping of target field → source", "fields")
         top: paths.Scope = "message"
         if "records" in doc:
-            records = doc["records"]
-            if not isinstance(records, str):
-                raise self.fail("expected a group path such as DG1[*]", "records")
+            spec_r = doc["records"]
+            when_text = None
+            if isinstance(spec_r, Mapping):
+                spec_r = self.keys(spec_r, RECORDS_KEYS, "records")
+                when_text = spec_r.get("when")
+                spec_r = spec_r.get("group")
+            if not isinstance(spec_r, str):
+                raise self.fail("expected a group path such as DG1[*] (or {group: DG1[*], when: ...})",
+                                "records")
+            records: str = spec_r
             self.guard(lambda: paths.check_path(self.kind, records), "records")
             route.records, top = records, paths.group_scope(self.kind, records)
+            if when_text is not None:
+                route.records_when = self.condition(when_text, top, "records", "when")
         route.fields = tuple(self.fields(route, spec, known, ("fields",), top, prefix=""))
         each = doc.get("each") or {}
         if not isinstance(each, Mapping):

@@ -103,3 +103,45 @@ def test_a_routes_glob_matching_nothing_is_an_error(make_config) -> None:  # typ
     """)
     with pytest.raises(ConfigError, match="matches no file"):
         load_router(config)
+
+
+RECORDS_WHEN = """\
+id: dx_when
+match:
+  message_type: ADT^A01
+records:
+  group: DG1[*]
+  when: "6 == 'F'"
+target: diagnosis
+fields:
+  patient_id: PID-3.1
+  diagnosis_code: "3.1"
+  diagnosis_name: "3.2"
+  diagnosis_date: {path: "5", transforms: [date]}
+"""
+
+
+def test_records_when_keeps_only_the_items_it_holds_for_and_no_item_means_no_result(tmp_path: Path) -> None:
+    """`records: {group, when}` maps only the DG1 whose DG1-6 is F; a message with none gets no result
+    from the route at all (it does not take the message), not a filtered or failed one."""
+    from engine.types import HL7V2, MessageState, StoredMessage
+
+    router = build_router([write(tmp_path, RECORDS_WHEN)])
+    head = "MSH|^~\\&|HIS|NBDYYY|EMPI|NBWJW|20240301101523||ADT^A01|C1|P|2.5.1\rPID|1||P001\r"
+
+    def route(body: str) -> list[dict[str, object]]:
+        msg = StoredMessage(id="M1", channel="c", received_at=1710000000.0, content_type=HL7V2,
+                            state=MessageState.RECEIVED, raw=(head + body).encode())
+        return [r.record or {"error": r.error, "filtered": r.filtered} for r in router.route(msg)]
+
+    two = route("DG1|1||J18.9^肺炎||20240301|A\rDG1|2||I10^高血压||20240301|F\r")
+    assert [r.get("diagnosis_code") for r in two] == ["I10"], two
+    assert route("DG1|1||J18.9^肺炎||20240301|A\r") == []
+
+
+def test_records_when_with_an_unknown_key_names_file_and_line(tmp_path: Path) -> None:
+    """A typo inside `records:` is a ConfigError at its line, with a hint."""
+    path = write(tmp_path, RECORDS_WHEN.replace("  when:", "  wehn:"))
+    with pytest.raises(ConfigError, match="did you mean 'when'") as info:
+        build_router([path])
+    assert info.value.line == 6
