@@ -35,7 +35,7 @@ from engine.message_view import Source
 TOP_KEYS = ("id", "description", "match", "filter", "validate", "target", "records", "passthrough",
             "operation", "envelope", "fields", "each", "destinations")
 MATCH_KEYS = ("channels", "message_type", "resource_type", "when")
-FIELD_KEYS = ("path", "paths", "all", "const", "header", "field", "transforms")
+FIELD_KEYS = ("path", "paths", "all", "const", "header", "field", "group", "when", "transforms")
 EACH_KEYS = ("group", "when", "fields")
 RECORDS_KEYS = ("group", "when")
 FILTER_KEYS = ("drop_when", "keep_when", "reason")
@@ -244,6 +244,22 @@ class _Loader:
         if "operation" in doc:
             route.operation = self.field(route, "operation", doc["operation"], {}, ("operation",), top)
 
+    def group_field(self, s: Mapping[str, Any], scope: paths.Scope, key: tuple[str | int, ...]
+                    ) -> SourceReader:
+        """`{group: OBX[*], when: <condition>, path: "5"}`: the value at `path` in the first item of the
+        group (relative to the record: an OBR's own OBX) where `when` holds; every such value with
+        `all: true`. For record fields that live in one of several segments (an exam report's
+        findings and impression OBX)."""
+        kind = self.kind
+        group, path = s["group"], s["path"]
+        if not isinstance(group, str):
+            raise self.fail("expected a group path such as OBX[*]", *key, "group")
+        self.guard(partial(paths.check_path, kind, group, scope), *key, "group")
+        gscope = paths.group_scope(kind, group)
+        read = self.guard(lambda: paths.getter(kind, path, gscope), *key, "path")
+        when = self.condition(s["when"], gscope, *key, "when") if "when" in s else None
+        return partial(_from_group, group, when, read, bool(s.get("all")))
+
     def check_field(self, name: Any, known: Mapping[str, Any] | None, *key: str | int) -> Any:
         if not isinstance(name, str):
             raise self.fail("field names are text", *key)
@@ -278,7 +294,14 @@ class _Loader:
         get: SourceReader | None
         src = sources[0]
         value = s[src]
-        if src == "path":
+        if ("group" in s or "when" in s) and src != "path":
+            raise self.fail("group / when read `path` in each item of a group", *key)
+        if "when" in s and "group" not in s:
+            raise self.fail("when: needs a group (the items it chooses from)", *key, "when")
+        if src == "path" and "group" in s:
+            get = self.group_field(s, scope, key)
+            text = f"{s['group']} {value}"
+        elif src == "path":
             if s.get("all"):
                 get_all = self.guard(lambda: paths.all_getter(kind, value, scope), *key, "path")
                 get = lambda source: get_all(source) or None  # noqa: E731
@@ -323,6 +346,18 @@ class _Loader:
         steps = tuple(self.guard(partial(compile_transform, t, env), *key, "transforms", i)
                       for i, t in enumerate(steps_spec))
         return FieldMap(name=name, line=line, source_text=text, read=read, steps=steps, get=get)
+
+
+def _from_group(group: str, when: Cond | None, read: paths.Getter, every: bool, source: Source) -> Value:
+    values: list[str] = []
+    for child in source.children(group):
+        if when is None or when(child, None):
+            value = read(child)
+            if value:
+                if not every:
+                    return value
+                values.append(value)
+    return values or None
 
 
 def _coalesce(getters: tuple[paths.Getter, ...], source: Source) -> Value:
