@@ -160,12 +160,12 @@ def run_route(route: Route, unit: Unit, datasets: DatasetRegistry | None) -> lis
             if rule.cond(source, None) == rule.drop_when_true:
                 raise FilteredMessage(rule.reason)
         items = [source] if route.records is None else source.children(route.records)
-        if not items:
-            raise FilteredMessage(f"no {route.records} in the message")
         if route.records_when is not None:
             items = [item for item in items if _holds(route.records_when, item)]
             if not items:
                 return []  # no item of the group is this route's: it does not take the message
+        if not items:
+            raise FilteredMessage(f"no {route.records} in the message")
     except FilteredMessage as drop:
         return [Outcome(RouteResult(route_id=route.id, dataset=route.target, filtered=drop.reason,
                                     destinations=dests), org, route.target, [])]

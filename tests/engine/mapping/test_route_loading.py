@@ -137,6 +137,7 @@ def test_records_when_keeps_only_the_items_it_holds_for_and_no_item_means_no_res
     two = route("DG1|1||J18.9^肺炎||20240301|A\rDG1|2||I10^高血压||20240301|F\r")
     assert [r.get("diagnosis_code") for r in two] == ["I10"], two
     assert route("DG1|1||J18.9^肺炎||20240301|A\r") == []
+    assert route("") == []  # no DG1 at all: no result either (not "filtered: no DG1[*]")
 
 
 def test_records_when_with_an_unknown_key_names_file_and_line(tmp_path: Path) -> None:
