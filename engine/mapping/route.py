@@ -251,7 +251,9 @@ class _Loader:
         `all: true`. For record fields that live in one of several segments (an exam report's
         findings and impression OBX)."""
         kind = self.kind
-        group, path = s["group"], s["path"]
+        group, path = s.get("group"), s.get("path")
+        if not isinstance(path, str):
+            raise self.fail("a group field reads a `path` (text) in each chosen item", *key)
         if not isinstance(group, str):
             raise self.fail("expected a group path such as OBX[*]", *key, "group")
         self.guard(partial(paths.check_path, kind, group, scope), *key, "group")
@@ -311,8 +313,12 @@ class _Loader:
         elif src == "paths":
             if not isinstance(value, list) or not value:
                 raise self.fail("expected a list of paths", *key, "paths")
-            getters = tuple(self.guard(partial(paths.getter, kind, p, scope), *key, "paths") for p in value)
-            text = "+".join(map(str, value))
+            getters = tuple(
+                self.group_field(self.keys(p, ("group", "when", "path"), *key, "paths", i), scope,
+                                 (*key, "paths", i))
+                if isinstance(p, Mapping) else self.guard(partial(paths.getter, kind, p, scope), *key, "paths")
+                for i, p in enumerate(value))
+            text = "+".join(f"{p['group']} {p.get('path')}" if isinstance(p, Mapping) else str(p) for p in value)
             if s.get("transforms", [None])[0] == "first":
                 # `paths` + `first` is a coalesce: stop reading at the first value found (hot path).
                 s = {**s, "transforms": s["transforms"][1:]}

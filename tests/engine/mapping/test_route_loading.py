@@ -174,3 +174,29 @@ def test_when_on_a_field_without_a_group_is_an_error(tmp_path: Path) -> None:
                                                 '  diagnosis_code: {path: "3.1", when: "6"}'))
     with pytest.raises(ConfigError, match="when: needs a group"):
         build_router([path])
+
+
+def test_paths_may_mix_plain_paths_and_group_items(tmp_path: Path) -> None:
+    """`paths: [{group, when, path}, PATH]` + first: the group item's value, else the plain path (as
+    an order's TQ1-3 in v2.5, else ORC-7 in v2.4)."""
+    from engine.types import HL7V2, MessageState, StoredMessage
+
+    route = RECORDS_WHEN.replace(
+        '  diagnosis_code: "3.1"\n',
+        "  diagnosis_code:\n    paths: [{group: \"DG1[*]\", when: \"6 == 'F'\", path: '3.1'}, PID-3.1]\n"
+        "    transforms: [first]\n").replace(
+        "records:\n  group: DG1[*]\n  when: \"6 == 'F'\"\n", "").replace(
+        '  diagnosis_name: "3.2"\n  diagnosis_date: {path: "5", transforms: [date]}\n',
+        "  diagnosis_date: {path: DG1-5, transforms: [date]}\n")
+    router = build_router([write(tmp_path, route)])
+    head = "MSH|^~\\&|HIS|NBDYYY|EMPI|NBWJW|20240301101523||ADT^A01|C1|P|2.5.1\rPID|1||P001\r"
+
+    def code(body: str) -> object:
+        [result] = router.route(StoredMessage(id="M1", channel="c", received_at=1710000000.0,
+                                              content_type=HL7V2, state=MessageState.RECEIVED,
+                                              raw=(head + body).encode()))
+        assert result.record is not None, result.error
+        return result.record.get("diagnosis_code")
+
+    assert code("DG1|1||J18.9||20240301|A\rDG1|2||I10||20240301|F\r") == "I10"
+    assert code("DG1|1||J18.9||20240301|A\r") == "P001"
