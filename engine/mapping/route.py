@@ -316,9 +316,11 @@ class _Loader:
             getters = tuple(
                 self.group_field(self.keys(p, ("group", "when", "path"), *key, "paths", i), scope,
                                  (*key, "paths", i))
-                if isinstance(p, Mapping) else self.guard(partial(paths.getter, kind, p, scope), *key, "paths")
+                if isinstance(p, Mapping)
+                else self.guard(partial(paths.getter, kind, p, scope), *key, "paths")
                 for i, p in enumerate(value))
-            text = "+".join(f"{p['group']} {p.get('path')}" if isinstance(p, Mapping) else str(p) for p in value)
+            text = "+".join(f"{p['group']} {p.get('path')}" if isinstance(p, Mapping) else str(p)
+                            for p in value)
             if s.get("transforms", [None])[0] == "first":
                 # `paths` + `first` is a coalesce: stop reading at the first value found (hot path).
                 s = {**s, "transforms": s["transforms"][1:]}
