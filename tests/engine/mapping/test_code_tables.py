@@ -29,6 +29,7 @@ FEEDS = {
     "notifiable_disease_category": ("infectious_disease_report", "disease_category_code"),
     "hl7_0074_to_dicom_modality": ("exam_report", "modality_code"),
     "vital_sign_unit_to_ucum": ("vital_sign", "unit"),
+    "hl7_0119_to_order_status": ("medication_order", "order_status_code"),
 }
 
 
