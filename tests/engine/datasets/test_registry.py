@@ -24,8 +24,9 @@ RECORDS = ROOT / "tests" / "samples" / "records"
 DATASETS = [
     "appointment", "chronic_followup", "diagnosis", "discharge_summary", "document_index", "exam_report",
     "immunization", "infectious_disease_report", "inpatient_admission", "inpatient_discharge",
-    "inpatient_transfer", "lab_report", "medication_order", "organization", "outpatient_visit", "person",
-    "person_merge", "practitioner", "referral", "vital_sign",
+    "inpatient_transfer", "lab_report", "medication_order", "newborn_visit", "organization",
+    "outpatient_visit", "person", "person_merge", "practitioner", "prenatal_followup", "referral",
+    "vital_sign",
 ]
 AREAS = {"基础信息", "公共卫生", "医疗服务", "卫生资源", "电子病历"}
 GB11643_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
