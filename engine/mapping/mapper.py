@@ -17,6 +17,7 @@ from engine.datasets.registry import DatasetRegistry
 from engine.errors import FilteredMessage, MappingError
 from engine.hl7v2.er7 import Er7Message
 from engine.mapping import formats
+from engine.mapping.expr import Cond
 from engine.mapping.identity import Convention
 from engine.mapping.model import FieldMap, Route, check_operation
 from engine.mapping.transforms import Truncated
@@ -170,6 +171,10 @@ def run_route(route: Route, unit: Unit, datasets: DatasetRegistry | None) -> lis
             if rule.cond(source, None) == rule.drop_when_true:
                 raise FilteredMessage(rule.reason)
         items = [source] if route.records is None else source.children(route.records)
+        if route.records_when is not None:
+            items = [item for item in items if _holds(route.records_when, item)]
+            if not items:
+                return []  # no item of the group is this route's: it does not take the message
         if not items:
             raise FilteredMessage(f"no {route.records} in the message")
     except FilteredMessage as drop:
@@ -186,6 +191,14 @@ def run_route(route: Route, unit: Unit, datasets: DatasetRegistry | None) -> lis
     if route.passthrough:
         return [Outcome(RouteResult(route_id=route.id, passthrough=True, destinations=dests), org, None, [])]
     return [map_one(route, unit, item, org, list(org_errors), datasets) for item in items]
+
+
+def _holds(cond: Cond, item: Source) -> bool:
+    """A `records.when` condition; one that cannot be evaluated on this item does not select it."""
+    try:
+        return cond(item, None)
+    except MappingError:
+        return False
 
 
 def map_one(route: Route, unit: Unit, source: Source, org: str, errors: list[str],

@@ -83,6 +83,10 @@ class Route:
     target: str | None = None
     records: str | None = None
     """A repeating group (``DG1[*]``): one record per item, fields read relative to it."""
+    records_when: Cond | None = None
+    """`records: {group, when}`: only items where this holds become records; when none does, the
+    route gives no result at all (as if it had not matched: an ORU without imaging orders is no
+    exam report)."""
     dataset: Dataset | None = None
     target_line: int = 0
     passthrough: bool = False

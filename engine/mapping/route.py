@@ -36,8 +36,9 @@ from engine.message_view import Source
 TOP_KEYS = ("id", "description", "match", "filter", "validate", "target", "records", "passthrough",
             "operation", "envelope", "identity", "fields", "each", "destinations")
 MATCH_KEYS = ("channels", "message_type", "resource_type", "when")
-FIELD_KEYS = ("path", "paths", "all", "const", "header", "field", "transforms")
+FIELD_KEYS = ("path", "paths", "all", "const", "header", "field", "group", "when", "transforms")
 EACH_KEYS = ("group", "when", "fields")
+RECORDS_KEYS = ("group", "when")
 FILTER_KEYS = ("drop_when", "keep_when", "reason")
 ENVELOPE_KEYS = ("source_org", "record_time")
 class _Loader:
@@ -200,11 +201,20 @@ class _Loader:
             raise self.fail("expected a mapping of target field → source", "fields")
         top: paths.Scope = "message"
         if "records" in doc:
-            records = doc["records"]
-            if not isinstance(records, str):
-                raise self.fail("expected a group path such as DG1[*]", "records")
+            spec_r = doc["records"]
+            when_text = None
+            if isinstance(spec_r, Mapping):
+                spec_r = self.keys(spec_r, RECORDS_KEYS, "records")
+                when_text = spec_r.get("when")
+                spec_r = spec_r.get("group")
+            if not isinstance(spec_r, str):
+                raise self.fail("expected a group path such as DG1[*] (or {group: DG1[*], when: ...})",
+                                "records")
+            records: str = spec_r
             self.guard(lambda: paths.check_path(self.kind, records), "records")
             route.records, top = records, paths.group_scope(self.kind, records)
+            if when_text is not None:
+                route.records_when = self.condition(when_text, top, "records", "when")
         route.fields = tuple(self.fields(route, spec, known, ("fields",), top, prefix=""))
         each = doc.get("each") or {}
         if not isinstance(each, Mapping):
@@ -252,6 +262,24 @@ class _Loader:
             spec, kind=kind, resource_types=route.resource_types, file=file, line=line,
             dataset_fields=known, maps_patient_id="patient_id" in mapped), "identity")
 
+    def group_field(self, s: Mapping[str, Any], scope: paths.Scope, key: tuple[str | int, ...]
+                    ) -> SourceReader:
+        """`{group: OBX[*], when: <condition>, path: "5"}`: the value at `path` in the first item of the
+        group (relative to the record: an OBR's own OBX) where `when` holds; every such value with
+        `all: true`. For record fields that live in one of several segments (an exam report's
+        findings and impression OBX)."""
+        kind = self.kind
+        group, path = s.get("group"), s.get("path")
+        if not isinstance(path, str):
+            raise self.fail("a group field reads a `path` (text) in each chosen item", *key)
+        if not isinstance(group, str):
+            raise self.fail("expected a group path such as OBX[*]", *key, "group")
+        self.guard(partial(paths.check_path, kind, group, scope), *key, "group")
+        gscope = paths.group_scope(kind, group)
+        read = self.guard(lambda: paths.getter(kind, path, gscope), *key, "path")
+        when = self.condition(s["when"], gscope, *key, "when") if "when" in s else None
+        return partial(_from_group, group, when, read, bool(s.get("all")))
+
     def check_field(self, name: Any, known: Mapping[str, Any] | None, *key: str | int) -> Any:
         if not isinstance(name, str):
             raise self.fail("field names are text", *key)
@@ -286,7 +314,14 @@ class _Loader:
         get: SourceReader | None
         src = sources[0]
         value = s[src]
-        if src == "path":
+        if ("group" in s or "when" in s) and src != "path":
+            raise self.fail("group / when read `path` in each item of a group", *key)
+        if "when" in s and "group" not in s:
+            raise self.fail("when: needs a group (the items it chooses from)", *key, "when")
+        if src == "path" and "group" in s:
+            get = self.group_field(s, scope, key)
+            text = f"{s['group']} {value}"
+        elif src == "path":
             if s.get("all"):
                 get_all = self.guard(lambda: paths.all_getter(kind, value, scope), *key, "path")
                 get = lambda source: get_all(source) or None  # noqa: E731
@@ -296,8 +331,14 @@ class _Loader:
         elif src == "paths":
             if not isinstance(value, list) or not value:
                 raise self.fail("expected a list of paths", *key, "paths")
-            getters = tuple(self.guard(partial(paths.getter, kind, p, scope), *key, "paths") for p in value)
-            text = "+".join(map(str, value))
+            getters = tuple(
+                self.group_field(self.keys(p, ("group", "when", "path"), *key, "paths", i), scope,
+                                 (*key, "paths", i))
+                if isinstance(p, Mapping)
+                else self.guard(partial(paths.getter, kind, p, scope), *key, "paths")
+                for i, p in enumerate(value))
+            text = "+".join(f"{p['group']} {p.get('path')}" if isinstance(p, Mapping) else str(p)
+                            for p in value)
             if s.get("transforms", [None])[0] == "first":
                 # `paths` + `first` is a coalesce: stop reading at the first value found (hot path).
                 s = {**s, "transforms": s["transforms"][1:]}
@@ -336,6 +377,18 @@ class _Loader:
             is_null = paths.hl7_null_getter(first_path) if isinstance(first_path, str) else None
         return FieldMap(name=name, line=line, source_text=text, read=read, steps=steps, get=get,
                         is_null=is_null)
+
+
+def _from_group(group: str, when: Cond | None, read: paths.Getter, every: bool, source: Source) -> Value:
+    values: list[str] = []
+    for child in source.children(group):
+        if when is None or when(child, None):
+            value = read(child)
+            if value:
+                if not every:
+                    return value
+                values.append(value)
+    return values or None
 
 
 def _coalesce(getters: tuple[paths.Getter, ...], source: Source) -> Value:

@@ -27,6 +27,9 @@ FEEDS = {
     "hl7_0052_to_diagnosis_type": ("diagnosis", "diagnosis_type_code"),
     "hl7_0162_to_cv06_00_102": ("immunization", "route_code"),
     "notifiable_disease_category": ("infectious_disease_report", "disease_category_code"),
+    "hl7_0074_to_dicom_modality": ("exam_report", "modality_code"),
+    "vital_sign_unit_to_ucum": ("vital_sign", "unit"),
+    "hl7_0119_to_order_status": ("medication_order", "order_status_code"),
 }
 
 

@@ -104,3 +104,100 @@ def test_a_routes_glob_matching_nothing_is_an_error(make_config) -> None:  # typ
     """)
     with pytest.raises(ConfigError, match="matches no file"):
         load_router(config)
+
+
+RECORDS_WHEN = """\
+id: dx_when
+match:
+  message_type: ADT^A01
+records:
+  group: DG1[*]
+  when: "6 == 'F'"
+target: diagnosis
+fields:
+  patient_id: PID-3.1
+  diagnosis_code: "3.1"
+  diagnosis_name: "3.2"
+  diagnosis_date: {path: "5", transforms: [date]}
+"""
+
+
+def test_records_when_keeps_only_the_items_it_holds_for_and_no_item_means_no_result(tmp_path: Path) -> None:
+    """`records: {group, when}` maps only the DG1 whose DG1-6 is F; a message with none gets no result
+    from the route at all (it does not take the message), not a filtered or failed one."""
+    from engine.types import HL7V2, MessageState, StoredMessage
+
+    router = build_router([write(tmp_path, RECORDS_WHEN)])
+    head = "MSH|^~\\&|HIS|NBDYYY|EMPI|NBWJW|20240301101523||ADT^A01|C1|P|2.5.1\rPID|1||P001\r"
+
+    def route(body: str) -> list[dict[str, object]]:
+        msg = StoredMessage(id="M1", channel="c", received_at=1710000000.0, content_type=HL7V2,
+                            state=MessageState.RECEIVED, raw=(head + body).encode())
+        return [r.record or {"error": r.error, "filtered": r.filtered} for r in router.route(msg)]
+
+    two = route("DG1|1||J18.9^肺炎||20240301|A\rDG1|2||I10^高血压||20240301|F\r")
+    assert [r.get("diagnosis_code") for r in two] == ["I10"], two
+    assert route("DG1|1||J18.9^肺炎||20240301|A\r") == []
+    assert route("") == []  # no DG1 at all: no result either (not "filtered: no DG1[*]")
+
+
+def test_records_when_with_an_unknown_key_names_file_and_line(tmp_path: Path) -> None:
+    """A typo inside `records:` is a ConfigError at its line, with a hint."""
+    path = write(tmp_path, RECORDS_WHEN.replace("  when:", "  wehn:"))
+    with pytest.raises(ConfigError, match="did you mean 'when'") as info:
+        build_router([path])
+    assert info.value.line == 6
+
+
+def test_a_field_can_read_the_items_of_a_group_a_condition_chooses(tmp_path: Path) -> None:
+    """`{group: DG1[*], when: ..., path: ...}` reads the first chosen item (every one with `all`)."""
+    from engine.types import HL7V2, MessageState, StoredMessage
+
+    route = RECORDS_WHEN.replace("records:\n  group: DG1[*]\n  when: \"6 == 'F'\"\n", "").replace(
+        '  diagnosis_code: "3.1"\n  diagnosis_name: "3.2"\n'
+        '  diagnosis_date: {path: "5", transforms: [date]}\n',
+        "  diagnosis_code: {group: \"DG1[*]\", when: \"6 == 'F'\", path: '3.1'}\n"
+        "  diagnosis_name: {group: \"DG1[*]\", when: \"6 != 'F'\", path: '3.2', all: true,"
+        " transforms: [concat]}\n"
+        "  diagnosis_date: {path: DG1-5, transforms: [date]}\n")
+    router = build_router([write(tmp_path, route)])
+    raw = ("MSH|^~\\&|HIS|NBDYYY|EMPI|NBWJW|20240301101523||ADT^A01|C1|P|2.5.1\rPID|1||P001\r"
+           "DG1|1||J18.9^肺炎||20240301|A\rDG1|2||I10^高血压||20240301|F\rDG1|3||E11^糖尿病||20240301|W\r")
+    [result] = router.route(StoredMessage(id="M1", channel="c", received_at=1710000000.0, content_type=HL7V2,
+                                          state=MessageState.RECEIVED, raw=raw.encode()))
+    assert result.record is not None, result.error
+    assert (result.record["diagnosis_code"], result.record["diagnosis_name"]) == ("I10", "肺炎糖尿病")
+
+
+def test_when_on_a_field_without_a_group_is_an_error(tmp_path: Path) -> None:
+    """`when:` as a field key only chooses among group items; alone it is a ConfigError at its line."""
+    path = write(tmp_path, RECORDS_WHEN.replace('  diagnosis_code: "3.1"',
+                                                '  diagnosis_code: {path: "3.1", when: "6"}'))
+    with pytest.raises(ConfigError, match="when: needs a group"):
+        build_router([path])
+
+
+def test_paths_may_mix_plain_paths_and_group_items(tmp_path: Path) -> None:
+    """`paths: [{group, when, path}, PATH]` + first: the group item's value, else the plain path (as
+    an order's TQ1-3 in v2.5, else ORC-7 in v2.4)."""
+    from engine.types import HL7V2, MessageState, StoredMessage
+
+    route = RECORDS_WHEN.replace(
+        '  diagnosis_code: "3.1"\n',
+        "  diagnosis_code:\n    paths: [{group: \"DG1[*]\", when: \"6 == 'F'\", path: '3.1'}, PID-3.1]\n"
+        "    transforms: [first]\n").replace(
+        "records:\n  group: DG1[*]\n  when: \"6 == 'F'\"\n", "").replace(
+        '  diagnosis_name: "3.2"\n  diagnosis_date: {path: "5", transforms: [date]}\n',
+        "  diagnosis_date: {path: DG1-5, transforms: [date]}\n")
+    router = build_router([write(tmp_path, route)])
+    head = "MSH|^~\\&|HIS|NBDYYY|EMPI|NBWJW|20240301101523||ADT^A01|C1|P|2.5.1\rPID|1||P001\r"
+
+    def code(body: str) -> object:
+        [result] = router.route(StoredMessage(id="M1", channel="c", received_at=1710000000.0,
+                                              content_type=HL7V2, state=MessageState.RECEIVED,
+                                              raw=(head + body).encode()))
+        assert result.record is not None, result.error
+        return result.record.get("diagnosis_code")
+
+    assert code("DG1|1||J18.9||20240301|A\rDG1|2||I10||20240301|F\r") == "I10"
+    assert code("DG1|1||J18.9||20240301|A\r") == "P001"
