@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from engine.delivery.service import DeliveryService
     from engine.quality.service import QualityReports
     from engine.reload import ReloadResult
+    from engine.store.sqlite import Store
     from engine.types import ChannelState
 
 
@@ -46,6 +47,10 @@ class EngineApi(Protocol):
     @property
     def quality(self) -> QualityReports:
         """The monthly data-quality bulletin (`/quality/monthly`)."""
+
+    @property
+    def store(self) -> Store:
+        """The store: the console's traffic history keeps its own table there (traffic_history.py)."""
 
     @property
     def last_reload(self) -> ReloadResult | None:
