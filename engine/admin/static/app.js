@@ -79,19 +79,19 @@ function renderHeader() {
 export function healthItems(status, traffic) {
   const items = [];
   for (const d of status.destinations || []) {
-    const why = d.last_error ? `: ${d.last_error.text}` : "";
+    const why = d.last_error ? d.last_error.text : "";
     if (d.state === "down") {
-      items.push({ level: "bad", key: `dest-${d.name}`, text: t("health.down", { name: d.name }) + why,
+      items.push({ level: "bad", key: `dest-${d.name}`, text: t("health.down", { name: d.name }), why,
         href: `#/destinations/${encodeURIComponent(d.name)}` });
     } else if (d.state === "blocked") {
-      items.push({ level: "warn", key: `dest-${d.name}`, text: t("health.blocked", { name: d.name }) + why,
+      items.push({ level: "warn", key: `dest-${d.name}`, text: t("health.blocked", { name: d.name }), why,
         href: `#/messages/${encodeURIComponent(d.blocked_message_id || "")}` });
     }
   }
   for (const ch of status.channels || []) {
     if (ch.state === "error") {
       items.push({ level: "bad", key: `channel-${ch.name}`, href: "#/channels",
-        text: t("health.channel", { name: ch.name }) + (ch.last_error ? `: ${ch.last_error.text}` : "") });
+        text: t("health.channel", { name: ch.name }), why: ch.last_error ? ch.last_error.text : "" });
     }
   }
   const dead = traffic?.totals?.dead || 0;
@@ -119,7 +119,8 @@ function renderHealth() {
   el.className = `health ${level}`;
   el.dataset.level = level;
   mount(el, items.length
-    ? items.map((i) => h("a", { class: `health-item ${i.level}`, href: i.href, "data-health": i.key }, i.text))
+    ? items.map((i) => h("a", { class: `health-item ${i.level}`, href: i.href, "data-health": i.key },
+      h("span", { class: "health-label" }, i.text), i.why ? h("span", { class: "health-why" }, `: ${i.why}`) : null))
     : h("span", { class: "health-item ok", "data-health": "ok" }, t("health.ok")));
 }
 

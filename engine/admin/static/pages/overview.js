@@ -76,8 +76,8 @@ function channelCard(ch, routes, byName) {
   for (const r of routes) {
     const names = r.destinations.length ? r.destinations : [null];
     names.forEach((name, i) => {
-      const routeCell = h("td", { class: "route", "data-route": r.route },
-        i === 0 ? [r.route, r.dataset ? h("span", { class: "muted" }, ` → ${r.dataset}`) : null] : "");
+      const routeCell = i > 0 ? null : h("td", { class: "route", "data-route": r.route, rowspan: names.length },
+        r.route, r.dataset ? h("span", { class: "muted" }, ` → ${r.dataset}`) : null);
       const d = name && byName.get(name);
       rows.push(d ? destinationRow(d, routeCell)
         : h("tr", {}, routeCell, h("td", { colspan: 6, class: "muted" }, name || t("common.none"))));
