@@ -50,6 +50,8 @@ function stateBadge(m) {
 }
 
 let lastCtx = null;
+let shown = null; // the last search's answer: { items, next }
+let shownDown = ""; // the down destinations it was drawn with
 
 function itemsOf(data) {
   if (Array.isArray(data)) return { items: data, next: null };
@@ -71,8 +73,20 @@ async function search(before) {
     mount(results, h("p", { class: "error-text" }, err.message));
     return;
   }
-  const { items, next } = itemsOf(data);
-  const down = new Set((lastCtx?.status?.destinations || []).filter((d) => d.state === "down").map((d) => d.name));
+  shown = itemsOf(data);
+  renderResults();
+}
+
+function downNow() {
+  return (lastCtx?.status?.destinations || []).filter((d) => d.state === "down").map((d) => d.name).sort();
+}
+
+/** The result table; drawn again when a destination goes down or recovers (its pills change). */
+function renderResults() {
+  if (!shown) return;
+  const { items, next } = shown;
+  shownDown = downNow().join("\n");
+  const down = new Set(downNow());
   const table = h("table", { class: "grid-table clickable", id: "messages-table" },
     h("thead", {}, h("tr", {},
       h("th", {}, t("msg.received_at")), h("th", {}, t("common.channel")), h("th", {}, t("msg.control_id")),
@@ -198,6 +212,8 @@ export default {
     search();
   },
   update(ctx) {
+    lastCtx = ctx;
+    if (downNow().join("\n") !== shownDown) renderResults();
     const select = form?.querySelector("select[name=channel]");
     if (select && select.options.length !== (ctx.status.channels || []).length + 1) {
       const value = select.value;
