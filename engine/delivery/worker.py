@@ -297,11 +297,12 @@ class DestinationWorker:
                     exclude=frozenset(self.inflight), now=now, error=error))
             except StoreError:
                 self._log.error("cannot dead-letter expired deliveries; they stay queued", count=len(held))
+                for row in held:  # back to the memory queue (`_push` skips ids it still holds)
+                    self.inflight.pop(row.id, None)
                 self._push(held)
                 return
-            finally:
-                for row in held:
-                    self.inflight.pop(row.id, None)
+            for row in held:
+                self.inflight.pop(row.id, None)
             if count:
                 self.metrics.deliveries.labels(self.name, "dead").inc(count)
                 self._log.warning("deliveries dead-lettered: retry budget spent while down", count=count,
