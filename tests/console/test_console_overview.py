@@ -282,3 +282,29 @@ async def test_in_chinese_no_english_word_is_left_on_any_page(
             left += [w for w in LATIN_WORD.findall(text) if w not in ALLOWED_IN_ZH]
         assert not left, f"English left on the zh {name} page: {sorted(set(left))}"
         await screenshot(page, f"console-zh-{name}")
+
+
+async def test_the_banner_also_names_a_channel_in_error_a_blocked_destination_and_a_store_nearly_full(
+        start_engine: Callable[..., Any], open_console: Any) -> None:
+    """The banner's rules on a status a running engine rarely reaches in a test (a channel in error,
+    a FIFO head blocking, a store at 95 % of `max_size`), through the console's own function."""
+    engine = await start_engine()
+    page = await open_console(engine.admin.url, hash="#/overview")
+    items = await page.evaluate("""async () => (await import('./console/app.js')).healthItems({
+        channels: [{name: 'lab', state: 'error', last_error: {at: 1, text: 'address in use'}},
+                   {name: 'adt', state: 'started'}],
+        destinations: [{name: 'his', state: 'blocked', blocked_message_id: 'M1', last_error: null},
+                       {name: 'ok', state: 'ok'}],
+        store: {size_bytes: 950, max_size_bytes: 1000}}, {totals: {dead: 0}})""")
+    assert [(i["level"], i["text"], i["href"]) for i in items] == [
+        ("warn", "Destination his blocked", "#/messages/M1"),
+        ("bad", "Channel lab in error", "#/channels"),
+        ("bad", "Store 95% full", "#/overview"),
+    ]
+    assert items[1]["why"] == "address in use"
+    healthy = await page.evaluate("""async () => (await import('./console/app.js')).healthItems({
+        channels: [], destinations: [], store: {size_bytes: 800, max_size_bytes: 1000}},
+        {totals: {dead: 0}})""")
+    assert healthy == []
+    await expect(page.locator("#health")).to_have_attribute("data-level", "ok")
+    await expect(page.locator("#health")).to_have_text("All channels and destinations are working")
