@@ -154,16 +154,21 @@ class TrafficHistory:
             except Exception:  # the history must not end over one bad sample
                 log.exception("traffic history sample failed")
 
-    async def sample(self, now: float | None = None, *, flush_all: bool = False) -> None:
-        """Add the counters' growth since the last sample to the current minute; write ended minutes."""
-        now = time.time() if now is None else now
-        current = self._counts()
+    def _growth(self, current: dict[str, tuple[int, int]]) -> tuple[int, int]:
+        """Received and failed messages counted since the last sample."""
         received = failed = 0
         for name, (rec, fail) in current.items():
             prev_rec, prev_fail = self._last.get(name, (0, 0))
             # a counter below its last value was reset (channel re-created by a reload): count from 0
             received += rec - prev_rec if rec >= prev_rec else rec
             failed += fail - prev_fail if fail >= prev_fail else fail
+        return received, failed
+
+    async def sample(self, now: float | None = None, *, flush_all: bool = False) -> None:
+        """Add the counters' growth since the last sample to the current minute; write ended minutes."""
+        now = time.time() if now is None else now
+        current = self._counts()
+        received, failed = self._growth(current)
         self._last = current
         minute = math.floor(now / MINUTE) * MINUTE
         bucket = self._bucket
@@ -199,16 +204,19 @@ class TrafficHistory:
         now = time.time() if now is None else now
         since = math.floor((now - span) / step) * step + step
         points = await self.store.read(partial(read_points, since=since, step=step))
-        bucket = self._bucket
-        if bucket is not None:  # the minute in progress
-            dead = await self.dead_between(bucket.at, now + 1)
-            at = math.floor(bucket.at / step) * step
-            if points and points[-1][0] == at:
-                last = points[-1]
-                points[-1] = [at, last[1] + bucket.received, last[2] + bucket.failed, max(last[3], dead)
-                              if step == MINUTE else last[3] + dead]
-            else:
-                points.append([float(at), bucket.received, bucket.failed, dead])
+        # the minute in progress: its bucket so far plus what the counters grew since the last sample
+        minute = math.floor(now / MINUTE) * MINUTE
+        bucket = self._bucket if self._bucket is not None and self._bucket.at == minute else Bucket(at=minute)
+        grown_received, grown_failed = self._growth(self._counts())
+        received, failed = bucket.received + grown_received, bucket.failed + grown_failed
+        dead = await self.dead_between(minute, now + 1)
+        at = math.floor(minute / step) * step
+        if points and points[-1][0] == at:
+            last = points[-1]
+            points[-1] = [at, last[1] + received, last[2] + failed,
+                          max(last[3], dead) if step == MINUTE else last[3] + dead]
+        else:
+            points.append([float(at), received, failed, dead])
         totals = {key: sum(int(p[i]) for p in points)
                   for i, key in ((1, "received"), (2, "failed"), (3, "dead"))}
         return {"range": name, "step_seconds": step, "span_seconds": span, "now": now,

@@ -96,3 +96,16 @@ def test_minutes_older_than_a_day_are_summed_into_hours_and_long_ranges_read_hou
                                                        [T0 - HOUR, 5, 1, 0]]
     roll_up(conn, now=T0 + 40 * 24 * HOUR)  # hour rows beyond 35 days go
     assert conn.execute("SELECT count(*) FROM traffic_history WHERE step = ?", (HOUR,)).fetchone() == (0,)
+
+
+async def test_the_minute_in_progress_counts_before_its_first_sample(
+        make_config: Callable[[str], Config], engine_factory: Callable[[Config], Any]) -> None:
+    """The banner's "dead letters in the last hour" must not wait for the sampler's next tick."""
+    engine: Engine = await engine_factory(make_config(CONFIG))
+    history = traffic(engine)
+    await history.start()
+    engine.channels["lab"].count("received", 2)
+    await S.inject(engine, error="route failed", destinations=())
+    chart = await history.series("1h")
+    assert chart["totals"] == {"received": 2, "failed": 0, "dead": 1}
+    await history.stop()
