@@ -5,7 +5,10 @@ queue of due rows. The pipeline hands new rows over right after its commit (`off
 case never reads a row back from the store; the store is claimed (due time order, so a retrying
 poison row never holds back fresher ones) at start, after a retry falls due, after a `wake()`
 (replay) and when the memory queue overflowed. A destination that is `down` (several failures in a
-row) is probed with one delivery at a time, with a backoff pause after each failed probe. With
+row) is probed with one delivery at a time, with a backoff pause after each failed probe; after each
+failed probe every queued item older than the policy's retry budget is dead-lettered, probed or not
+(engine/delivery/expiry.py), so `max_attempts`/`max_age` mean the same during an outage. A permanent
+answer (HTTP 4xx, MLLP AR) is an answer: it never counts towards `down`. With
 `batch` set on the connector, a sender sends up to `max_records` rows in one request (`_deliver` says
 what a batch's answer means for each row).
 `fifo`: strict creation order per destination, or per `order_key` value (e.g. a patient id); a head
