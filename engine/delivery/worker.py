@@ -284,6 +284,7 @@ class DestinationWorker:
 
     async def _expire(self) -> None:
         """Dead-letter every queued item older than the retry budget (in memory and in the store)."""
+        total = 0
         while self.state is DestinationState.DOWN and not self._stopping:
             now = time.time()
             cutoff = now - self.budget
@@ -303,16 +304,18 @@ class DestinationWorker:
                 for row in held:  # back to the memory queue (`_push` skips ids it still holds)
                     self.inflight.pop(row.id, None)
                 self._push(held)
-                return
+                break
             for row in held:
                 self.inflight.pop(row.id, None)
             if count:
+                total += count
                 self.metrics.deliveries.labels(self.name, "dead").inc(count)
-                self._log.warning("deliveries dead-lettered: retry budget spent while down", count=count,
-                                  budget_seconds=round(self.budget, 3))
                 self._changed()
             if not more:
-                return
+                break
+        if total:
+            self._log.warning("deliveries dead-lettered: retry budget spent while down", count=total,
+                              budget_seconds=round(self.budget, 3))
 
     # --- fifo -------------------------------------------------------------------------------------
 
