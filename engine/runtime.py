@@ -78,9 +78,9 @@ class Engine:
                                         retention_days=config.engine.store.retention_days,
                                         registry=self._datasets, facility=config.engine.facility)
         # Destinations cannot change live (reload.refusal), so their subscriptions are built once.
+        self.subscriptions = Subscriptions(config.destinations)
         self.pipeline = Pipeline(store=self.store, route=self._route, deliveries=self.delivery,
-                                 on_outcome=self._on_outcome,
-                                 subscriptions=Subscriptions(config.destinations))
+                                 on_outcome=self._on_outcome, subscriptions=self.subscriptions)
         self.dead_letters = DeadLetterService(store=self.store, wake=self.delivery.wake,
                                               resubmit=self.pipeline.submit,
                                               refresh=self.delivery.refresh_soon)
@@ -248,11 +248,26 @@ class Engine:
                        "uptime_seconds": time.time() - self.started_at if self.started_at else 0,
                        "config": {"file": str(self.config.file), "version": self.config.version,
                                   "loaded_at": self.config.loaded_at}},
-            "store": self.store.describe(),
+            "store": {**self.store.describe(), "max_size_bytes": self.config.engine.store.max_size},
             "channels": [c.describe() for c in self.channels.values()],
             "destinations": self.delivery.status(),
+            "topology": self.topology(),
             "quality": self.router.quality_snapshot(),
         }
+
+    def topology(self) -> dict[str, list[dict[str, Any]]]:
+        """Per channel, the routes that can select its messages and the destinations each route feeds
+        (named in the route file, or subscribed by `destinations[].routes`): the console's overview."""
+        router = self.router
+        out: dict[str, list[dict[str, Any]]] = {}
+        for name in self.channels:
+            allowed = router.channel_routes.get(name)
+            out[name] = [{"route": r.id, "dataset": r.target,
+                          "destinations": list(dict.fromkeys((*r.destinations,
+                                                              *self.subscriptions.subscribers(r.id))))}
+                         for r in router.routes if (allowed is None or r.id in allowed)
+                         and (r.channels is None or name in r.channels)]
+        return out
 
     # --- reload -----------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from engine.quality.service import QualityReports
     from engine.reload import ReloadResult
     from engine.store.access_audit import AccessAudit
+    from engine.store.sqlite import Store
     from engine.types import ChannelState
 
 
@@ -51,6 +52,10 @@ class EngineApi(Protocol):
     @property
     def audit(self) -> AccessAudit:
         """The access audit: raw reads, replays, purges, reloads, channel control (`/audit`)."""
+
+    @property
+    def store(self) -> Store:
+        """The store: the console's traffic history keeps its own table there (traffic_history.py)."""
 
     @property
     def last_reload(self) -> ReloadResult | None:

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from engine.admin.auth import allow_anonymous
 from engine.admin.counter_history import History
+from engine.admin.traffic_history import RANGES, TrafficHistory
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 """Where the console's files live (shipped as package data, see pyproject `package-data`)."""
@@ -24,21 +25,28 @@ STATIC_PREFIX = "/console/"
 
 HISTORY_KEY = web.AppKey("yonglink_history", History)
 """The app's `History` sampler (started and stopped with the admin app)."""
+TRAFFIC_KEY = web.AppKey("yonglink_traffic", TrafficHistory)
+"""The app's received / failed / dead per minute history, kept in the store."""
 
 _TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml",
           ".json": "application/json"}
 
 
-def add_routes(app: web.Application, history: History, *, token_configured: bool) -> None:
-    """Serve the console at `/` and `/console/...`, and the counters' history at `GET /history`
-    (`history` is started and stopped with the app)."""
+def add_routes(app: web.Application, history: History, traffic: TrafficHistory, *,
+               token_configured: bool) -> None:
+    """Serve the console at `/` and `/console/...`, the counters' live history at `GET /history` and
+    the stored traffic charts at `GET /history/traffic?range=1h|24h|7d|30d` (both histories are
+    started and stopped with the app)."""
     app[HISTORY_KEY] = history
+    app[TRAFFIC_KEY] = traffic
 
     async def start_history(app: web.Application) -> None:
         history.start()
+        await traffic.start()
 
     async def stop_history(app: web.Application) -> None:
         await history.stop()
+        await traffic.stop()
 
     app.on_startup.append(start_history)
     app.on_cleanup.append(stop_history)
@@ -52,6 +60,7 @@ def add_routes(app: web.Application, history: History, *, token_configured: bool
     app.router.add_get(STATIC_PREFIX + "info.json", console_info)
     app.router.add_get(STATIC_PREFIX + "{path:.*}", static_file)
     app.router.add_get("/history", history_handler)
+    app.router.add_get("/history/traffic", traffic_handler)
 
 
 async def index(request: web.Request) -> web.StreamResponse:
@@ -70,6 +79,13 @@ async def static_file(request: web.Request) -> web.StreamResponse:
 async def history_handler(request: web.Request) -> web.Response:
     history = request.app[HISTORY_KEY]
     return web.json_response(history.snapshot())
+
+
+async def traffic_handler(request: web.Request) -> web.Response:
+    name = request.query.get("range", "1h")
+    if name not in RANGES:
+        raise web.HTTPBadRequest(text=f"range: expected one of {', '.join(RANGES)}")
+    return web.json_response(await request.app[TRAFFIC_KEY].series(name))
 
 
 def _file_response(path: Path) -> web.StreamResponse:

@@ -106,8 +106,9 @@ class MessagesApi:
         q = query_from(request.query)
         found = await self.trail.search(q)
         show = raw_allowed(request)
+        states = await self.trail.delivery_states([m.id for m in found])
         return self.json({
-            "items": [metadata(m, show_raw=show) for m in found],
+            "items": [{**metadata(m, show_raw=show), "deliveries": states.get(m.id, [])} for m in found],
             "next_before": found[-1].id if len(found) == q.limit else None,
         })
 

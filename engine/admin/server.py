@@ -12,7 +12,7 @@ Routes (every response is JSON, errors included, except `/metrics`, which is Pro
 - `/dlq…` — engine/admin/dlq_api.py (delivery room); `/reload` — engine/admin/reload_api.py;
   `/quality/monthly` — engine/admin/quality_api.py (the monthly bulletin);
   `/`, `/console/…` and
-  `/history` — engine/admin/console.py (console room).
+  `/history`, `/history/traffic` — engine/admin/console.py (console room).
 
 The handlers ask the engine through `EngineApi` (engine/admin/__init__.py) and its services; none runs SQL.
 Authorization (bearer token, loopback rule, the flags other rooms read) is engine/admin/auth.py.
@@ -35,6 +35,7 @@ from engine.admin import EngineApi, audit_api, console, dlq_api, messages_api, q
 from engine.admin.audit_api import audit_entry
 from engine.admin.auth import AccessPolicy, Handler, auth_middleware, authorized
 from engine.admin.counter_history import History
+from engine.admin.traffic_history import TrafficHistory
 from engine.channel_runtime import CONTROL_ACTIONS
 from engine.config import AdminConfig
 from engine.errors import StoreError
@@ -146,7 +147,9 @@ class AdminServer:
         reload_api.add_routes(self.app, engine)
         quality_api.add_routes(self.app, engine.quality)
         history = History(channels=engine.channels, destinations=engine.delivery.status)
-        console.add_routes(self.app, history,  # `/`, `/console/…` (public: no data), `/history`
+        traffic = TrafficHistory(channels=engine.channels, store=engine.store,
+                                 dead_between=engine.dead_letters.count_between)
+        console.add_routes(self.app, history, traffic,  # `/`, `/console/…` (public: no data), `/history…`
                            token_configured=token_configured)
         self._runner: web.AppRunner | None = None
         self.url = ""

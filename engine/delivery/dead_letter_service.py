@@ -48,6 +48,10 @@ class DeadLetterService:
         """Newest first; no payloads."""
         return await self.store.read(partial(dead_letters.search, q=query))
 
+    async def count_between(self, start: float, end: float) -> int:
+        """How many dead letters were created in [start, end) (purged ones no longer count)."""
+        return await self.store.read(partial(dead_letters.count_between, start=start, end=end))
+
     async def get(self, dead_id: str, *, with_payload: bool) -> dict[str, Any] | None:
         """One dead letter, with its payload (delivery payload or raw message) when asked."""
         return await self.store.read(partial(dead_letters.get, dead_id=dead_id, with_payload=with_payload))

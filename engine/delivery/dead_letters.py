@@ -53,6 +53,13 @@ def search(conn: sqlite3.Connection, q: DeadLetterQuery) -> list[dict[str, Any]]
     return items
 
 
+def count_between(conn: sqlite3.Connection, *, start: float, end: float) -> int:
+    """Dead letters created in [start, end) (the console's traffic history; uses `dead_letters_time`)."""
+    row = conn.execute("SELECT count(*) FROM dead_letters WHERE created_at >= ? AND created_at < ?",
+                       (start, end)).fetchone()
+    return int(row[0]) if row else 0
+
+
 def with_message_header(conn: sqlite3.Connection, items: list[dict[str, Any]]) -> None:
     """Add each dead letter's message control id (MSH-10) and sending organisation (MSH-4), so ops can
     match it with the sender's log without opening every message (one query per page)."""

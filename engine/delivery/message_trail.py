@@ -38,6 +38,10 @@ class MessageTrail:
         """Messages matching `query`, newest first, without raw bytes."""
         return await self.store.read(partial(messages.search, q=query))
 
+    async def delivery_states(self, message_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """Each listed message's deliveries: destination, state, attempts, next attempt."""
+        return await self.store.read(partial(outbox.delivery_states, message_ids=message_ids))
+
     async def trail(self, message_id: str, *, with_raw: bool) -> Trail | None:
         """The message (raw bytes only `with_raw`) with its results and deliveries; None if unknown."""
 

@@ -385,6 +385,21 @@ def prune(conn: sqlite3.Connection, *, older_than: float) -> int:
     return cur.rowcount
 
 
+def delivery_states(conn: sqlite3.Connection, message_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """Per message, each delivery's destination, state, attempts and next attempt (the message list)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for start in range(0, len(message_ids), 500):  # SQLite's bound-variable limit is 999 on old builds
+        chunk = list(message_ids[start:start + 500])
+        marks = ",".join("?" * len(chunk))
+        for mid, dest, state, attempts, next_at in conn.execute(
+                "SELECT message_id, destination, state, attempts, next_attempt_at FROM deliveries"
+                f" WHERE message_id IN ({marks}) ORDER BY seq", chunk):
+            out.setdefault(mid, []).append({
+                "destination": dest, "state": state, "attempts": attempts,
+                "next_attempt_at": next_at if state == DeliveryState.QUEUED and attempts else None})
+    return out
+
+
 def deliveries_of(conn: sqlite3.Connection, message_id: str) -> list[dict[str, Any]]:
     """Each delivery of a message (no payload) with its `attempt_log`, for the message path view."""
     rows = conn.execute(

@@ -9,6 +9,7 @@ destination's `retry.status_overrides`.
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import random
 import time
@@ -89,6 +90,23 @@ def compute_backoff(attempt: int, policy: RetryPolicy, rng: random.Random | None
         spread = (rng or random).uniform(-policy.jitter, policy.jitter)
         base *= 1.0 + spread
     return max(0.0, min(base, policy.max_delay))
+
+
+def retry_budget(policy: RetryPolicy) -> float:
+    """Seconds from an item's creation to its dead letter if every attempt fails: the gaps between
+    `max_attempts` attempts on the no-jitter backoff schedule, capped by `max_age`.
+
+    While a destination is `down` only one item is probed at a time, so the others make no attempts;
+    their budget is spent by time instead (the worker dead-letters items older than this), which keeps
+    `max_attempts`/`max_age` meaning the same whether the destination fails one item or all of them.
+    """
+    flat = dataclasses.replace(policy, jitter=0.0)
+    total = 0.0
+    for attempt in range(1, policy.max_attempts):
+        total += compute_backoff(attempt, flat)
+        if total >= policy.max_age:
+            break
+    return min(total, policy.max_age)
 
 
 def retry_delay(error: DeliveryError, attempt: int, policy: RetryPolicy,

@@ -267,7 +267,8 @@ class DeliveryService:
         return payloads, raws
 
     def status(self) -> list[dict[str, Any]]:
-        """Per destination: state (ok | down | blocked), counts, oldest queued age, last error."""
+        """Per destination: state (ok | down | blocked), counts, oldest queued age, last error (or when it
+        recovered), when the next probe is due and when the oldest item will be dead-lettered."""
         now = time.time()
         out = []
         for name, dest in self.destinations.items():
@@ -275,10 +276,16 @@ class DeliveryService:
             worker = self.workers.get(name)
             info = worker.describe() if worker else {
                 "name": name, "type": dest.type, "state": DestinationState.DISABLED, "in_flight": 0,
-                "blocked_message_id": None, "last_error": None}
+                "blocked_message_id": None, "last_error": None,
+                "down_since": None, "recovered_at": None, "next_probe_at": None}
             oldest = c.get("oldest_queued")
+            # when the oldest queued item will be dead-lettered if nothing gets through: its creation
+            # plus the policy's retry budget (engine/delivery/retry.py retry_budget)
+            failing = info["state"] == DestinationState.DOWN or c.get("retrying", 0) > 0
+            due = oldest + worker.budget if worker and oldest and failing else None
             info.update(queued=c.get("queued", 0), retrying=c.get("retrying", 0), sent=c.get("sent", 0),
                         dead=c.get("dead", 0), dead_letters=c.get("dead_letters", 0),
-                        oldest_queued_age_seconds=round(now - oldest, 3) if oldest else None)
+                        oldest_queued_age_seconds=round(now - oldest, 3) if oldest else None,
+                        dead_letter_due_at=due)
             out.append(info)
         return out

@@ -5,7 +5,10 @@ queue of due rows. The pipeline hands new rows over right after its commit (`off
 case never reads a row back from the store; the store is claimed (due time order, so a retrying
 poison row never holds back fresher ones) at start, after a retry falls due, after a `wake()`
 (replay) and when the memory queue overflowed. A destination that is `down` (several failures in a
-row) is probed with one delivery at a time, with a backoff pause after each failed probe. With
+row) is probed with one delivery at a time, with a backoff pause after each failed probe; after each
+failed probe every queued item older than the policy's retry budget is dead-lettered, probed or not
+(engine/delivery/expiry.py), so `max_attempts`/`max_age` mean the same during an outage. A permanent
+answer (HTTP 4xx, MLLP AR) is an answer: it never counts towards `down`. With
 `batch` set on the connector, a sender sends up to `max_records` rows in one request (`_deliver` says
 what a batch's answer means for each row).
 `fifo`: strict creation order per destination, or per `order_key` value (e.g. a patient id); a head
@@ -33,17 +36,19 @@ import structlog
 
 from channels.base import Outbound
 from engine.config import DestinationConfig
-from engine.delivery import outbox
+from engine.delivery import expiry, outbox
 from engine.delivery.outbox import Pending
 from engine.delivery.retry import (
     RetryPolicy,
     as_delivery_error,
     compute_backoff,
+    retry_budget,
     retry_delay,
     should_dead_letter,
 )
 from engine.delivery.sent_recorder import SentBatcher
 from engine.errors import DeliveryError, PermanentDeliveryError, StoreError
+from engine.logs import mask_text
 from engine.metrics import Metrics
 from engine.store.sqlite import Store
 from engine.types import DeliveryItem, DeliveryResult, DestinationState
@@ -99,6 +104,10 @@ class DestinationWorker:
         self.last_error: str | None = connector_error
         self.last_error_at: float | None = time.time() if connector_error else None
         self.failures = 0
+        self.down_since: float | None = None
+        self.recovered_at: float | None = None  # the last time a `down` destination answered again
+        self.next_probe_at: float | None = None  # while down: when the paused probe sends again
+        self.budget = retry_budget(self.policy)  # seconds from creation to dead letter (retry.py)
         self.sent = 0
         self.claims = 0  # store reads of due rows (parallel mode)
         self._sending = 0
@@ -261,12 +270,52 @@ class DestinationWorker:
 
     async def _probe(self) -> None:
         """While `down`, send one delivery at a time and pause (backoff) after each failure: a long
-        outage costs one attempt per pause, not one per queued message, and no CPU."""
+        outage costs one attempt per pause, not one per queued message, and no CPU. After each failed
+        probe, items whose retry budget is spent are dead-lettered (`_expire`), probed or not."""
         async with self._probe_lock:
             if self.state is not DestinationState.DOWN or not self._ready or self._stopping:
                 return
             if not await self._deliver([self._ready.popleft()]):
-                await asyncio.sleep(compute_backoff(min(self.failures, 64), self.policy, self.rng))
+                pause = compute_backoff(min(self.failures, 64), self.policy, self.rng)
+                self.next_probe_at = time.time() + pause
+                await self._expire()
+                await asyncio.sleep(max(0.0, self.next_probe_at - time.time()))
+            self.next_probe_at = None
+
+    async def _expire(self) -> None:
+        """Dead-letter every queued item older than the retry budget (in memory and in the store)."""
+        total = 0
+        while self.state is DestinationState.DOWN and not self._stopping:
+            now = time.time()
+            cutoff = now - self.budget
+            held = [row for row in self._ready if row.created_at < cutoff]
+            if held:
+                gone = {row.id for row in held}
+                self._ready = deque(row for row in self._ready if row.id not in gone)
+            policy = self.policy
+            error = (f"{expiry.BUDGET_REASON} ({policy.max_attempts} attempts or {policy.max_age:g} s): "
+                     f"{self.last_error or 'no answer'}")
+            try:
+                count, more = await self.store.write(partial(
+                    expiry.expire_queued, destination=self.name, created_before=cutoff, held=held,
+                    exclude=frozenset(self.inflight), now=now, error=error))
+            except StoreError:
+                self._log.error("cannot dead-letter expired deliveries; they stay queued", count=len(held))
+                for row in held:  # back to the memory queue (`_push` skips ids it still holds)
+                    self.inflight.pop(row.id, None)
+                self._push(held)
+                break
+            for row in held:
+                self.inflight.pop(row.id, None)
+            if count:
+                total += count
+                self.metrics.deliveries.labels(self.name, "dead").inc(count)
+                self._changed()
+            if not more:
+                break
+        if total:
+            self._log.warning("deliveries dead-lettered: retry budget spent while down", count=total,
+                              budget_seconds=round(self.budget, 3))
 
     # --- fifo -------------------------------------------------------------------------------------
 
@@ -439,7 +488,11 @@ class DestinationWorker:
             for row, _ in failed:
                 self.inflight.pop(row.id, None)
         self.wake()  # a retry may be due before what the claim loop sleeps for
-        self._set_failure(failed[0][1])
+        transient = [err for _, err in failed if not isinstance(err, PermanentDeliveryError)]
+        if transient:
+            self._set_failure(transient[0])
+        else:  # the receiver answered (e.g. HTTP 422): it is reachable, only these records are refused
+            self._set_reachable(failed[0][1])
         self._changed()
 
     # --- state ------------------------------------------------------------------------------------
@@ -452,8 +505,15 @@ class DestinationWorker:
         self.failures = 0
         if self.state is DestinationState.DOWN:
             self.state = DestinationState.OK
+            self.recovered_at, self.down_since, self.next_probe_at = time.time(), None, None
             self._log.warning("destination recovered")
             self._event.set()  # the claim loop rests while down
+
+    def _set_reachable(self, err: DeliveryError) -> None:
+        """A definitive refusal (a permanent error: HTTP 4xx, MLLP AR) is an answer: the destination
+        is up, only the refused records are dead-lettered."""
+        self._set_success()
+        self.last_error, self.last_error_at = str(err)[:500], time.time()
 
     def _set_failure(self, err: DeliveryError) -> None:
         now = time.time()
@@ -462,12 +522,15 @@ class DestinationWorker:
         self.last_error, self.last_error_at = str(err)[:500], now
         if self.state is not DestinationState.DOWN and self.failures >= DOWN_AFTER:
             self.state = DestinationState.DOWN
+            self.down_since = now
             self._last_summary = now
             self._failures_since_summary = 0
-            self._log.warning("destination down", error_type=type(err).__name__, failures=self.failures)
+            # the reason text, masked: receivers echo records back in their error bodies (engine/logs.py)
+            self._log.warning("destination down", error_type=type(err).__name__, failures=self.failures,
+                              reason=mask_text(str(err)[:300]))
         elif self.state is DestinationState.DOWN and now - self._last_summary >= SUMMARY_EVERY:
             self._log.warning("destination still down", failed_attempts=self._failures_since_summary,
-                              error_type=type(err).__name__)
+                              error_type=type(err).__name__, reason=mask_text(str(err)[:300]))
             self._last_summary = now
             self._failures_since_summary = 0
 
@@ -480,6 +543,18 @@ class DestinationWorker:
                 state = DestinationState.BLOCKED
         last = {"at": self.last_error_at, "text": self.last_error} if self.last_error else None
         own = self.outbound.describe() if self.outbound is not None else {}  # e.g. export periods
+        if last and self.recovered_at is not None and (self.last_error_at or 0.0) < self.recovered_at:
+            last = None  # a recovered destination shows when it recovered, not its old error
         return {"name": self.name, "type": self.type, "ordering": "fifo" if self.fifo else "parallel",
                 "state": state, "in_flight": self._sending, "held": len(self.inflight),
-                "blocked_message_id": blocked_id, "last_error": last, **own}
+                "blocked_message_id": blocked_id, "last_error": last, "down_since": self.down_since,
+                "recovered_at": self.recovered_at, "next_probe_at": self._next_probe(),
+                "retry_budget_seconds": round(self.budget, 3), **own}
+
+    def _next_probe(self) -> float | None:
+        """When the next attempt is due: the paused probe while down, else the earliest retry."""
+        if self.state is not DestinationState.DOWN:
+            return self._next_at
+        if self.next_probe_at is not None:
+            return self.next_probe_at
+        return time.time() if self._ready or self._sending else self._next_at

@@ -94,6 +94,8 @@ class Sink:
     default: int = 200
     retry_after: str | None = None
     body: bytes = b'{"ok": true}'
+    error_body: bytes = b"rejected: field x is bad"
+    """What a failure status answers (a receiver may echo the record back in it)."""
     delay: float = 0.0
     fail_ids: set[str] = field(default_factory=set)
     fail_body: dict[bytes, int] = field(default_factory=dict)
@@ -122,7 +124,7 @@ class Sink:
                                      message_id=request.headers.get("X-Message-Id", ""), body=payload,
                                      status=status, delivery_ids=tuple(ids.split(",")) if ids else ()))
         headers = {"Retry-After": self.retry_after} if self.retry_after and status in (429, 503) else {}
-        return web.Response(status=status, body=self.body if status < 300 else b"rejected: field x is bad",
+        return web.Response(status=status, body=self.body if status < 300 else self.error_body,
                             headers=headers, content_type="application/json")
 
     @property

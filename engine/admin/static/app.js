@@ -1,16 +1,19 @@
-// The console shell: header (config version, reload, token, language), hash routing between pages,
-// and the live poll: every 2 s GET /status and /history, handed to the page on screen.
+// The console shell: header (config version, reload, token, language), the health banner on every
+// page, hash routing between pages, and the live poll: every 2 s GET /status, /history and the last
+// hour of /history/traffic, handed to the page on screen.
 
 import { api, canAct, info, loadInfo, setToken, token } from "./api.js";
 import { lang, setLang, t } from "./i18n.js";
 import { fmtAge, fmtClock, fmtTime, h, mount, toast } from "./ui.js";
+import overview from "./pages/overview.js";
 import channels from "./pages/channels.js";
 import destinations from "./pages/destinations.js";
 import messages from "./pages/messages.js";
 import dlq from "./pages/dlq.js";
 import quality from "./pages/quality.js";
 
-const PAGES = { channels, destinations, messages, dlq, quality };
+const PAGES = { overview, channels, destinations, messages, dlq, quality };
+const STORE_NEARLY_FULL = 0.9; // share of engine.store.max_size at which the banner warns
 const POLL_MS = 2000;
 
 const ctx = {
@@ -26,8 +29,8 @@ let current = null;
 let pollTimer = null;
 
 function pageFromHash() {
-  const name = (location.hash.replace(/^#\/?/, "").split(/[/?]/)[0]) || "channels";
-  return PAGES[name] ? name : "channels";
+  const name = (location.hash.replace(/^#\/?/, "").split(/[/?]/)[0]) || "overview";
+  return PAGES[name] ? name : "overview";
 }
 
 function show(force = true) {
@@ -68,6 +71,57 @@ function renderHeader() {
     : "";
   document.getElementById("reload-btn").disabled = !canAct();
   renderBanner();
+  renderHealth();
+}
+
+/** What needs attention, each with a link to its cause: destinations down or blocked, channels in
+ * error, dead letters in the last hour, a store nearly full. */
+export function healthItems(status, traffic) {
+  const items = [];
+  for (const d of status.destinations || []) {
+    const why = d.last_error ? d.last_error.text : "";
+    if (d.state === "down") {
+      items.push({ level: "bad", key: `dest-${d.name}`, text: t("health.down", { name: d.name }), why,
+        href: `#/destinations/${encodeURIComponent(d.name)}` });
+    } else if (d.state === "blocked") {
+      items.push({ level: "warn", key: `dest-${d.name}`, text: t("health.blocked", { name: d.name }), why,
+        href: `#/messages/${encodeURIComponent(d.blocked_message_id || "")}` });
+    }
+  }
+  for (const ch of status.channels || []) {
+    if (ch.state === "error") {
+      items.push({ level: "bad", key: `channel-${ch.name}`, href: "#/channels",
+        text: t("health.channel", { name: ch.name }), why: ch.last_error ? ch.last_error.text : "" });
+    }
+  }
+  const dead = traffic?.totals?.dead || 0;
+  if (dead > 0) {
+    const since = Math.floor(Date.now() / 1000 - 3600);
+    items.push({ level: "warn", key: "dead", text: t("health.dead", { n: dead }), href: `#/dlq?since=${since}` });
+  }
+  const st = status.store || {};
+  if (st.max_size_bytes && st.size_bytes >= STORE_NEARLY_FULL * st.max_size_bytes) {
+    items.push({ level: "bad", key: "store", href: "#/overview",
+      text: t("health.store", { pct: Math.round((100 * st.size_bytes) / st.max_size_bytes) }) });
+  }
+  return items;
+}
+
+function renderHealth() {
+  const el = document.getElementById("health");
+  if (!ctx.status || ctx.error) {
+    el.hidden = true;
+    return;
+  }
+  el.hidden = false;
+  const items = healthItems(ctx.status, ctx.traffic);
+  const level = items.some((i) => i.level === "bad") ? "bad" : items.length ? "warn" : "ok";
+  el.className = `health ${level}`;
+  el.dataset.level = level;
+  mount(el, items.length
+    ? items.map((i) => h("a", { class: `health-item ${i.level}`, href: i.href, "data-health": i.key },
+      h("span", { class: "health-label" }, i.text), i.why ? h("span", { class: "health-why" }, `: ${i.why}`) : null))
+    : h("span", { class: "health-item ok", "data-health": "ok" }, t("health.ok")));
 }
 
 function refusedChip() {
@@ -156,10 +210,12 @@ async function reloadConfig() {
 async function poll() {
   clearTimeout(pollTimer);
   try {
-    const [status, history, reload] = await Promise.all([
-      api("status"), api("history").catch(() => null), api("reload").catch(() => null)]);
+    const [status, history, reload, traffic] = await Promise.all([
+      api("status"), api("history").catch(() => null), api("reload").catch(() => null),
+      api("history/traffic?range=1h").catch(() => null)]);
     ctx.status = status;
     ctx.history = history;
+    ctx.traffic = traffic;
     ctx.reload = reload && reload.last;
     ctx.error = null;
     ctx.lastOk = Date.now();

@@ -55,10 +55,11 @@ export function fmtClock(epoch) {
 export function fmtAge(seconds) {
   if (seconds === null || seconds === undefined) return t("common.none");
   const s = Math.max(0, Math.round(seconds));
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
-  if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
-  return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
+  const [us, um, uh, ud] = ["unit.s", "unit.m", "unit.h", "unit.d"].map((k) => t(k));
+  if (s < 60) return `${s}${us}`;
+  if (s < 3600) return `${Math.floor(s / 60)}${um} ${s % 60}${us}`;
+  if (s < 86400) return `${Math.floor(s / 3600)}${uh} ${Math.floor((s % 3600) / 60)}${um}`;
+  return `${Math.floor(s / 86400)}${ud} ${Math.floor((s % 86400) / 3600)}${uh}`;
 }
 
 export function fmtNum(n) {
@@ -67,9 +68,79 @@ export function fmtNum(n) {
 }
 
 /** A coloured state pill; the colour comes from the state name (see app.css `.st-*`). */
-export function badge(state) {
-  return h("span", { class: `badge st-${String(state || "unknown").replace(/[^a-z_]/g, "")}`,
+export function badge(state, extra = "") {
+  return h("span", { class: `badge st-${String(state || "unknown").replace(/[^a-z_]/g, "")} ${extra}`.trim(),
     "data-state": state }, stateLabel(state));
+}
+
+/** A status light (a coloured dot) for a channel or destination state, with the state as its title. */
+export function light(state) {
+  return h("span", { class: `light st-${String(state || "unknown").replace(/[^a-z_]/g, "")}`,
+    "data-light": state, title: stateLabel(state), role: "img", "aria-label": stateLabel(state) });
+}
+
+/** Bytes in KiB / MiB / GiB. */
+export function fmtBytes(n) {
+  if (n === null || n === undefined) return t("common.none");
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = Number(n);
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i += 1; }
+  return `${v.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+/** A chart of per-step counts: `points` [[t, received, failed, dead], ...] over `span` seconds to now. */
+export function trafficChart(points, { span, step, names, width = 900, height = 200 }) {
+  const pad = { l: 44, r: 12, t: 10, b: 22 };
+  const el = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, class: "chart traffic", role: "img" });
+  const now = Date.now() / 1000;
+  const start = now - span;
+  const max = Math.max(1, ...points.flatMap((p) => [p[1], p[2], p[3]]));
+  const W = width - pad.l - pad.r;
+  const H = height - pad.t - pad.b;
+  const x = (tt) => pad.l + Math.min(W, Math.max(0, ((tt - start) / span) * W));
+  const y = (v) => pad.t + H - (v / max) * H;
+  for (const frac of [0, 0.5, 1]) {
+    const v = Math.round(max * frac);
+    el.append(svg("line", { x1: pad.l, x2: width - pad.r, y1: y(v), y2: y(v), class: "grid" }));
+    const label = svg("text", { x: pad.l - 6, y: y(v) + 4, class: "axis", "text-anchor": "end" });
+    label.textContent = String(v);
+    el.append(label);
+  }
+  for (const frac of [0, 0.25, 0.5, 0.75, 1]) {
+    const tt = start + span * frac;
+    const label = svg("text", { x: x(tt), y: height - 6, class: "axis",
+      "text-anchor": frac === 0 ? "start" : frac === 1 ? "end" : "middle" });
+    const d = new Date(tt * 1000);
+    const loc = lang() === "zh" ? "zh-CN" : "en-GB";
+    label.textContent = span > 86400
+      ? d.toLocaleDateString(loc, { month: "numeric", day: "numeric" })
+      : d.toLocaleTimeString(loc, { hour: "2-digit", minute: "2-digit", hour12: false });
+    el.append(label);
+  }
+  const barW = Math.max(1, (step / span) * W);
+  names.forEach((name, i) => {
+    const cls = `series k${i}`;
+    const pts = points.filter((p) => p[0] + step > start).sort((a, b) => a[0] - b[0]);
+    if (!pts.length) return;
+    // a step line: each bucket's count held across its width (a gap in the data is drawn as zero)
+    let d = "";
+    let prevEnd = null;
+    for (const p of pts) {
+      const x0 = x(p[0]);
+      const x1 = Math.min(x(p[0] + step), x0 + barW);
+      if (prevEnd !== null && x0 - prevEnd > 0.5) d += `L${prevEnd.toFixed(1)},${y(0)}L${x0.toFixed(1)},${y(0)}`;
+      d += `${d ? "L" : "M"}${x0.toFixed(1)},${y(p[i + 1]).toFixed(1)}L${x1.toFixed(1)},${y(p[i + 1]).toFixed(1)}`;
+      prevEnd = x1;
+    }
+    const path = svg("path", { d, class: cls, "data-series": name,
+      "data-total": pts.reduce((n, p) => n + p[i + 1], 0) });
+    const title = svg("title", {});
+    title.textContent = name;
+    path.append(title);
+    el.append(path);
+  });
+  return el;
 }
 
 /** A datetime-local input value → epoch seconds (empty → ""). */

@@ -1,8 +1,10 @@
 // Destinations: delivery counts and state per destination (ok / down / blocked with the blocking
-// message), and the queue depth over the last hour from GET /history.
+// message; down since, next probe, when the oldest item will be dead-lettered, or when it recovered),
+// and the queue depth over the last hour from GET /history. `#/destinations/<name>` highlights one.
 
 import { t } from "../i18n.js";
-import { badge, fmtAge, fmtClock, fmtNum, h, lineChart, mount } from "../ui.js";
+import { badge, fmtAge, fmtNum, h, lineChart, mount } from "../ui.js";
+import { destinationNote } from "./overview.js";
 
 let tbody = null;
 let chartBox = null;
@@ -18,10 +20,14 @@ function stateCell(d) {
   return parts;
 }
 
+function focused() {
+  const parts = location.hash.replace(/^#\/?/, "").split("/");
+  return parts[0] === "destinations" && parts[1] ? decodeURIComponent(parts[1]) : null;
+}
+
 function row(d) {
-  const err = d.last_error;
   const age = d.oldest_queued_age_seconds;
-  return h("tr", { "data-destination": d.name, "data-state": d.state },
+  return h("tr", { "data-destination": d.name, "data-state": d.state, class: focused() === d.name ? "selected" : "" },
     h("td", { class: "name" }, d.name),
     h("td", {}, d.type),
     h("td", {}, d.ordering || ""),
@@ -32,8 +38,7 @@ function row(d) {
     h("td", { class: "num", "data-counter": "sent" }, fmtNum(d.sent ?? 0)),
     h("td", { class: `num ${d.dead ? "bad-text" : ""}`, "data-counter": "dead" }, fmtNum(d.dead ?? 0)),
     h("td", { class: `num ${age > 300 ? "warn-text" : ""}` }, fmtAge(age)),
-    h("td", { class: err ? "err" : "err none", title: err ? err.text : "" },
-      err ? [h("span", { class: "muted" }, `${fmtClock(err.at)} `), err.text] : t("common.none")));
+    h("td", { class: "note" }, destinationNote(d, { blocked: false })));
 }
 
 export default {
@@ -49,7 +54,7 @@ export default {
           h("th", {}, t("common.state")), h("th", { class: "num" }, t("dst.queued")),
           h("th", { class: "num" }, t("dst.in_flight")), h("th", { class: "num" }, t("dst.retrying")),
           h("th", { class: "num" }, t("dst.sent")), h("th", { class: "num" }, t("dst.dead")),
-          h("th", { class: "num" }, t("dst.oldest")), h("th", {}, t("common.last_error")))),
+          h("th", { class: "num" }, t("dst.oldest")), h("th", {}, t("dst.note")))),
         tbody)),
       h("section", { class: "card" }, h("h2", {}, t("dst.chart")), chartBox, legend));
   },

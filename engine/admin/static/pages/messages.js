@@ -1,9 +1,11 @@
-// Messages: a search form over GET /messages and a detail view of one message's path
+// Messages: a search form over GET /messages (each message with its delivery state per destination:
+// a message mapped but still queued on a down destination is not shown as done) and a detail view of
+// one message's path
 // (received → processed with each route's result → each delivery and its attempts). Raw content and
 // mapped records are shown only when the admin token has been entered (the API decides what it sends).
 
 import { api, info, query, token } from "../api.js";
-import { t } from "../i18n.js";
+import { stateLabel, t } from "../i18n.js";
 import { badge, epochOf, fmtTime, h, mount } from "../ui.js";
 
 const STATES = ["received", "mapped", "filtered", "failed", "rejected"];
@@ -21,6 +23,35 @@ function channelOptions(ctx) {
   const names = (ctx.status?.channels || []).map((c) => c.name);
   return [h("option", { value: "" }, t("common.any")), ...names.map((n) => h("option", { value: n }, n))];
 }
+
+/** A delivery's state as the list shows it: queued with attempts is `retrying`; queued on a down
+ * destination is `waiting`. */
+function deliveryState(d, down) {
+  if (d.state !== "queued") return d.state;
+  if (down.has(d.destination)) return "waiting";
+  return d.attempts > 0 ? "retrying" : "queued";
+}
+
+function deliveriesCell(m, down) {
+  const ds = m.deliveries || [];
+  if (!ds.length) return h("td", { class: "deliveries muted" }, t("msg.no_deliveries"));
+  return h("td", { class: "deliveries" }, ds.map((d) => {
+    const state = deliveryState(d, down);
+    return h("span", { class: `dpill st-${state}`, "data-destination": d.destination, "data-delivery": state,
+      title: d.attempts ? `${t("dlq.attempts")} ${d.attempts}` : "" },
+    h("span", { class: "dpill-dest" }, d.destination), " ", h("span", { class: "dpill-state" }, stateLabel(state)));
+  }));
+}
+
+/** The message's state pill: `mapped` is green only once every delivery is sent. */
+function stateBadge(m) {
+  const pending = (m.deliveries || []).some((d) => d.state !== "sent");
+  return badge(m.state, m.state === "mapped" && pending ? "pending" : "");
+}
+
+let lastCtx = null;
+let shown = null; // the last search's answer: { items, next }
+let shownDown = ""; // the down destinations it was drawn with
 
 function itemsOf(data) {
   if (Array.isArray(data)) return { items: data, next: null };
@@ -42,12 +73,25 @@ async function search(before) {
     mount(results, h("p", { class: "error-text" }, err.message));
     return;
   }
-  const { items, next } = itemsOf(data);
+  shown = itemsOf(data);
+  renderResults();
+}
+
+function downNow() {
+  return (lastCtx?.status?.destinations || []).filter((d) => d.state === "down").map((d) => d.name).sort();
+}
+
+/** The result table; drawn again when a destination goes down or recovers (its pills change). */
+function renderResults() {
+  if (!shown) return;
+  const { items, next } = shown;
+  shownDown = downNow().join("\n");
+  const down = new Set(downNow());
   const table = h("table", { class: "grid-table clickable", id: "messages-table" },
     h("thead", {}, h("tr", {},
       h("th", {}, t("msg.received_at")), h("th", {}, t("common.channel")), h("th", {}, t("msg.control_id")),
       h("th", {}, t("msg.type")), h("th", {}, t("msg.facility")), h("th", {}, t("common.state")),
-      h("th", {}, t("common.error")))),
+      h("th", {}, t("msg.deliveries")), h("th", {}, t("common.error")))),
     h("tbody", {}, items.length ? items.map((m) => h("tr", {
       "data-message": m.id, tabindex: 0,
       onclick: () => { location.hash = `#/messages/${encodeURIComponent(m.id)}`; },
@@ -55,8 +99,8 @@ async function search(before) {
     },
     h("td", { class: "nowrap" }, fmtTime(m.received_at)), h("td", {}, m.channel),
     h("td", { class: "mono" }, m.control_id || ""), h("td", {}, m.message_type || ""),
-    h("td", {}, m.sending_facility || ""), h("td", {}, badge(m.state)),
-    h("td", { class: "err" }, m.error || ""))) : h("tr", {}, h("td", { colspan: 7, class: "empty" },
+    h("td", {}, m.sending_facility || ""), h("td", {}, stateBadge(m)), deliveriesCell(m, down),
+    h("td", { class: "err" }, m.error || ""))) : h("tr", {}, h("td", { colspan: 8, class: "empty" },
       t("common.no_rows")))));
   const nav = h("div", { class: "pager" },
     pages.length ? h("button", { type: "button", class: "btn small", onclick: () => { pages = []; search(); } },
@@ -149,11 +193,12 @@ function route() {
 
 export default {
   mount(root, ctx) {
+    lastCtx = ctx;
     form = h("form", { class: "filters", id: "messages-form", onsubmit: (e) => { e.preventDefault(); pages = []; search(); } },
       field("control_id", t("msg.control_id"), h("input", { name: "control_id", value: lastQuery.control_id || "" })),
       field("channel", t("common.channel"), h("select", { name: "channel" }, channelOptions(ctx))),
       field("state", t("common.state"), h("select", { name: "state" },
-        h("option", { value: "" }, t("common.any")), STATES.map((s) => h("option", { value: s }, s)))),
+        h("option", { value: "" }, t("common.any")), STATES.map((s) => h("option", { value: s }, stateLabel(s))))),
       field("facility", t("msg.facility"), h("input", { name: "facility", value: lastQuery.facility || "" })),
       field("since", t("common.since"), h("input", { name: "since", type: "datetime-local" })),
       field("until", t("common.until"), h("input", { name: "until", type: "datetime-local" })),
@@ -167,6 +212,8 @@ export default {
     search();
   },
   update(ctx) {
+    lastCtx = ctx;
+    if (downNow().join("\n") !== shownDown) renderResults();
     const select = form?.querySelector("select[name=channel]");
     if (select && select.options.length !== (ctx.status.channels || []).length + 1) {
       const value = select.value;
