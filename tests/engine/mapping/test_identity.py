@@ -114,6 +114,27 @@ def test_every_shipped_route_that_carries_a_person_uses_the_identity_block() -> 
                 and route.dataset.id != "practitioner"]
     assert len(carrying) >= 12
     assert [route.id for route in carrying if route.identity is None] == []
+    # The block reads the one person a message is about (PID, the FHIR patient; practitioners are staff,
+    # not residents). A person merge also names the retired record (HL7 v2.5.1 MRG-1), which the block
+    # cannot read: that retired resident ID is the only identity document a route may map itself, and
+    # only through the GB 11643 check.
+    explicit = {f"{route.id}.{fm.name}": [type(step).__name__ for step in fm.steps]
+                for route in carrying for fm in route.fields
+                if fm.name.endswith(("id_number", "id_type_code", "health_card_no"))}
+    assert list(explicit) == ["adt_person_merge.retired_id_number"]
+    assert "ResidentId" in explicit["adt_person_merge.retired_id_number"]
+
+
+def test_every_dataset_that_carries_a_person_has_all_the_identity_fields() -> None:
+    """A dataset with id_number also has id_type_code and health_card_no, so the block's health card
+    (PID-3 CX.5 HC, the 健康卡号 OID) is never silently left out of a new dataset."""
+    r = build_router(sorted((REPO / "mappings").glob("*.yaml")))
+    datasets = {route.dataset.id: route.dataset.fields for route in r.routes
+                if route.dataset is not None and "id_number" in route.dataset.fields
+                and route.dataset.id != "practitioner"}
+    assert len(datasets) >= 20
+    assert sorted(name for name, fields in datasets.items()
+                  if not {"id_type_code", "health_card_no"} <= set(fields)) == []
 
 
 @pytest.mark.parametrize(("identity", "message"), [
