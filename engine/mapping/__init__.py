@@ -10,11 +10,14 @@ The route language is documented in docs/mapping.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import difflib
+import fnmatch
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 
-from engine.config import Config
+from engine.config import DEFAULT_TABLES_DIR as CONFIG_TABLES_DIR
+from engine.config import Config, ConfigErrors
 from engine.datasets.registry import DatasetRegistry
 from engine.errors import ConfigError
 from engine.mapping.model import REPO, Route
@@ -22,7 +25,7 @@ from engine.mapping.route import load_routes
 from engine.mapping.router import Router
 from engine.metrics import Metrics
 
-DEFAULT_TABLES_DIR = REPO / "mappings" / "tables"
+DEFAULT_TABLES_DIR = CONFIG_TABLES_DIR
 """Code tables used when the config names none (`engine.mapping.code_tables`)."""
 DEFAULT_SCHEMAS_DIR = REPO / "schemas" / "ningbo"
 """Dataset schemas used when no config is given (route tests, `yonglink map` without --config)."""
@@ -33,8 +36,11 @@ __all__ = ["DEFAULT_SCHEMAS_DIR", "DEFAULT_TABLES_DIR", "Route", "Router", "buil
 
 def build_router(route_files: Iterable[str | Path], *, schemas_dir: str | Path = DEFAULT_SCHEMAS_DIR,
                  tables_dir: str | Path = DEFAULT_TABLES_DIR, metrics: Metrics | None = None,
-                 channel_routes: dict[str, frozenset[str] | None] | None = None) -> Router:
-    """Load tables, schemas and routes into a Router (no config needed: route tests, the CLI)."""
+                 channel_routes: dict[str, frozenset[str] | None] | None = None,
+                 channel_orgs: Mapping[str, str] | None = None, loaded: list[Route] | None = None) -> Router:
+    """Load tables, schemas and routes into a Router (no config needed: route tests, the CLI).
+
+    ``loaded`` receives every route read, also those that failed (see `load_route`)."""
     from engine.mapping.code_tables import load_tables
 
     tables = load_tables(tables_dir)
@@ -44,8 +50,10 @@ def build_router(route_files: Iterable[str | Path], *, schemas_dir: str | Path =
         if metrics is not None:
             metrics.unmapped_codes.labels(table).inc()
 
-    routes = load_routes(route_files, datasets=datasets, tables=tables, on_unmapped=on_unmapped)
-    return Router(routes, datasets=datasets, channel_routes=channel_routes, metrics=metrics)
+    routes = load_routes(route_files, datasets=datasets, tables=tables, on_unmapped=on_unmapped,
+                         loaded=loaded)
+    return Router(routes, datasets=datasets, channel_routes=channel_routes, metrics=metrics,
+                  channel_orgs=channel_orgs)
 
 
 @lru_cache(maxsize=8)
@@ -80,27 +88,63 @@ def expand_routes(patterns: Iterable[Path]) -> list[Path]:
 def load_router(config: Config, *, metrics: Metrics | None = None) -> Router:
     """Load every route file named by the config (`routes:`), checked against its tables and schemas.
 
-    Raises ConfigError naming file:line for a bad route, an unknown destination, or a channel whose
-    `routes:` names a route that does not exist.
+    Raises ConfigError naming file:line for a bad route, an unknown destination, a channel whose
+    `routes:` names a route that does not exist, a route whose `match.channels` names a channel the
+    config does not define, or a destination whose `routes:` glob matches no route. Every problem is
+    reported (`ConfigErrors`), not only the first.
     """
     tables_dir = config.engine.tables_dir or DEFAULT_TABLES_DIR
     channel_routes = {ch.name: (frozenset(ch.routes) if ch.routes is not None else None)
                       for ch in config.channels}
-    router = build_router(expand_routes(config.routes), schemas_dir=config.engine.schemas_dir,
-                          tables_dir=tables_dir,
-                          metrics=metrics, channel_routes=channel_routes)
+    channel_orgs = {ch.name: ch.source_org for ch in config.channels if ch.source_org}
+    loaded: list[Route] = []
+    try:
+        router = build_router(expand_routes(config.routes), schemas_dir=config.engine.schemas_dir,
+                              tables_dir=tables_dir, metrics=metrics, channel_routes=channel_routes,
+                              channel_orgs=channel_orgs, loaded=loaded)
+    except ConfigError as exc:
+        errors = list(getattr(exc, "errors", None) or [exc])
+        raise ConfigErrors(errors + _config_problems(config, loaded)) from None
+    problems = _config_problems(config, router.routes)
+    if problems:
+        raise ConfigErrors(problems)
+    return router
+
+
+def _config_problems(config: Config, routes: list[Route]) -> list[ConfigError]:
+    """Cross-checks between the config and its routes (also routes that failed, as far as read)."""
+    out: list[ConfigError] = []
+    known_chans = {ch.name for ch in config.channels}
     known_dests = {d.name for d in config.destinations}
-    for route in router.routes:
+    for route in routes:
         for dest in route.destinations:
             if dest not in known_dests:
-                raise ConfigError(f"unknown destination {dest!r} (config {config.file} defines: "
-                                  f"{', '.join(sorted(known_dests)) or 'none'})", file=route.file,
-                                  line=route.destinations_line, key="destinations")
-    ids = {r.id for r in router.routes}
+                out.append(ConfigError(f"unknown destination {dest!r} (config {config.file} defines: "
+                                       f"{', '.join(sorted(known_dests)) or 'none'})", file=route.file,
+                                       line=route.destinations_line, key="destinations"))
+        for chan in sorted(route.channels or ()):
+            if chan not in known_chans:
+                close = difflib.get_close_matches(chan, sorted(known_chans), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else \
+                    f" (config {config.file} defines: {', '.join(sorted(known_chans)) or 'none'})"
+                out.append(ConfigError(f"unknown channel {chan!r}{hint}", file=route.file,
+                                       line=route.line_of("match.channels"), key="match.channels"))
+    ids = {r.id for r in routes}
     for i, ch in enumerate(config.channels):
         for name in ch.routes or ():
             if name not in ids:
-                raise ConfigError(f"channel {ch.name!r} names unknown route {name!r}", file=str(config.file),
-                                  line=config.line_of("channels", i, "routes") or ch.line,
-                                  key=f"channels[{i}].routes")
-    return router
+                close = difflib.get_close_matches(name, sorted(ids), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                out.append(ConfigError(f"channel {ch.name!r} names unknown route {name!r}{hint}",
+                                       file=str(config.file),
+                                       line=config.line_of("channels", i, "routes") or ch.line,
+                                       key=f"channels[{i}].routes"))
+    for i, sub in enumerate(config.destinations):
+        for j, pattern in enumerate(sub.options.get("routes") or ()):
+            if not any(fnmatch.fnmatchcase(r, str(pattern)) for r in ids):
+                out.append(ConfigError(f"destination {sub.name!r}: routes pattern {pattern!r} matches no "
+                                       f"route (routes: {', '.join(sorted(ids)) or 'none'})",
+                                       file=str(config.file),
+                                       line=config.line_of("destinations", i, "routes", j) or sub.line,
+                                       key=f"destinations[{i}].routes"))
+    return out
