@@ -29,6 +29,7 @@ from engine.datasets.registry import FieldInfo
 UNKNOWN_ORG = "(unknown)"
 _FIELD_IN_ERROR = re.compile(r"(?:^|; )\S+:\d+ ([A-Za-z_][\w.\[\]]*): ")
 _ROW_INDEX = re.compile(r"\[\d+\]")
+_UNROUTED_TYPE = re.compile(r"no route takes (?:Bundle\.entry\[\d+\] \()?([A-Za-z]+)")
 
 
 def invalid_fields(error: str) -> list[str]:
@@ -72,6 +73,8 @@ class QualityCounter:
         self.fields = fields or {}
         self.since = time.time()
         self.orgs: dict[str, dict[str, dict[str, Any]]] = {}
+        self.unrouted: dict[str, dict[str, int]] = {}
+        """Organisation → FHIR resource type → resources no route took (Bundle entries included)."""
         self._plans: dict[str, Plan] = {}
 
     def _slot(self, org: str | None, dataset: str | None) -> dict[str, Any]:
@@ -111,9 +114,16 @@ class QualityCounter:
         elif filtered:
             slot["filtered"] += 1
 
+    def observe_unrouted(self, org: str | None, resource_type: str) -> None:
+        """Count one FHIR resource that no route took."""
+        by_type = self.unrouted.setdefault(org or UNKNOWN_ORG, {})
+        by_type[resource_type] = by_type.get(resource_type, 0) + 1
+
     def snapshot(self) -> dict[str, Any]:
-        """JSON-able counts: {since, organisations: {org: {dataset: {mapped, failed, filtered, fields}}}}."""
+        """JSON-able counts: {since, organisations: {org: {dataset: {mapped, failed, filtered, fields}}},
+        unrouted: {org: {resource type: count}}}."""
         return {"since": self.since,
+                "unrouted": {org: dict(sorted(by.items())) for org, by in sorted(self.unrouted.items())},
                 "organisations": {org: {ds: {**slot, "fields": {k: dict(v) for k, v in
                                                                  sorted(slot["fields"].items())}}
                                         for ds, slot in sorted(by.items())}
@@ -133,9 +143,13 @@ def from_store(conn: sqlite3.Connection, fields: Mapping[str, Mapping[str, Field
     counter = QualityCounter(fields)
     counter.since = since or 0.0
     rows = conn.execute(
-        "SELECT m.sending_facility, r.dataset, r.record, r.filtered, r.error FROM results r"
+        "SELECT m.sending_facility, r.dataset, r.record, r.filtered, r.error, r.route_id FROM results r"
         " JOIN messages m ON m.id = r.message_id WHERE m.received_at >= ?", (since or 0.0,))
-    for facility, dataset, record_text, filtered, error in rows:
+    for facility, dataset, record_text, filtered, error, route_id in rows:
+        if route_id.startswith("(unrouted)"):  # engine.mapping.router.unrouted
+            found = _UNROUTED_TYPE.search(filtered or "")
+            counter.observe_unrouted(facility, found.group(1) if found else "(unknown)")
+            continue
         record = orjson.loads(record_text) if record_text else None
         org = facility
         if record is not None:
