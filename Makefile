@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= config.example.yaml
 
-.PHONY: run test lint pytest bench system-deps clean
+.PHONY: run test lint pytest bench system-deps fhir-examples clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +21,16 @@ run: $(STAMP)
 system-deps:
 	@bash scripts/system-deps.sh
 
+# The official FHIR R4B examples (npm hl7.fhir.r4b.examples) that tests/engine/fhir/test_r4b_examples.py
+# posts to the FHIR intake, fetched into .cache/fhir-examples.
+fhir-examples: system-deps
+	@bash scripts/fetch-fhir-examples.sh
+
 lint: $(STAMP)
 	$(BIN)/ruff check engine channels tests bench
 	$(BIN)/mypy
 
-pytest: $(STAMP) system-deps
+pytest: $(STAMP) system-deps fhir-examples
 	$(BIN)/pytest -q
 
 test: lint pytest
@@ -34,4 +39,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache test-artifacts .cache

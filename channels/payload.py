@@ -21,7 +21,7 @@ import orjson
 
 from engine.errors import FhirParseError, Hl7ParseError, RejectedMessage
 from engine.fhir import bundle
-from engine.fhir.parse import model_class, parse_fhir, to_dict
+from engine.fhir.parse import model_class, parse_fhir_data, to_dict
 from engine.hl7v2.batch import split_batch
 from engine.hl7v2.charset import decode, python_codec, sniff_charset
 from engine.hl7v2.er7 import Er7Message
@@ -160,12 +160,12 @@ def fhir_messages(raw: bytes, env: Envelope, *, content_type: str, release: str 
     facility. A batch of requests only (GET: a query), a searchset, and any Bundle whose entries carry
     nothing to route, are stored whole; only a Bundle with no entry at all is refused.
     """
-    resource = parse_fhir(raw, content_type=content_type, release=release)
+    # The JSON as sent (parse_fhir_data): dumping the whole model again would cost more than parsing.
+    resource, data = parse_fhir_data(raw, content_type=content_type, release=release)
     rtype: str = resource.get_resource_type()  # type: ignore[attr-defined]
     if expected_type is not None and rtype != expected_type:
         raise FhirParseError(f"body is a {rtype}, the URL names {expected_type}",
                              issues=[("resourceType", f"expected {expected_type}, got {rtype}")])
-    data = to_dict(resource)
     entries = bundle.entries(data, known=lambda t: model_class(t, release))  # DELETE URLs checked here
     if rtype == "Bundle" and not data.get("entry") and data.get("type") in ("transaction", "message",
                                                                            "collection"):
@@ -179,8 +179,10 @@ def fhir_messages(raw: bytes, env: Envelope, *, content_type: str, release: str 
     if not split or not entries:
         return [_replace(base, message_type=rtype, control_id=data.get("id"), dedupe_key=key)]
     out = []
+    models = getattr(resource, "entry", None) or []
     for n, entry in enumerate(entries):
-        edata = entry.resource
+        model = models[entry.index].resource if entry.index < len(models) else None
+        edata = to_dict(model) if model is not None else entry.resource  # a DELETE stub has no model
         ekey = f"{key}#{n}" if key else _version_key(env.channel, edata)
         meta = {**env.metadata, "bundle_entry": str(entry.index)}
         if data.get("id"):

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the real servers the test suite starts: Debian's rabbitmq-server and chromium (+ CJK font).
+# Install the real servers the test suite starts: Debian's rabbitmq-server and chromium (+ CJK font),
+# and node + npm, which fetch the FHIR R4B examples package (scripts/fetch-fhir-examples.sh).
 # Idempotent: does nothing when they are already there. Needs root (CI runs as root) or sudo.
 set -euo pipefail
 need=()
@@ -7,6 +8,8 @@ command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/lib/rabbitmq/bin/rabbitm
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # Chinese glyphs for the console screenshots the browser tests save (labels are zh/en).
 dpkg -s fonts-wqy-zenhei >/dev/null 2>&1 || need+=(fonts-wqy-zenhei)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
