@@ -29,7 +29,8 @@ from engine.datasets.registry import FieldInfo
 UNKNOWN_ORG = "(unknown)"
 _FIELD_IN_ERROR = re.compile(r"(?:^|; )\S+:\d+ ([A-Za-z_][\w.\[\]]*): ")
 _ROW_INDEX = re.compile(r"\[\d+\]")
-_UNROUTED_TYPE = re.compile(r"no route takes (?:Bundle\.entry\[\d+\] \()?([A-Za-z]+)")
+_UNROUTED = re.compile(r"no route takes (?:Bundle\.entry\[\d+\] \()?([A-Za-z]+)\)?(?: from (.+))?$")
+"""The filtered reason of an ``(unrouted)`` result (engine/mapping/router.py): resource type, sender."""
 
 
 def invalid_fields(error: str) -> list[str]:
@@ -147,8 +148,9 @@ def from_store(conn: sqlite3.Connection, fields: Mapping[str, Mapping[str, Field
         " JOIN messages m ON m.id = r.message_id WHERE m.received_at >= ?", (since or 0.0,))
     for facility, dataset, record_text, filtered, error, route_id in rows:
         if route_id.startswith("(unrouted)"):  # engine.mapping.router.unrouted
-            found = _UNROUTED_TYPE.search(filtered or "")
-            counter.observe_unrouted(facility, found.group(1) if found else "(unknown)")
+            found = _UNROUTED.search(filtered or "")
+            rtype, org = (found.group(1), found.group(2)) if found else ("(unknown)", None)
+            counter.observe_unrouted(org or facility, rtype)
             continue
         record = orjson.loads(record_text) if record_text else None
         org = facility
@@ -171,6 +173,9 @@ def table(snapshot: Mapping[str, Any], *, top_fields: int = 5) -> str:
                          f"{shown}")
     if len(lines) == 1:
         lines.append("(no results)")
+    for org, by_type in snapshot.get("unrouted", {}).items():
+        listed = ", ".join(f"{rtype} {n}" for rtype, n in by_type.items())
+        lines.append(f"{org:<20} {'(unrouted FHIR resources)':<26} {listed}")
     return "\n".join(lines)
 
 

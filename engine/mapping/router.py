@@ -201,8 +201,9 @@ def unrouted(unit: Unit) -> Outcome:
     rtype = unit.source.header.get("resource_type") or "(unknown)"
     entry = unit.extra.get("bundle_entry")
     where = f"Bundle.entry[{entry}] ({rtype})" if entry is not None else rtype
-    result = RouteResult(route_id=UNROUTED, filtered=f"no route takes {where}")
     org = unit.source.header.get("sending_facility") or unit.sending_facility or ""
+    sender = f" from {org}" if org else ""  # the org is read back by `yonglink quality` (quality.py)
+    result = RouteResult(route_id=UNROUTED, filtered=f"no route takes {where}{sender}")
     return Outcome(result, org, None, [], unrouted=rtype)
 
 

@@ -4,6 +4,7 @@ Bundle-bundle-transaction.json, Immunization-example.json)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import aiohttp
 import orjson
 import pytest
 
+from engine.cli import main
 from engine.fhir.bundle import DERIVED_SYSTEM, derived_identifier
 from engine.runtime import Engine
 
@@ -109,7 +111,7 @@ async def test_an_immunization_without_identifier_gets_a_deterministic_derived_o
 
 
 async def test_bundle_entries_no_route_takes_are_recorded_and_counted_per_resource_type(
-        make_config: Any, engine_factory: Any) -> None:
+        make_config: Any, engine_factory: Any, capsys: pytest.CaptureFixture[str]) -> None:
     """A transaction of Immunization + Encounter + Observation: the two no route takes are stored as
     `(unrouted)` results and counted in /status quality.unrouted by resource type."""
     engine, url = await start(make_config, engine_factory, org="NB330201")
@@ -120,9 +122,14 @@ async def test_bundle_entries_no_route_takes_are_recorded_and_counted_per_resour
     assert status == 201 and len(ids) == 3
     got = await results(engine, ids)
     assert [g["route"] for g in got] == ["fhir_immunization", "(unrouted)", "(unrouted)"]
-    assert [g["filtered"] for g in got[1:]] == ["no route takes Bundle.entry[1] (Encounter)",
-                                               "no route takes Bundle.entry[2] (Observation)"]
-    assert engine.status()["quality"]["unrouted"] == {"NB330201": {"Encounter": 1, "Observation": 1}}
+    assert [g["filtered"] for g in got[1:]] == ["no route takes Bundle.entry[1] (Encounter) from NB330201",
+                                               "no route takes Bundle.entry[2] (Observation) from NB330201"]
+    counted = {"NB330201": {"Encounter": 1, "Observation": 1}}
+    assert engine.status()["quality"]["unrouted"] == counted
+    assert main(["quality", "--json", "--config", str(engine.config.file)]) == 0  # recomputed from the store
+    out = capsys.readouterr().out  # the engine's own log lines are on stdout too
+    report, _ = json.JSONDecoder().raw_decode(out[out.index("{\n"):])
+    assert report["unrouted"] == counted
 
 
 async def test_entries_of_a_bundle_stored_whole_are_recorded_too(make_config: Any,
@@ -134,7 +141,8 @@ async def test_entries_of_a_bundle_stored_whole_are_recorded_too(make_config: An
     _, ids = await post(url, bundle)
     got = await results(engine, ids)
     assert [(g["route"], g["filtered"]) for g in got] == [
-        ("(unrouted)", "no route takes Bundle.entry[1] (Encounter)"), ("fhir_immunization", None)]
+        ("(unrouted)", "no route takes Bundle.entry[1] (Encounter) from NB330201"),
+        ("fhir_immunization", None)]
     assert engine.status()["quality"]["unrouted"] == {"NB330201": {"Encounter": 1}}
 
 
@@ -201,5 +209,5 @@ async def test_a_batch_of_requests_only_and_a_searchset_are_accepted(make_config
         ids += stored
     assert statuses == [201, 201, 201] and len(ids) == 3
     got = await results(engine, ids)
-    assert [g["filtered"] for g in got] == ["no route takes Bundle", "no route takes Bundle",
-                                            "no route takes Bundle.entry[0] (Observation)"]
+    assert [g["filtered"] for g in got] == ["no route takes Bundle from NB330201"] * 2 + [
+        "no route takes Bundle.entry[0] (Observation) from NB330201"]
