@@ -230,3 +230,19 @@ async def test_post_reload_reports_a_new_version_after_a_route_change(
         result = await resp.json()
     assert result["ok"] is True and result["previous_version"] == before
     assert result["version"] != before
+
+
+def test_an_hl7_message_with_an_empty_msh4_takes_its_channels_source_org() -> None:
+    """`source_org` on the channel: the envelope's sender when MSH-4 names none (the record would fail
+    with "no sending organisation" otherwise)."""
+    from engine.types import HL7V2, MessageState, StoredMessage
+
+    text = ("MSH|^~\\&|HIS||EMPI|NBWJW|20240301101523||ADT^A01^ADT_A01|T1|P|2.5.1\r"
+            "PID|1||P001^^^NBDYYY^PI||王^建国||19850312|M\r")
+    routes = [Path("mappings/adt_person.yaml")]
+    msg = StoredMessage(id="m1", channel="his", received_at=1710000000.0, content_type=HL7V2,
+                        state=MessageState.RECEIVED, raw=text.encode())
+    [without] = build_router(routes).route(msg)
+    assert without.error is not None and "no sending organisation" in without.error
+    [record] = build_router(routes, channel_orgs={"his": "NB330201"}).route(msg)
+    assert record.record is not None and record.record["envelope"]["source_org"] == "NB330201"
