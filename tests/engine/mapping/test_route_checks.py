@@ -246,3 +246,21 @@ def test_an_hl7_message_with_an_empty_msh4_takes_its_channels_source_org() -> No
     assert without.error is not None and "no sending organisation" in without.error
     [record] = build_router(routes, channel_orgs={"his": "NB330201"}).route(msg)
     assert record.record is not None and record.record["envelope"]["source_org"] == "NB330201"
+
+
+def test_match_version_selects_messages_by_msh12(tmp_path: Path) -> None:
+    """A route with `version: '2.4'` takes an HL7 v2.4 message and not the same message in v2.5.1."""
+    from engine.types import HL7V2, MessageState, StoredMessage
+
+    route = write(tmp_path, ROUTE.replace("ADT^A01", "ADT^A01\n  version: '2.4'"))
+    router = build_router([route])
+    text = ("MSH|^~\\&|HIS|NBDYYY|EMPI|NBWJW|20240301101523||ADT^A01^ADT_A01|T1|P|{v}\r"
+            "PID|1||P001^^^NBDYYY^PI||王^建国||19850312|M\r")
+
+    def routed(version: str) -> list[str]:
+        msg = StoredMessage(id="m", channel="his", received_at=1710000000.0, content_type=HL7V2,
+                            state=MessageState.RECEIVED, raw=text.format(v=version).encode())
+        return [r.route_id for r in router.route(msg)]
+
+    assert routed("2.4") == ["r1"]
+    assert routed("2.5.1") == []
