@@ -139,14 +139,19 @@ def dataset_fields(registry: Any) -> dict[str, dict[str, FieldInfo]]:
 
 
 def from_store(conn: sqlite3.Connection, fields: Mapping[str, Mapping[str, FieldInfo]], *,
-               since: float | None = None) -> QualityCounter:
-    """Recompute the counts from the `results` and `messages` tables (for ``yonglink quality``)."""
+               since: float | None = None, channel_orgs: Mapping[str, str] | None = None) -> QualityCounter:
+    """Recompute the counts from the `results` and `messages` tables (for ``yonglink quality``).
+
+    ``channel_orgs`` (channel → its config `source_org`) attributes failures of messages that name no
+    sender as the router did."""
     counter = QualityCounter(fields)
     counter.since = since or 0.0
+    orgs = channel_orgs or {}
     rows = conn.execute(
-        "SELECT m.sending_facility, r.dataset, r.record, r.filtered, r.error, r.route_id FROM results r"
-        " JOIN messages m ON m.id = r.message_id WHERE m.received_at >= ?", (since or 0.0,))
-    for facility, dataset, record_text, filtered, error, route_id in rows:
+        "SELECT m.sending_facility, r.dataset, r.record, r.filtered, r.error, r.route_id, m.channel"
+        " FROM results r JOIN messages m ON m.id = r.message_id WHERE m.received_at >= ?", (since or 0.0,))
+    for facility, dataset, record_text, filtered, error, route_id, channel in rows:
+        facility = facility or orgs.get(channel) or None
         if route_id.startswith("(unrouted)"):  # engine.mapping.router.unrouted
             found = _UNROUTED.search(filtered or "")
             rtype, org = (found.group(1), found.group(2)) if found else ("(unknown)", None)

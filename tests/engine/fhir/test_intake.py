@@ -75,18 +75,29 @@ async def results(engine: Engine, ids: list[str]) -> list[dict[str, Any]]:
             for r in rows]
 
 
-async def test_a_resource_naming_no_sender_takes_the_channels_source_org(make_config: Any,
-                                                                        engine_factory: Any) -> None:
+async def test_a_resource_naming_no_sender_takes_the_channels_source_org(
+        make_config: Any, engine_factory: Any, capsys: pytest.CaptureFixture[str]) -> None:
     """An Immunization without MessageHeader, meta.source or an Organization maps with the channel's
-    `source_org`; one whose meta.source names its sender keeps that sender."""
+    `source_org`; one whose meta.source names its sender keeps that sender. `yonglink quality` counts a
+    failure of such a message against the channel's organisation too."""
     engine, url = await start(make_config, engine_factory, org="NB330201")
     status, ids = await post(url, IMMUNIZATION)
     named = {**IMMUNIZATION, "id": "imm-2", "meta": {"source": "http://his.nbdyyy.cn/fhir/NBDYYY"}}
     status2, ids2 = await post(url, named)
-    assert (status, status2) == (201, 201)
-    [own, other] = await results(engine, ids + ids2)
+    unnamed = {**IMMUNIZATION, "id": "imm-3", "vaccineCode": {"coding": [{"code": "08"}]}}
+    status3, ids3 = await post(url, unnamed)
+    assert (status, status2, status3) == (201, 201, 201)
+    [own, other, failed] = await results(engine, ids + ids2 + ids3)
     assert own["record"]["envelope"]["source_org"] == "NB330201", own
     assert other["record"]["envelope"]["source_org"] == "NBDYYY"
+    assert "vaccine_name" in failed["error"]
+    live = engine.status()["quality"]["organisations"]
+    assert main(["quality", "--json", "--config", str(engine.config.file)]) == 0
+    out = capsys.readouterr().out
+    stored = json.JSONDecoder().raw_decode(out[out.index("{\n"):])[0]["organisations"]
+    for report in (live, stored):
+        counts = report["NB330201"]["immunization"]
+        assert (counts["mapped"], counts["failed"]) == (1, 1), report
 
 
 async def test_without_source_org_a_resource_naming_no_sender_fails_saying_so(make_config: Any,
