@@ -4,7 +4,8 @@
 config, compiled once; the returned `Router` maps each stored message (`Router.route`). Modules:
 `route` (loader/compiler), `paths`, `expr` (conditions), `transforms`, `formats` (dates, GB 11643),
 `model` (a compiled route), `mapper` (one route on one message), `router`, `quality`, `structure`
-(hl7apy validation), `routetest` (route test runner).
+(hl7apy validation of messages), `path_check` (HL7 v2 paths against hl7apy's structures, at load),
+`options` (transform option values), `routetest` (route test runner).
 The route language is documented in docs/mapping.md.
 """
 
