@@ -225,7 +225,9 @@ async def test_post_reload_reports_a_new_version_after_a_route_change(
     engine = await engine_factory(make_config(RELOAD_CONFIG))
     before = engine.config.version
     write(tmp_path, ROUTE.replace("name: PID-5.1", "name: PID-5.2"))
-    async with aiohttp.ClientSession() as http, http.post(engine.admin.url + "/reload") as resp:
+    # X-Requested-With: what a script (not a cross-site form) sends (engine/admin/auth.py's CSRF check)
+    async with aiohttp.ClientSession() as http, http.post(engine.admin.url + "/reload",
+                                                          headers={"X-Requested-With": "test"}) as resp:
         assert resp.status == 200
         result = await resp.json()
     assert result["ok"] is True and result["previous_version"] == before
