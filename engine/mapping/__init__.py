@@ -159,7 +159,9 @@ def _config_problems(config: Config, routes: list[Route]) -> list[ConfigError]:
                                        key=f"channels[{i}].routes"))
     for i, sub in enumerate(config.destinations):
         for j, pattern in enumerate(sub.options.get("routes") or ()):
-            if not any(fnmatch.fnmatchcase(r, str(pattern)) for r in ids):
+            # `*` (only stars) means every route there is, also none yet (an export destination in a
+            # config still without routes): it cannot be a typo, so it is not checked.
+            if str(pattern).strip("*") and not any(fnmatch.fnmatchcase(r, str(pattern)) for r in ids):
                 out.append(ConfigError(f"destination {sub.name!r}: routes pattern {pattern!r} matches no "
                                        f"route (routes: {', '.join(sorted(ids)) or 'none'})",
                                        file=str(config.file),

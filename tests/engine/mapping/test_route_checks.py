@@ -266,3 +266,16 @@ def test_match_version_selects_messages_by_msh12(tmp_path: Path) -> None:
 
     assert routed("2.4") == ["r1"]
     assert routed("2.5.1") == []
+
+
+def test_a_destination_taking_every_route_loads_while_the_config_has_no_route_yet(tmp_path: Path) -> None:
+    """`routes: ["*"]` on a destination names every route there is (an export of whatever is mapped), so
+    a config without routes still loads; a narrower glob still has to match one."""
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG.format(pattern="'*'").replace("routes: [route.yaml]", "routes: []"),
+                      encoding="utf-8")
+    assert load_router(load_config(config)).routes == []
+    config.write_text(CONFIG.format(pattern="'lab_*'").replace("routes: [route.yaml]", "routes: []"),
+                      encoding="utf-8")
+    with pytest.raises(ConfigErrors, match="routes pattern 'lab_\\*' matches no route"):
+        load_router(load_config(config))
