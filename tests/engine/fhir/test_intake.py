@@ -33,9 +33,11 @@ channels:
 routes: [{routes}]
 """
 
+# CVX 20 (DTaP): the one CVX code mappings/tables/cvx_to_national_vaccine.yaml maps (fhir_immunization's
+# by_system refuses an unmapped CVX code and any coding system other than http://hl7.org/fhir/sid/cvx).
 IMMUNIZATION = {"resourceType": "Immunization", "id": "imm-1", "status": "completed",
-                "vaccineCode": {"coding": [{"system": "urn:oid:2.16.840.1.113883.12.292", "code": "08"}],
-                                "text": "乙肝疫苗"},
+                "vaccineCode": {"coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": "20"}],
+                                "text": "百白破疫苗"},
                 "patient": {"reference": "Patient/p1"}, "occurrenceDateTime": "2024-03-01"}
 ENCOUNTER = {"resourceType": "Encounter", "id": "e1", "status": "finished",
              "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}}
