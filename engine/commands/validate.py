@@ -24,7 +24,7 @@ def register(sub: Any) -> None:
 
 
 def validate(args: argparse.Namespace) -> int:
-    from engine.config import load_config
+    from engine.config import ConfigErrors, load_config
     from engine.errors import ConfigError
     from engine.mapping import DEFAULT_TABLES_DIR, build_router, load_router
     from engine.mapping.code_tables import load_tables
@@ -43,13 +43,13 @@ def validate(args: argparse.Namespace) -> int:
         tables = dict(load_tables(tables_dir))
         routes = list(load_router(config).routes)
     except ConfigError as exc:
-        problems += getattr(exc, "errors", None) or [exc]
+        problems += exc.errors if isinstance(exc, ConfigErrors) else [exc]
     if args.routes:
         try:
             extra = list(build_router(args.routes, schemas_dir=config.engine.schemas_dir,
                                       tables_dir=tables_dir).routes)
         except ConfigError as exc:
-            problems += getattr(exc, "errors", None) or [exc]
+            problems += exc.errors if isinstance(exc, ConfigErrors) else [exc]
     if problems:
         unique = list(dict.fromkeys(str(p) for p in problems))
         for text in unique:

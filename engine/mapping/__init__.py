@@ -122,7 +122,7 @@ def load_router(config: Config, *, metrics: Metrics | None = None) -> Router:
                               channel_routes=channel_routes, channel_conventions=channel_conventions,
                               channel_orgs=channel_orgs, loaded=loaded)
     except ConfigError as exc:
-        errors += list(getattr(exc, "errors", None) or [exc])
+        errors += exc.errors if isinstance(exc, ConfigErrors) else [exc]
         raise ConfigErrors(errors + _config_problems(config, loaded)) from None
     errors += _config_problems(config, router.routes)
     if errors:
