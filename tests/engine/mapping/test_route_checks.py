@@ -279,3 +279,41 @@ def test_a_destination_taking_every_route_loads_while_the_config_has_no_route_ye
                       encoding="utf-8")
     with pytest.raises(ConfigErrors, match="routes pattern 'lab_\\*' matches no route"):
         load_router(load_config(config))
+
+
+def test_records_when_and_group_fields_are_checked_in_their_groups(tmp_path: Path) -> None:
+    """The datasets forms are checked like every path, all problems at once: `records: {group, when}`
+    reads the OBR ("99" is OBR-99), a `{group: OBX[*], when, path}` field and a `paths` entry of that
+    form read each OBX ("3.99" is beyond OBX-3's CE, "88" beyond OBX's fields)."""
+    route = write(tmp_path, """\
+        id: exam
+        match: {message_type: ORU^R01}
+        records:
+          group: OBR[*]
+          when: "99 exists"
+        target: exam_report
+        fields:
+          report_no: "3.1"
+          findings: {group: "OBX[*]", when: "3.99 == 'GDT'", path: "5"}
+          impression:
+            paths: [{group: "OBX[*]", path: "88"}, "OBX-5"]
+            transforms: [first]
+    """)
+    errors = sorted(problems([route]), key=lambda e: e.line or 0)
+    assert [e.line for e in errors] == [5, 9, 11]
+    assert "99: OBR has fields 1-" in str(errors[0])
+    assert "3.99: OBX-3 is CE" in str(errors[1])
+    assert "88: OBX has fields 1-" in str(errors[2])
+    fixed = route.read_text(encoding="utf-8").replace('"99 exists"', '"24.1 exists"').replace(
+        "3.99", "3.1").replace('path: "88"', 'path: "5"')
+    route.write_text(fixed, encoding="utf-8")
+    assert [r.id for r in build_router([route]).routes] == ["exam"]
+
+
+def test_an_identity_block_problem_is_reported_with_the_other_problems_of_the_route(tmp_path: Path) -> None:
+    """A bad `identity:` block does not hide a bad path in the same route (and vice versa)."""
+    route = write(tmp_path, ROUTE.replace("name: PID-5.1", "name: PID-99") + "identity: {on_invalid: nul}\n")
+    errors = problems([route])
+    texts = sorted(str(e) for e in errors)
+    assert len(texts) == 2, texts
+    assert any("PID-99" in t for t in texts) and any("on_invalid" in t for t in texts)
