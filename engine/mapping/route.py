@@ -17,7 +17,7 @@ from typing import Any
 from engine.config import ConfigErrors, KeyPath, load_yaml_with_lines
 from engine.datasets.registry import DatasetRegistry
 from engine.errors import ConfigError, PathSyntaxError
-from engine.mapping import options, path_check, paths
+from engine.mapping import path_check, paths
 from engine.mapping.code_tables import CodeTable
 from engine.mapping.expr import Cond, compile_condition
 from engine.mapping.identity import IDENTITY_FIELDS, compile_identity
@@ -501,7 +501,7 @@ class _Loader:
         if not isinstance(steps_spec, list):
             raise self.fail("transforms: expected a list", *key, "transforms")
         env = self.env(f"{route.id}.{name}", scope)
-        steps = tuple(self.guard(partial(_compile_step, t, env), *key, "transforms", i)
+        steps = tuple(self.guard(partial(compile_transform, t, env), *key, "transforms", i)
                       for i, t in enumerate(steps_spec))
         is_null = None
         if self.kind == "hl7v2" and src in ("path", "paths") and not s.get("all"):
@@ -521,11 +521,6 @@ def _from_group(group: str, when: Cond | None, read: paths.Getter, every: bool, 
                     return value
                 values.append(value)
     return values or None
-
-
-def _compile_step(spec: Any, env: CompileEnv) -> Any:
-    """One transform, its option values checked first (`engine.mapping.options`)."""
-    return compile_transform(options.normalise(spec), env)
 
 
 def _coalesce(getters: tuple[paths.Getter, ...], source: Source) -> Value:

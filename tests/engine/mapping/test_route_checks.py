@@ -129,6 +129,9 @@ def test_on_invalid_yaml_null_is_honoured(tmp_path: Path) -> None:
     ("{lookup: {table: hl7_0001_to_gbt_2261_1, on_empty: true}}",
      "lookup: on_empty must be one of skip, lookup"),
     ("{regex: {pattern: '(x)', on_mismatch: warn}}", "regex: on_mismatch must be one of null, error"),
+    # a transform nested in another (the integration's by_system) is checked the same way
+    ("{by_system: {system: PID-3.5, systems: {NI: {number: {on_invalid: nul}}}}}",
+     "number: on_invalid must be one of error, null, got 'nul'"),
 ])
 def test_every_option_value_is_checked_against_its_allowed_set(tmp_path: Path, transform: str,
                                                                message: str) -> None:
