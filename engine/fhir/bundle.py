@@ -13,11 +13,12 @@ the router (engine/mapping/router.py routes a Bundle stored whole), so both read
 * `sender`: the organisation a message names: MessageHeader.source.name (message Bundles), else
   ``meta.source`` (its last ``/``, ``#`` or ``:`` segment).
 * `with_business_identifier`: a resource without a business identifier gets a deterministic one,
-  ``system`` `DERIVED_SYSTEM`, ``value`` the first 32 hex digits of SHA-256 over
+  ``system`` `DERIVED_SYSTEM`, ``value`` the first 20 hex digits of SHA-256 over
   ``<source organisation>|<resourceType>/<id>``, so a resend of the same resource from the same
-  sender gets the same identifier, and the same id from two senders does not collide (32 characters:
-  the AN..32 of record numbers such as 接种记录编号). Resources that other records reference by id
-  (Patient, Practitioner, Organization …: `REFERENCED_BY_ID`) keep their id.
+  sender gets the same identifier, and the same id from two senders does not collide (20 characters,
+  80 bits: the shortest record number it fills, report_no AN..20 of the lab and exam report datasets,
+  as well as the AN..32 of 接种记录编号 and the other record numbers). Resources that other records
+  reference by id (Patient, Practitioner, Organization …: `REFERENCED_BY_ID`) keep their id.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ SPLIT_BUNDLE_TYPES = frozenset({"transaction", "batch", "message", "collection",
 """Bundle types whose entries are routed one by one (FHIR R4B Bundle.type, value set bundle-type)."""
 DERIVED_SYSTEM = "urn:yonglink:derived-identifier"
 """``Identifier.system`` of an identifier yonglink derived (the sender gave none)."""
-DERIVED_LENGTH = 32
+DERIVED_LENGTH = 20
+"""Hex digits of a derived identifier: fits report_no (AN..20, schemas/ningbo/medical/lab_report and
+exam_report), the shortest record-number field a derived identifier is read into."""
 REFERENCED_BY_ID = frozenset({"Patient", "Practitioner", "PractitionerRole", "Organization", "Location",
                               "RelatedPerson", "Device", "Group", "HealthcareService", "Endpoint",
                               "Medication", "Substance"})
