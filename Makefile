@@ -9,7 +9,7 @@ RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 CONFIG ?= config.example.yaml
 
-.PHONY: run test lint pytest bench system-deps clean
+.PHONY: run test lint pytest bench system-deps fhir-examples clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,11 +30,16 @@ run: $(RUN_STAMP)
 system-deps:
 	@bash scripts/system-deps.sh
 
+# The official FHIR R4B examples (npm hl7.fhir.r4b.examples) that tests/engine/fhir/test_r4b_examples.py
+# posts to the FHIR intake, fetched into .cache/fhir-examples.
+fhir-examples: system-deps
+	@bash scripts/fetch-fhir-examples.sh
+
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check engine channels tests bench
 	$(BIN)/mypy
 
-pytest: $(TEST_STAMP) system-deps
+pytest: $(TEST_STAMP) system-deps fhir-examples
 	$(BIN)/pytest -q
 
 test: lint pytest
@@ -43,4 +48,4 @@ bench: $(TEST_STAMP)
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache test-artifacts .cache

@@ -4,8 +4,8 @@ Shared by the HTTP and AMQP channels, which both receive a whole payload with a 
 payloads follow the inbound rules every channel shares, MLLP included (`engine.hl7v2.inbound`:
 charset, header checks, batch split, dedupe key and content identity); this module only adds what the
 transport says (its charset, an explicit key, metadata). FHIR Bundles
-of type transaction/batch/message/collection/searchset are split into one message per entry resource
-(`engine.fhir.split_bundle`), each stored as FHIR JSON, so routes select on the entry's resourceType.
+of type transaction/batch/message/collection/searchset are split into one message per entry
+(`engine.fhir.bundle.entries`), each stored as FHIR JSON, so routes select on the entry's resourceType.
 
 Dedupe keys are what makes a sender's retry harmless: an explicit key (HTTP `Idempotency-Key`, AMQP
 `message_id`) wins and is scoped to the channel; otherwise HL7 v2 uses `MSH-4|MSH-10` (the same key
@@ -21,7 +21,8 @@ from typing import Any
 import orjson
 
 from engine.errors import FhirParseError, RejectedMessage
-from engine.fhir.parse import parse_fhir, split_bundle, to_dict
+from engine.fhir import bundle
+from engine.fhir.parse import model_class, parse_fhir_data, to_dict
 from engine.hl7v2.header import MshHeader
 from engine.hl7v2.inbound import inbound_message, read_payload, rejected_message
 from engine.types import FHIR_JSON, FHIR_JSON_TYPES, FHIR_XML, FHIR_XML_TYPES, HL7V2_TYPES, InboundMessage
@@ -103,33 +104,46 @@ def fhir_messages(raw: bytes, env: Envelope, *, content_type: str, release: str 
     """Parse a FHIR payload into the messages to commit; raise `FhirParseError` naming element paths.
 
     ``expected_type`` is the `{resourceType}` of a `POST /fhir/{resourceType}` URL; a body of another
-    type is an error on `resourceType`.
+    type is an error on `resourceType`. A splittable Bundle becomes one message per entry
+    (`engine.fhir.bundle.entries`): a DELETE entry is stored as a stub of the resource it deletes, and
+    every entry keeps its ``request.method`` (metadata ``request_method``, which sets the record's
+    operation) and the Bundle's sender (MessageHeader.source.name / ``meta.source``) as its sending
+    facility. A batch of requests only (GET: a query), a searchset, and any Bundle whose entries carry
+    nothing to route, are stored whole; only a Bundle with no entry at all is refused.
     """
-    resource = parse_fhir(raw, content_type=content_type, release=release)
+    # The JSON as sent (parse_fhir_data): dumping the whole model again would cost more than parsing.
+    resource, data = parse_fhir_data(raw, content_type=content_type, release=release)
     rtype: str = resource.get_resource_type()  # type: ignore[attr-defined]
     if expected_type is not None and rtype != expected_type:
         raise FhirParseError(f"body is a {rtype}, the URL names {expected_type}",
                              issues=[("resourceType", f"expected {expected_type}, got {rtype}")])
-    entries = split_bundle(resource) if split else [resource]
-    if not entries:
-        raise FhirParseError(f"{rtype} has no entry resource to store",
-                             issues=[(f"{rtype}.entry", "no entry with a resource")])
-    data = to_dict(resource)
+    entries = bundle.entries(data, known=lambda t: model_class(t, release))  # DELETE URLs checked here
+    if rtype == "Bundle" and not data.get("entry") and data.get("type") in ("transaction", "message",
+                                                                           "collection"):
+        raise FhirParseError(f"{data.get('type')} Bundle has no entry to store",
+                             issues=[("Bundle.entry", "no entry")])
     key = env.key or _bundle_key(env.channel, data) or _version_key(env.channel, data)
+    sender = bundle.sender(data) or None
     base = InboundMessage(channel=env.channel, raw=raw, content_type=_fhir_type(content_type),
-                          received_at=env.received_at, peer=env.peer, metadata=env.metadata)
-    if len(entries) == 1 and entries[0] is resource:
+                          received_at=env.received_at, peer=env.peer, metadata=env.metadata,
+                          sending_facility=sender)
+    if not split or not entries:
         return [_replace(base, message_type=rtype, control_id=data.get("id"), dedupe_key=key)]
     out = []
-    for i, entry in enumerate(entries):
-        edata = to_dict(entry)
-        ekey = f"{key}#{i}" if key else _version_key(env.channel, edata)
-        meta = {**env.metadata, "bundle_entry": str(i)}
+    models = getattr(resource, "entry", None) or []
+    for n, entry in enumerate(entries):
+        model = models[entry.index].resource if entry.index < len(models) else None
+        edata = to_dict(model) if model is not None else entry.resource  # a DELETE stub has no model
+        ekey = f"{key}#{n}" if key else _version_key(env.channel, edata)
+        meta = {**env.metadata, "bundle_entry": str(entry.index)}
         if data.get("id"):
             meta["bundle_id"] = str(data["id"])
+        if entry.method:
+            meta["request_method"] = entry.method
         out.append(_replace(base, raw=orjson.dumps(edata), content_type=FHIR_JSON,
                             message_type=edata.get("resourceType"), control_id=edata.get("id"),
-                            dedupe_key=ekey, metadata=meta))
+                            dedupe_key=ekey, metadata=meta,
+                            sending_facility=sender or bundle.sender(edata) or None))
     return out
 
 

@@ -26,7 +26,10 @@ from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 
 from engine.errors import ConfigError
-from engine.resources import DATASET_SCHEMAS_DIR, SCHEMAS_DIR
+from engine.resources import DATASET_SCHEMAS_DIR, SCHEMAS_DIR, TABLES_DIR
+
+DEFAULT_TABLES_DIR = TABLES_DIR
+"""Code tables used when `engine.tables` is not set (package data, engine/resources.py)."""
 
 DEFAULT_DEDUPE_WINDOW = 24 * 3600.0
 """Seconds within which a second message with the same MSH-4 + MSH-10 is a duplicate."""
@@ -145,6 +148,8 @@ class ChannelConfig:
     identity: Mapping[str, Any] | None = None
     """`identity: {conventions: [...]}`: where this channel's senders put the resident ID
     (engine/mapping/identity.py), tried before each route's own conventions."""
+    source_org: str | None = None
+    """The sending organisation of messages that name none (MessageHeader, meta.source, MSH-4)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +165,8 @@ class DestinationConfig:
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """The whole validated configuration. `version` is a hash of the file text (for reload display)."""
+    """The whole validated configuration. `version` is a hash of the file text and of the route and
+    table files it uses (`content_version`; for reload display)."""
 
     engine: EngineSection
     channels: tuple[ChannelConfig, ...]
@@ -383,7 +389,8 @@ def parse_config(text: str, *, file: Path, env: Mapping[str, str] | None = None)
         ChannelConfig(name=ch["name"], type=ch["type"], settings=ch.get(ch["type"], {}) or {},
                       enabled=ch.get("enabled", True),
                       routes=tuple(ch["routes"]) if "routes" in ch else None,
-                      line=lines.get(("channels", i)), identity=ch.get("identity"))
+                      line=lines.get(("channels", i)), identity=ch.get("identity"),
+                      source_org=ch.get("source_org"))
         for i, ch in enumerate(doc.get("channels", []) or [])
     )
     destinations = tuple(
@@ -394,8 +401,30 @@ def parse_config(text: str, *, file: Path, env: Mapping[str, str] | None = None)
     )
     routes = tuple(base / r for r in doc.get("routes", []) or [])
     return Config(engine=engine, channels=channels, destinations=destinations, routes=routes, file=file,
-                  lines=lines, version=hashlib.sha256(text.encode()).hexdigest()[:12],
+                  lines=lines, version=content_version(text, routes, engine.tables_dir or DEFAULT_TABLES_DIR),
                   loaded_at=time.time())
+
+
+def content_version(text: str, routes: Sequence[Path], tables_dir: Path) -> str:
+    """A hash of the config text and of every route file and code table it uses, so that `POST /reload`
+    and `/status` show a new version after a route or table change, not only after a config change."""
+    digest = hashlib.sha256(text.encode())
+    files: list[Path] = []
+    for pattern in routes:
+        name = str(pattern)
+        if any(ch in name for ch in "*?["):
+            files += sorted(Path(name).parent.glob(Path(name).name))
+        else:
+            files.append(Path(name))
+    if tables_dir.is_dir():
+        files += sorted(p for p in tables_dir.rglob("*") if p.is_file())
+    for path in files:
+        digest.update(b"\0" + str(path).encode() + b"\0")
+        try:
+            digest.update(path.read_bytes())
+        except OSError:
+            digest.update(b"(unreadable)")  # the route loader reports it with its file name
+    return digest.hexdigest()[:12]
 
 
 def _engine_section(eng: Mapping[str, Any], base: Path, lines: Mapping[KeyPath, int],

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the real servers the test suite starts: Debian's rabbitmq-server and chromium (+ CJK font),
-# and the checkers it runs: promtool (prometheus).
+# promtool (prometheus), which checks the alert rules, and node + npm, which fetch the FHIR R4B examples
+# package (scripts/fetch-fhir-examples.sh).
 # Idempotent: does nothing when they are already there. Needs root (CI runs as root) or sudo.
 set -euo pipefail
 need=()
@@ -10,6 +11,8 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 dpkg -s fonts-wqy-zenhei >/dev/null 2>&1 || need+=(fonts-wqy-zenhei)
 # promtool (Debian `prometheus`) checks deploy/prometheus/alerts.yml; the server itself is never started.
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

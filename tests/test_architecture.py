@@ -27,10 +27,7 @@ get no such exception."""
 PROBES_ALLOWED = {
     ("engine/config.py", "exc"):
         "PyYAML's MarkedYAMLError: `problem_mark` and `problem` are optional on its subclasses",
-    ("engine/fhir/parse.py", "resource"): "fhir.resources models (third-party): not every resource has "
-                                          "`type` / `entry`",
-    ("engine/fhir/parse.py", "entry"): "fhir.resources Bundle.entry (third-party)",
-    ("engine/fhir/parse.py", "search"): "fhir.resources Bundle.entry.search (third-party)",
+    ("channels/payload.py", "resource"): "fhir.resources models (third-party): only a Bundle has `entry`",
     ("engine/store/sqlite.py", "self._local"): "threading.local: the per-thread connection may not exist yet",
     ("engine/logs.py", "stream"): "any text stream (stdlib): not every one has `isatty`",
     ("engine/commands/messages.py", "args"): "argparse.Namespace: filter flags looked up by name",

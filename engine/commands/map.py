@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             item["error"] = r.error
         item["destinations"] = list(r.destinations)
         out.append(item)
-    matched = sorted({o.result.route_id.split("#")[0] for o in outcomes})
+    matched = sorted({o.result.route_id.split("#")[0] for o in outcomes if o.unrouted is None})
     print(f"matched routes: {', '.join(matched) if matched else '(none)'}", file=sys.stderr)
     print(json.dumps(out, ensure_ascii=False, indent=2))
-    return 0 if out and not any("error" in i for i in out) else 1
+    return 0 if matched and not any("error" in i for i in out) else 1

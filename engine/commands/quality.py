@@ -116,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        counter = from_store(conn, fields, since=since)
+        counter = from_store(conn, fields, since=since,
+                             channel_orgs={ch.name: ch.source_org for ch in config.channels if ch.source_org})
     except sqlite3.Error as exc:
         print(f"cannot read the store {path}: {exc}", file=sys.stderr)
         return 1

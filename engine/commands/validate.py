@@ -2,7 +2,8 @@
 
 Routes are compiled exactly as the engine compiles them (paths, transforms, tables, target fields
 against the dataset schema, destinations against the config); extra route files given on the command
-line are checked too. Any problem prints `file:line` and exits 1.
+line are checked too. Every problem found is printed as `key: what (file:line)`, one per line (not
+only the first), and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -23,22 +24,38 @@ def register(sub: Any) -> None:
 
 
 def validate(args: argparse.Namespace) -> int:
-    from engine.config import load_config
+    from engine.config import ConfigErrors, load_config
     from engine.errors import ConfigError
     from engine.mapping import DEFAULT_TABLES_DIR, build_router, load_router
     from engine.mapping.code_tables import load_tables
 
     try:
         config = load_config(args.config)
-        router = load_router(config)
-        tables_dir = config.engine.tables_dir or DEFAULT_TABLES_DIR
-        tables = load_tables(tables_dir)
-        extra = build_router(args.routes, schemas_dir=config.engine.schemas_dir,
-                             tables_dir=tables_dir).routes if args.routes else []
     except ConfigError as exc:
         print(f"{exc}", file=sys.stderr)
         return 1
-    routes = router.routes
+    tables_dir = config.engine.tables_dir or DEFAULT_TABLES_DIR
+    problems: list[ConfigError] = []
+    routes: list[object] = []
+    extra: list[object] = []
+    tables: dict[str, object] = {}
+    try:
+        tables = dict(load_tables(tables_dir))
+        routes = list(load_router(config).routes)
+    except ConfigError as exc:
+        problems += exc.errors if isinstance(exc, ConfigErrors) else [exc]
+    if args.routes:
+        try:
+            extra = list(build_router(args.routes, schemas_dir=config.engine.schemas_dir,
+                                      tables_dir=tables_dir).routes)
+        except ConfigError as exc:
+            problems += exc.errors if isinstance(exc, ConfigErrors) else [exc]
+    if problems:
+        unique = list(dict.fromkeys(str(p) for p in problems))
+        for text in unique:
+            print(text, file=sys.stderr)
+        print(f"{len(unique)} problem{'s' if len(unique) > 1 else ''} found", file=sys.stderr)
+        return 1
     print(f"{args.config}: valid ({len(config.channels)} channels, {len(config.destinations)} destinations,"
           f" {len(routes)} routes, {len(tables)} code tables)")
     if extra:

@@ -26,7 +26,6 @@ RELEASES = {"R4B": "fhir.resources.R4B", "R5": "fhir.resources"}
 JSON_TYPES = FHIR_JSON_TYPES | {"json"}
 XML_TYPES = FHIR_XML_TYPES | {"xml"}
 FHIR_NS = "http://hl7.org/fhir"
-SPLIT_BUNDLE_TYPES = frozenset({"transaction", "batch", "message", "collection", "searchset"})
 
 
 def model_class(resource_type: str, release: str = "R4B") -> type[BaseModel]:
@@ -178,24 +177,3 @@ def _invalid(resource_type: str, exc: ValidationError) -> FhirParseError:
 def to_dict(resource: FhirResource) -> dict[str, Any]:
     """The resource as FHIR JSON data (for FHIRPath evaluation and storage)."""
     return resource.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-
-def split_bundle(resource: FhirResource) -> list[FhirResource]:
-    """Each ``entry.resource`` of a transaction / batch / message / collection / searchset Bundle.
-
-    Other resources, and Bundles of other types (document, history, *-response), are one unit: they
-    come back as ``[resource]``. Searchset entries with ``search.mode = outcome`` (an
-    OperationOutcome about the search) are left out. Entries without a resource are skipped.
-    """
-    if resource.get_resource_type() != "Bundle":  # type: ignore[attr-defined]
-        return [resource]
-    if getattr(resource, "type", None) not in SPLIT_BUNDLE_TYPES:
-        return [resource]
-    out: list[FhirResource] = []
-    for entry in getattr(resource, "entry", None) or []:
-        search = getattr(entry, "search", None)
-        if search is not None and getattr(search, "mode", None) == "outcome":
-            continue
-        if entry.resource is not None:
-            out.append(entry.resource)
-    return out

@@ -65,6 +65,8 @@ class Outcome:
     org: str
     dataset: str | None
     invalid: list[str]
+    unrouted: str | None = None
+    """The resource type of a FHIR resource no route takes (`engine.mapping.router.unrouted`)."""
 
 
 def shown(value: Any) -> str:
@@ -100,14 +102,6 @@ def apply_field(fm: FieldMap, source: Source, record: Mapping[str, Any], file: s
                                path=fm.source_text, value=what,
                 route=file, line=fm.line) from None
     return value
-
-
-def org_from_uri(uri: str) -> str:
-    """`meta.source` → an organisation code: the last segment of a URI / OID URN."""
-    for sep in ("#", "/", ":"):
-        if sep in uri.rstrip(sep):
-            uri = uri.rstrip(sep).rsplit(sep, 1)[1]
-    return uri
 
 
 def source_org(route: Route, unit: Unit, errors: list[str]) -> str:

@@ -78,6 +78,8 @@ class Route:
     message_types: frozenset[str] = frozenset()
     message_codes: frozenset[str] = frozenset()
     resource_types: frozenset[str] = frozenset()
+    versions: frozenset[str] = frozenset()
+    """`match.version`: HL7 v2 versions (MSH-12.1) the route takes; empty = any."""
     when: Cond | None = None
     filters: tuple[FilterRule, ...] = ()
     target: str | None = None
@@ -114,6 +116,8 @@ class Route:
             mtype = header.get("message_type", "")
             if mtype not in self.message_types and header.get("message_code", "") not in self.message_codes:
                 return False
+        if self.versions and header.get("version", "") not in self.versions:
+            return False
         if self.kind == "fhir" and self.resource_types:
             if header.get("resource_type", "") not in self.resource_types:
                 return False

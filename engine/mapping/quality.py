@@ -31,6 +31,8 @@ from engine.datasets.registry import FieldInfo
 UNKNOWN_ORG = "(unknown)"
 _FIELD_IN_ERROR = re.compile(r"(?:^|; )\S+:\d+ ([A-Za-z_][\w.\[\]]*): ")
 _ROW_INDEX = re.compile(r"\[\d+\]")
+_UNROUTED = re.compile(r"no route takes (?:Bundle\.entry\[\d+\] \()?([A-Za-z]+)\)?(?: from (.+))?$")
+"""The filtered reason of an ``(unrouted)`` result (engine/mapping/router.py): resource type, sender."""
 
 
 def invalid_fields(error: str) -> list[str]:
@@ -74,6 +76,8 @@ class QualityCounter:
         self.fields = fields or {}
         self.since = time.time()
         self.orgs: dict[str, dict[str, dict[str, Any]]] = {}
+        self.unrouted: dict[str, dict[str, int]] = {}
+        """Organisation → FHIR resource type → resources no route took (Bundle entries included)."""
         self._plans: dict[str, Plan] = {}
 
     def _slot(self, org: str | None, dataset: str | None) -> dict[str, Any]:
@@ -122,9 +126,16 @@ class QualityCounter:
         elif filtered:
             slot["filtered"] += 1
 
+    def observe_unrouted(self, org: str | None, resource_type: str) -> None:
+        """Count one FHIR resource that no route took."""
+        by_type = self.unrouted.setdefault(org or UNKNOWN_ORG, {})
+        by_type[resource_type] = by_type.get(resource_type, 0) + 1
+
     def snapshot(self) -> dict[str, Any]:
-        """JSON-able counts: {since, organisations: {org: {dataset: {mapped, failed, filtered, fields}}}}."""
+        """JSON-able counts: {since, organisations: {org: {dataset: {mapped, failed, filtered, fields}}},
+        unrouted: {org: {resource type: count}}}."""
         return {"since": self.since,
+                "unrouted": {org: dict(sorted(by.items())) for org, by in sorted(self.unrouted.items())},
                 "organisations": {org: {ds: {**slot, "fields": {k: dict(v) for k, v in
                                                                  sorted(slot["fields"].items())}}
                                         for ds, slot in sorted(by.items())}
@@ -139,14 +150,24 @@ def dataset_fields(registry: Any) -> dict[str, dict[str, FieldInfo]]:
 
 
 def from_store(conn: sqlite3.Connection, fields: Mapping[str, Mapping[str, FieldInfo]], *,
-               since: float | None = None) -> QualityCounter:
-    """Recompute the counts from the `results` and `messages` tables (for ``yonglink quality``)."""
+               since: float | None = None, channel_orgs: Mapping[str, str] | None = None) -> QualityCounter:
+    """Recompute the counts from the `results` and `messages` tables (for ``yonglink quality``).
+
+    ``channel_orgs`` (channel → its config `source_org`) attributes failures of messages that name no
+    sender as the router did."""
     counter = QualityCounter(fields)
     counter.since = since or 0.0
+    orgs = channel_orgs or {}
     rows = conn.execute(
-        "SELECT m.sending_facility, r.dataset, r.record, r.filtered, r.error FROM results r"
-        " JOIN messages m ON m.id = r.message_id WHERE m.received_at >= ?", (since or 0.0,))
-    for facility, dataset, record_text, filtered, error in rows:
+        "SELECT m.sending_facility, r.dataset, r.record, r.filtered, r.error, r.route_id, m.channel"
+        " FROM results r JOIN messages m ON m.id = r.message_id WHERE m.received_at >= ?", (since or 0.0,))
+    for facility, dataset, record_text, filtered, error, route_id, channel in rows:
+        facility = facility or orgs.get(channel) or None
+        if route_id.startswith("(unrouted)"):  # engine.mapping.router.unrouted
+            found = _UNROUTED.search(filtered or "")
+            rtype, org = (found.group(1), found.group(2)) if found else ("(unknown)", None)
+            counter.observe_unrouted(org or facility, rtype)
+            continue
         record = orjson.loads(record_text) if record_text else None
         org = facility
         if record is not None:
@@ -168,6 +189,9 @@ def table(snapshot: Mapping[str, Any], *, top_fields: int = 5) -> str:
                          f"{shown}")
     if len(lines) == 1:
         lines.append("(no results)")
+    for org, by_type in snapshot.get("unrouted", {}).items():
+        listed = ", ".join(f"{rtype} {n}" for rtype, n in by_type.items())
+        lines.append(f"{org:<20} {'(unrouted FHIR resources)':<26} {listed}")
     return "\n".join(lines)
 
 

@@ -4,10 +4,19 @@ Selection is the same everywhere (engine pipeline, ``yonglink map``, route tests
 ``routes:`` list (if any), the route's ``match.channels``, HL7 message type / FHIR resourceType, then
 ``match.when``. A FHIR Bundle of type transaction / batch / message / collection / searchset is first
 offered whole to routes whose resource_type is ``Bundle`` (a lab report needs its DiagnosticReport and
-Observations together), then each entry is routed on its own; results are concatenated. An HL7 v2
-batch stored whole is split the same way. When one route maps several entries of a Bundle, the second
-and later results get route ids ``<id>#2``, ``#3`` ... (the store keeps one result per message and
-route id).
+Observations together), then each entry is routed on its own; results are concatenated
+(`engine.fhir.bundle.entries`: a DELETE entry is routed as a stub of what it deletes, operation
+``delete``). An HL7 v2 batch stored whole is split the same way. When one route maps several entries
+of a Bundle, the second and later results get route ids ``<id>#2``, ``#3`` ... (the store keeps one
+result per message and route id).
+
+A FHIR resource (a Bundle entry, or a resource stored alone) that no route takes is never dropped
+silently: it gets a filtered result ``(unrouted)`` naming the entry and its resource type, and is
+counted per resource type in the quality counters (``/status`` ``quality.unrouted``). Entries of a
+Bundle that a ``resource_type: Bundle`` route took are taken with it; a MessageHeader is read as the
+header. A resource without a business identifier gets a derived one
+(`engine.fhir.bundle.with_business_identifier`); a message that names no sender takes its channel's
+``source_org``.
 """
 
 from __future__ import annotations
@@ -15,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
+
+import orjson
 
 from engine.datasets.registry import DatasetRegistry
 from engine.errors import EngineError, MappingError
@@ -31,7 +42,10 @@ from engine.types import RouteResult, StoredMessage
 
 DEFAULT_FHIR_RELEASE = "R4B"
 """fhir.resources release used to parse FHIR (the R4 family Chinese FHIR IGs use)."""
-SPLIT_BUNDLE_TYPES = frozenset({"transaction", "batch", "message", "collection", "searchset"})
+UNROUTED = "(unrouted)"
+"""Route id of the filtered result recording a FHIR resource no route takes."""
+TAKEN_AS_HEADER = frozenset({"MessageHeader"})
+"""Entries read as the message's header (sender, event; `engine.fhir.source.fhir_header`), not data."""
 
 
 class Router:
@@ -40,12 +54,15 @@ class Router:
     def __init__(self, routes: list[Route], *, datasets: DatasetRegistry | None,
                  channel_routes: Mapping[str, frozenset[str] | None] | None = None,
                  metrics: Metrics | None = None, fhir_release: str = DEFAULT_FHIR_RELEASE,
-                 channel_conventions: Mapping[str, tuple[Convention, ...]] | None = None) -> None:
+                 channel_conventions: Mapping[str, tuple[Convention, ...]] | None = None,
+                 channel_orgs: Mapping[str, str] | None = None) -> None:
         self.routes = routes
         self.datasets = datasets
         self.channel_routes = dict(channel_routes or {})
         self.channel_conventions = dict(channel_conventions or {})
         """Resident-ID conventions per channel name (config `channels[].identity.conventions`)."""
+        self.channel_orgs = dict(channel_orgs or {})
+        """Channel → its `source_org`: the sender of messages that name none."""
         self.metrics = metrics
         self.fhir_release = fhir_release
         self.quality = QualityCounter(dataset_fields(datasets))
@@ -84,28 +101,39 @@ class Router:
             return [outcome]
         outcomes: list[Outcome] = []
         seen: dict[str, int] = {}
-        for unit in units:
+        bundle_taken = False
+        for n, unit in enumerate(units):
+            route_outcomes: list[Outcome] = []
             for route in self.select(msg.channel, unit, only=only):
                 try:
-                    route_outcomes = run_route(route, unit, self.datasets)
+                    route_outcomes += run_route(route, unit, self.datasets)
                 except MappingError as exc:  # e.g. a FHIRPath that fails at run time on this input
                     result = RouteResult(route_id=route.id, dataset=route.target,
                                          error=f"{route.file}: {exc}", destinations=route.destinations)
                     org = unit.source.header.get("sending_facility") or ""
-                    route_outcomes = [Outcome(result, org, route.target, [])]
-                for out in route_outcomes:
-                    n = seen[route.id] = seen.get(route.id, 0) + 1
-                    if n > 1:
-                        out.result = replace(out.result, route_id=f"{route.id}#{n}")
-                    if observe:
-                        self.observe(out)
-                    outcomes.append(out)
+                    route_outcomes.append(Outcome(result, org, route.target, []))
+            if n == 0 and len(units) > 1:  # the Bundle itself: its entries follow
+                bundle_taken = bool(route_outcomes)
+            elif (not route_outcomes and only is None and not bundle_taken and unit.source.kind == "fhir"
+                  and unit.source.header.get("resource_type") not in TAKEN_AS_HEADER):
+                route_outcomes.append(unrouted(unit))
+            for out in route_outcomes:
+                rid = out.result.route_id
+                k = seen[rid] = seen.get(rid, 0) + 1
+                if k > 1:
+                    out.result = replace(out.result, route_id=f"{rid}#{k}")
+                if observe:
+                    self.observe(out)
+                outcomes.append(out)
         return outcomes
 
     def observe(self, out: Outcome) -> None:
         """Count one route outcome in the data-quality counters (also for outcomes mapped elsewhere:
         engine/mapping/pool.py maps in worker processes and observes here)."""
         r = out.result
+        if out.unrouted is not None:
+            self.quality.observe_unrouted(out.org, out.unrouted)
+            return
         self.quality.observe(out.org, out.dataset, record=r.record, error=r.error,
                              filtered=r.filtered is not None, invalid=out.invalid)
 
@@ -152,8 +180,9 @@ class Router:
         """Parse the payload: one unit for HL7 v2 or a FHIR resource; Bundle + its entries for Bundles."""
         raw = msg.raw or b""
         ctype = msg.content_type.split(";", 1)[0].strip().lower()
+        channel_org = self.channel_orgs.get(msg.channel, "")
         base = {"message_id": msg.id, "received_at": msg.received_at, "channel": msg.channel,
-                "sending_facility": msg.sending_facility,
+                "sending_facility": msg.sending_facility or channel_org or None,
                 "conventions": self.channel_conventions.get(msg.channel, ())}
         if ctype in HL7_CONTENT_TYPES:
             text = decode(raw, msg.charset or sniff_charset(raw))
@@ -165,36 +194,68 @@ class Router:
         if ctype in FHIR_CONTENT_TYPES:
             from engine.fhir.parse import parse_fhir, to_dict
 
-            data = to_dict(parse_fhir(raw, content_type=ctype, release=self.fhir_release))
-            return fhir_units(data, self.fhir_release, base)
+            meta = msg.metadata or {}
+            if meta.get("request_method") == "DELETE":  # a stub of what a DELETE entry deletes, stored by
+                data = orjson.loads(raw)                 # the intake (engine.fhir.bundle.delete_stub): it
+            else:                                        # lacks the resource's required elements
+                data = to_dict(parse_fhir(raw, content_type=ctype, release=self.fhir_release))
+            parent = {"sending_facility": msg.sending_facility or ""}
+            return fhir_units(data, self.fhir_release, base, method=meta.get("request_method"),
+                              parent=parent, channel_org=channel_org, entry=meta.get("bundle_entry"))
         raise ValueError(f"content type {msg.content_type!r} is neither HL7 v2 nor FHIR")
 
 
-def fhir_units(data: dict[str, Any], release: str, base: Mapping[str, Any]) -> list[Unit]:
-    """A FHIR resource as units: itself, and for splittable Bundles each entry resource too."""
+def unrouted(unit: Unit) -> Outcome:
+    """The filtered result recording a FHIR resource no route takes (never dropped silently)."""
+    rtype = unit.source.header.get("resource_type") or "(unknown)"
+    entry = unit.extra.get("bundle_entry")
+    where = f"Bundle.entry[{entry}] ({rtype})" if entry is not None else rtype
+    org = unit.source.header.get("sending_facility") or unit.sending_facility or ""
+    sender = f" from {org}" if org else ""  # the org is read back by `yonglink quality` (quality.py)
+    result = RouteResult(route_id=UNROUTED, filtered=f"no route takes {where}{sender}")
+    return Outcome(result, org, None, [], unrouted=rtype)
+
+
+def fhir_units(data: dict[str, Any], release: str, base: Mapping[str, Any], *, method: str | None = None,
+               parent: Mapping[str, str] | None = None, channel_org: str = "",
+               entry: str | None = None) -> list[Unit]:
+    """A FHIR resource as units: itself, and for splittable Bundles each entry (`bundle.entries`).
+
+    ``method`` is the request method of a Bundle entry stored alone; ``parent`` the header facts of the
+    Bundle it came from (its sender); ``channel_org`` the channel's `source_org`.
+    """
+    from engine.fhir.bundle import entries, with_business_identifier
     from engine.fhir.source import FhirSource
 
-    whole = Unit(source=FhirSource(data, release=release, header=_header(data, release, {})), fhir=data,
-                 **base)
-    if data.get("resourceType") != "Bundle" or data.get("type") not in SPLIT_BUNDLE_TYPES:
+    bundle_header = _header(data, release, parent or {}, channel_org)
+    found = entries(data)
+    enriched = {e.index: with_business_identifier(e.resource, _header(e.resource, release, bundle_header,
+                                                                      channel_org)["sending_facility"],
+                                                  release) for e in found}
+    if any(enriched[e.index] is not e.resource for e in found):
+        data = {**data, "entry": [({**ent, "resource": enriched[i]} if i in enriched and "resource" in ent
+                                   else ent) for i, ent in enumerate(data.get("entry") or [])]}
+    data = with_business_identifier(data, bundle_header["sending_facility"], release)
+    extra = {"bundle_entry": entry} if entry is not None else {}
+    whole = Unit(source=FhirSource(data, release=release, header=bundle_header), fhir=data,
+                 request_method=method, extra=extra, **base)
+    if not found:
         return [whole]
-    bundle_header = whole.source.header
     units = [whole]
-    for entry in data.get("entry") or []:
-        resource = entry.get("resource")
-        if not isinstance(resource, dict) or (entry.get("search") or {}).get("mode") == "outcome":
-            continue
-        header = _header(resource, release, bundle_header)
-        method = (entry.get("request") or {}).get("method")
+    for e in found:
+        resource = enriched[e.index]
+        header = _header(resource, release, bundle_header, channel_org)
         units.append(Unit(source=FhirSource(resource, release=release, header=header), fhir=resource,
-                          request_method=method, **base))
+                          request_method=e.method, extra={"bundle_entry": str(e.index)}, **base))
     return units
 
 
-def _header(data: dict[str, Any], release: str, parent: Mapping[str, str]) -> dict[str, str]:
-    """FHIR header; sending_facility falls back to the parent Bundle's, then to this `meta.source`."""
+def _header(data: dict[str, Any], release: str, parent: Mapping[str, str], channel_org: str = ""
+            ) -> dict[str, str]:
+    """FHIR header; sending_facility: MessageHeader.source.name, the parent Bundle's, this `meta.source`,
+    the channel's `source_org`, then the Organization the resource names."""
+    from engine.fhir.bundle import org_from_uri
     from engine.fhir.source import fhir_header
-    from engine.mapping.mapper import org_from_uri
 
     header = fhir_header(data, release)
     for key in ("sending_facility", "sending_application", "receiving_facility", "trigger_event"):
@@ -203,7 +264,7 @@ def _header(data: dict[str, Any], release: str, parent: Mapping[str, str]) -> di
     if not header["sending_facility"] and isinstance(meta_source, str):
         header["sending_facility"] = org_from_uri(meta_source)
     if not header["sending_facility"]:
-        header["sending_facility"] = referenced_org(data) or ""
+        header["sending_facility"] = channel_org or referenced_org(data) or ""
     return header
 
 

@@ -160,7 +160,7 @@ def run_case(router: Router, case: Case) -> CaseResult:
                         content_type=case.content_type, state=MessageState.RECEIVED, raw=case.payload)
     if case.route is not None and case.route not in {r.id for r in router.routes}:
         return CaseResult(case, False, f"unknown route {case.route!r}")
-    all_results = router.route_outcomes(msg, observe=False)
+    all_results = [o for o in router.route_outcomes(msg, observe=False) if o.unrouted is None]
     results = [o.result for o in all_results if case.route is None or o.result.route_id == case.route
                or o.result.route_id.startswith(f"{case.route}#") or o.result.route_id == "(parse)"]
     exp = case.expect

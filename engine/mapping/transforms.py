@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import ConfigError, MappingError
-from engine.mapping import formats
+from engine.mapping import formats, options
 from engine.mapping.code_tables import CodeTable
 from engine.mapping.expr import Cond
 from engine.message_view import Source
@@ -418,7 +418,10 @@ def compile_transform(spec: Any, env: CompileEnv) -> Step:
     """A transform spec from YAML (a name, or a one-key mapping name → settings) → a `Step`.
 
     Raises ConfigError (without file:line; the route loader adds it) for unknown names or settings.
+    Option values are checked against their sets first (`engine.mapping.options`), also for transforms
+    nested in another (`by_system`'s per-system steps).
     """
+    spec = options.normalise(spec)
     if isinstance(spec, str):
         name, settings, bare = spec, None, True
     elif isinstance(spec, Mapping) and len(spec) == 1:

@@ -1,4 +1,4 @@
-"""parse_fhir and split_bundle: JSON and XML, FHIR element paths in errors, bundle routing."""
+"""parse_fhir (JSON and XML, FHIR element paths in errors) and Bundle entries (engine.fhir.bundle)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from engine.errors import FhirParseError
-from engine.fhir.parse import parse_fhir, split_bundle, to_dict
+from engine.fhir.bundle import entries
+from engine.fhir.parse import parse_fhir, to_dict
 
 FHIR = Path(__file__).resolve().parents[2] / "samples" / "fhir"
 
@@ -95,23 +96,22 @@ def test_bad_payloads_give_a_clear_reason(raw: str, content_type: str, reason: s
     assert info.value.issues
 
 
+def split(text: str) -> list[str]:
+    """Resource types of the entries `engine.fhir.bundle.entries` routes one by one."""
+    return [e.resource["resourceType"] for e in entries(to_dict(parse_fhir(text, content_type="json")))]
+
+
 def test_transaction_bundle_splits_into_its_resources() -> None:
     """Each entry.resource of a transaction is routed on its own."""
-    bundle = parse_fhir(load("bundle_transaction.json"), content_type="json")
-    assert [r.get_resource_type() for r in split_bundle(bundle)] == ["Patient", "Encounter", "Condition"]
+    assert split(load("bundle_transaction.json")) == ["Patient", "Encounter", "Condition"]
 
 
 def test_collection_and_message_bundles_split_and_single_resources_do_not() -> None:
     """collection/message bundles split; a Patient or a document bundle stays one unit."""
-    report = parse_fhir(load("bundle_diagnostic_report.json"), content_type="json")
-    assert [r.get_resource_type() for r in split_bundle(report)] == (
-        ["DiagnosticReport"] + ["Observation"] * 4)
-    message = parse_fhir(load("bundle_message.json"), content_type="json")
-    assert [r.get_resource_type() for r in split_bundle(message)] == ["MessageHeader", "Patient"]
-    patient = parse_fhir(load("patient_zh.json"), content_type="json")
-    assert split_bundle(patient) == [patient]
-    doc = parse_fhir('{"resourceType":"Bundle","type":"document"}', content_type="json")
-    assert split_bundle(doc) == [doc]
+    assert split(load("bundle_diagnostic_report.json")) == ["DiagnosticReport"] + ["Observation"] * 4
+    assert split(load("bundle_message.json")) == ["MessageHeader", "Patient"]
+    assert split(load("patient_zh.json")) == []
+    assert split('{"resourceType":"Bundle","type":"document"}') == []
 
 
 def test_searchset_outcome_entries_are_left_out() -> None:
@@ -120,8 +120,7 @@ def test_searchset_outcome_entries_are_left_out() -> None:
            '{"resource":{"resourceType":"Patient","id":"a"},"search":{"mode":"match"}},'
            '{"resource":{"resourceType":"OperationOutcome","issue":[{"severity":"warning",'
            '"code":"informational"}]},"search":{"mode":"outcome"}}]}')
-    found = split_bundle(parse_fhir(raw, content_type="json"))
-    assert [r.get_resource_type() for r in found] == ["Patient"]
+    assert split(raw) == ["Patient"]
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in FHIR.iterdir()))
