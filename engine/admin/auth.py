@@ -70,8 +70,12 @@ def presented_token(request: web.Request) -> str | None:
 
 
 def token_matches(given: str | None, token: str) -> bool:
-    """Constant-time comparison, so response timing does not reveal how much of a guess was right."""
-    return given is not None and hmac.compare_digest(given.encode(), token.encode())
+    """Constant-time comparison, so response timing does not reveal how much of a guess was right.
+
+    aiohttp decodes header bytes that are not UTF-8 to lone surrogates (`surrogateescape`); encoding
+    them back the same way compares the bytes sent (a plain `.encode()` raised: 500 instead of 401)."""
+    return given is not None and hmac.compare_digest(given.encode("utf-8", errors="surrogateescape"),
+                                                     token.encode())
 
 
 def is_loopback(request: web.Request) -> bool:
