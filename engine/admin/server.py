@@ -3,8 +3,8 @@
 Routes (every response is JSON, errors included, except `/metrics`, which is Prometheus text):
 
 - `GET /healthz` — the process is alive; never needs the token.
-- `GET /readyz` — 503 while an enabled channel is not `started` or the store does not commit; the body
-  lists why.
+- `GET /readyz` — 503 while an enabled channel is not `started`, the store does not commit or is full;
+  the body lists why.
 - `GET /status` — `Engine.status()`: engine, store, channels, destinations, data quality.
 - `GET /metrics` — Prometheus text; state gauges are refreshed from `/status` at scrape time.
 - `GET /messages`, `GET /messages/{id}` — engine/admin/messages_api.py.
@@ -165,7 +165,10 @@ class AdminServer:
     async def readyz(self, request: web.Request) -> web.Response:
         reasons = [f"channel {c.name} is {c.state.value}" for c in self.engine.channels.values()
                    if c.config.enabled and c.state is not ChannelState.STARTED]
-        if not await self.engine.store.check_writable():
+        if self.engine.store.full:  # a probe that fits in its page could still commit: say it plainly
+            reasons.append("store is full (store.max_size reached or disk full): new messages are refused "
+                           "and deliveries cannot be recorded until space is freed")
+        elif not await self.engine.store.check_writable():
             reasons.append("store is not writable")
         if reasons:
             return json_response({"ready": False, "reasons": reasons, "error": "; ".join(reasons)},
