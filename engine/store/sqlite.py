@@ -127,6 +127,7 @@ class SqliteStore(Store):
 
     async def open(self, ddl: Sequence[str]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _owner_only(self.path)
         self._loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = self._loop.create_future()
         self._thread = threading.Thread(target=self._run_writer, args=(list(ddl), ready),
@@ -323,6 +324,26 @@ CORE_DDL = """
 CREATE TABLE IF NOT EXISTS engine_meta (key TEXT PRIMARY KEY, value TEXT);
 """
 """Tables the store itself needs; each room adds its own DDL."""
+
+
+FILE_MODE = 0o600
+"""The database holds raw messages (patient data): owner read/write only, whatever the umask."""
+
+
+def _owner_only(path: Path) -> None:
+    """Create the database file 0600 before SQLite opens it, and tighten one an older version left
+    0644. SQLite creates `-wal` and `-shm` with the database file's mode (unix VFS `findCreateFileMode`),
+    so they follow; existing ones are tightened too."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm", "-journal"):
+        try:
+            os.chmod(f"{path}{suffix}", FILE_MODE)
+        except FileNotFoundError:
+            pass
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
