@@ -43,7 +43,10 @@ def python_codec(charset: str) -> str:
     """The Python codec for a Table 0211 name or codec name; raise `LookupError` when unknown."""
     name = TABLE_0211.get(charset.strip().upper())
     if name is None:
-        name = codecs.lookup(charset.strip()).name
+        try:
+            name = codecs.lookup(charset.strip()).name
+        except ValueError:  # "embedded null character": unknown, like any other bad label (#16 fuzzing)
+            raise LookupError(f"unknown encoding: {charset!r}") from None
     return name
 
 
