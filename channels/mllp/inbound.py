@@ -68,6 +68,7 @@ class MllpInbound(Inbound):
             raise ConfigError(f"framing must be strict or lenient, not {framing!r}", key=f"{key}.framing")
         self.lenient_framing = framing == "lenient"
         self.throttle = LogThrottle()  # refusals and discarded bytes: one line per interval per channel
+        self.refused = 0
         self.ack_mode = str(settings.get("ack", "on_receipt"))
         processing_timeout = parse_duration(settings.get("processing_timeout", DEFAULT_PROCESSING_TIMEOUT),
                                             key=f"{key}.processing_timeout")
@@ -108,7 +109,7 @@ class MllpInbound(Inbound):
             host, port = self._server.sockets[0].getsockname()[:2]
             listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         return {"listen": listen, "tls": bool(self.tls), "ack": self.ack_mode,
-                "max_connections": self.max_connections,
+                "max_connections": self.max_connections, "connections_refused": self.refused,
                 "framing": "lenient" if self.lenient_framing else "strict"}
 
     @property
@@ -121,6 +122,7 @@ class MllpInbound(Inbound):
     def admit(self, conn: MllpConnection) -> bool:
         """Count a new connection, or refuse it beyond `max_connections`."""
         if len(self.connections) >= self.max_connections:
+            self.refused += 1
             return False
         self.connections.add(conn)
         self._count()

@@ -8,7 +8,7 @@ it (p99 under a loose bound, every message AA).
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -60,24 +60,41 @@ async def closed_by_server(reader: asyncio.StreamReader, within: float) -> bool:
 
 
 class NormalSender:
-    """Sends ADT^A01 after ADT^A01 on one MLLP connection until stopped; records ACK latencies."""
+    """Sends ADT^A01 after ADT^A01 on one MLLP connection until stopped; records ACK latencies.
+
+    It runs on its own event loop in its own thread, so the hostile client coroutines of the test (which
+    share the engine's loop) cannot starve it of turns: what it measures is how long the engine takes
+    to answer, not how often the test let it ask.
+    """
 
     def __init__(self, port: int, *, pause: float = 0.005) -> None:
         self.port = port
         self.pause = pause
         self.latencies: list[float] = []
         self.msa1: list[str] = []
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._first = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="normal-sender", daemon=True)
 
     async def __aenter__(self) -> NormalSender:
-        self._task = asyncio.create_task(self._run())
+        self._thread.start()
+        await asyncio.to_thread(self._first.wait, 10.0)  # answered once before the hostile part starts
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         self._stop.set()
-        if self._task is not None:
-            await self._task
+        await asyncio.to_thread(self._thread.join, 30)
+        if self.error is not None:
+            raise AssertionError(f"the normal sender failed: {self.error!r}") from self.error
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._run())
+        except BaseException as exc:  # reported by __aexit__
+            self.error = exc
+        finally:
+            self._first.set()
 
     async def _run(self) -> None:
         async with MllpClient("127.0.0.1", self.port, timeout=10.0) as client:
@@ -88,8 +105,8 @@ class NormalSender:
                 ack = await client.send(adt(f"NORMAL-{n}"))
                 self.latencies.append(time.perf_counter() - started)
                 self.msa1.append(ack.split(b"\rMSA|", 1)[1][:2].decode())
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), self.pause)
+                self._first.set()
+                await asyncio.sleep(self.pause)
 
     def p99(self) -> float:
         ordered = sorted(self.latencies)
