@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import glob
 import importlib.util
 import json
 import os
@@ -291,6 +292,11 @@ def store_counts(db: Path) -> tuple[int, int, int]:
         conn.close()
 
 
+def store_bytes(tmp: Path) -> int:
+    """The store's size on disk: the database file and its WAL."""
+    return sum(os.path.getsize(p) for p in glob.glob(f"{tmp}/soak.db*"))
+
+
 def p99_ms(values: list[float]) -> float:
     if not values:
         return 0.0
@@ -349,7 +355,11 @@ async def soak(args: argparse.Namespace, tmp: Path, amqp_url: str | None) -> int
     await (sink.runner.cleanup() if sink.runner else asyncio.sleep(0))
 
     acked = sum(traffic.sent.values())
-    print(f"\ntotal: {acked:,} messages answered positively ({traffic.sent}), {msgs:,} stored, "
+    db_bytes = store_bytes(tmp)
+    per = db_bytes / max(msgs, 1) / 1024
+    print(f"\nstore: {db_bytes / 1e6:.1f} MB for {msgs:,} messages = {per:.1f} KiB per message "
+          "(raw + delivery payload + attempt log; docs/operations-sizing.md)")
+    print(f"total: {acked:,} messages answered positively ({traffic.sent}), {msgs:,} stored, "
           f"{len(sink.delivered):,} distinct deliveries at the sink ({sink.refused:,} refused while down), "
           f"dead {dead}, still queued {queued}")
     failures += check_bounds(rows, args, acked=acked, stored=msgs, dead=dead, queued=queued)
