@@ -9,7 +9,7 @@ RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 CONFIG ?= config.example.yaml
 
-.PHONY: run test lint pytest bench system-deps fhir-examples clean
+.PHONY: run test lint pytest bench fuzz soak system-deps fhir-examples clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,17 @@ test: lint pytest
 
 bench: $(TEST_STAMP)
 	$(BIN)/python bench/run_all.py
+
+# Long fuzzing campaigns: the property tests of tests/fuzz/ with FUZZ_FACTOR (default 50) times the cases of
+# `make test`, random instead of derandomized, failing examples kept in tests/fuzz/corpus/hypothesis/.
+FUZZ_FACTOR ?= 50
+fuzz: $(STAMP)
+	YONGLINK_FUZZ=1 YONGLINK_FUZZ_FACTOR=$(FUZZ_FACTOR) $(BIN)/pytest -q tests/fuzz --timeout=0
+
+# Soak: mixed MLLP/HTTP/AMQP traffic against a flapping destination (bench/soak.py; MINUTES default 60).
+MINUTES ?= 60
+soak: $(STAMP) system-deps
+	$(BIN)/python bench/soak.py --minutes $(MINUTES)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache test-artifacts .cache

@@ -78,6 +78,10 @@ class StoreError(EngineError):
     """Raised when the durable store cannot commit or read; never ACK positively after this."""
 
 
+class StoreFullError(StoreError):
+    """Raised when a commit needs space the store does not have (`store.max_size` reached, or disk full)."""
+
+
 # --- mapping ------------------------------------------------------------------------------------
 
 

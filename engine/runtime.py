@@ -228,11 +228,14 @@ class Engine:
         return await self.channels[channel].control(action)
 
     async def readiness(self) -> list[str]:
-        """Why the engine is not ready (`GET /readyz`): enabled channels not started, a store that
-        does not commit. Empty when ready."""
+        """Why the engine is not ready (`GET /readyz`): enabled channels not started, a store that is
+        full or does not commit. Empty when ready."""
         reasons = [f"channel {c.name} is {c.state.value}" for c in self.channels.values()
                    if c.config.enabled and c.state is not ChannelState.STARTED]
-        if not await self.store.check_writable():
+        if self.store.full:  # a probe that fits in its page could still commit: say it plainly
+            reasons.append("store is full (store.max_size reached or disk full): new messages are refused "
+                           "and deliveries cannot be recorded until space is freed")
+        elif not await self.store.check_writable():
             reasons.append("store is not writable")
         return reasons
 

@@ -28,6 +28,8 @@ PROBES_ALLOWED = {
     ("engine/config.py", "exc"):
         "PyYAML's MarkedYAMLError: `problem_mark` and `problem` are optional on its subclasses",
     ("channels/payload.py", "resource"): "fhir.resources models (third-party): only a Bundle has `entry`",
+    ("engine/store/sqlite.py", "exc"): "sqlite3.Error (stdlib): `sqlite_errorcode` is set only on errors "
+                                       "SQLite raised, not on ones constructed in code",
     ("engine/store/sqlite.py", "self._local"): "threading.local: the per-thread connection may not exist yet",
     ("engine/logs.py", "stream"): "any text stream (stdlib): not every one has `isatty`",
     ("engine/commands/messages.py", "args"): "argparse.Namespace: filter flags looked up by name",

@@ -62,9 +62,9 @@ class Authenticator:
         presented: bytes | None = None
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if self._bearer and scheme.lower() == "bearer" and token.strip():
-            presented, secrets = token.strip().encode(), self._bearer
+            presented, secrets = _header_bytes(token.strip()), self._bearer
         elif self._api_keys and request.headers.get(self.api_key_header):
-            presented, secrets = request.headers[self.api_key_header].encode(), self._api_keys
+            presented, secrets = _header_bytes(request.headers[self.api_key_header]), self._api_keys
         if presented is None:
             return 401, "credentials required"
         ok = False
@@ -75,6 +75,13 @@ class Authenticator:
     def challenge(self) -> dict[str, str]:
         """`WWW-Authenticate` for a 401 (RFC 6750 §3)."""
         return {"WWW-Authenticate": 'Bearer realm="yonglink"'} if self._bearer else {}
+
+
+def _header_bytes(value: str) -> bytes:
+    """A header value back as the bytes the client sent: aiohttp decodes headers as UTF-8 with
+    `surrogateescape`, so raw non-UTF-8 bytes (a hostile or broken client) become lone surrogates that
+    a plain `.encode()` cannot encode - that was a 500 instead of a 401."""
+    return value.encode("utf-8", errors="surrogateescape")
 
 
 def _names(value: object) -> list[str]:

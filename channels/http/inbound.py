@@ -14,6 +14,12 @@ Endpoints under the channel's `base_path`:
 Credentials are checked, and `Content-Length` compared with `max_body_bytes`, before the body is
 read (also in the `Expect: 100-continue` handler, so a refused client never sends it); the limit is
 enforced again while reading for chunked bodies.
+
+Hostile peers are bounded (channels/http/limits.py): at most `max_connections` connections (default
+256; more get 503 and are closed, logged at most once per 10 s), a request's headers must be complete
+within `header_timeout` of the connection opening or of the previous response (default 30 s; also the
+keep-alive idle limit), and its body within `body_timeout` of the handler starting to read it (default
+60 s; then 408 and the connection is closed, nothing is stored: nothing was received whole).
 """
 
 from __future__ import annotations
@@ -27,10 +33,11 @@ from aiohttp import web
 
 from channels.base import ChannelContext, Inbound
 from channels.http.auth import Authenticator
+from channels.http.limits import DEFAULT_MAX_CONNECTIONS, ConnectionCap, LimitedSite
 from channels.http.responses import Issue, openapi, operation_outcome
 from channels.payload import FHIR_MEDIA_TYPES, Envelope, Hl7Item, fhir_messages, hl7v2_items, media_type
 from channels.tls import relative_to, server_context
-from engine.config import parse_listen, parse_size
+from engine.config import parse_duration, parse_listen, parse_size
 from engine.errors import FhirParseError, StoreError
 from engine.hl7v2.ack import build_ack
 from engine.hl7v2.charset import printable_label, python_codec
@@ -41,6 +48,10 @@ DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 """10 MiB: far above any real HL7 v2 message or FHIR Bundle a hospital posts in one go."""
 READ_CHUNK = 64 * 1024
+DEFAULT_HEADER_TIMEOUT = 30.0
+"""Seconds a connection has to send a request's complete headers (from opening or the last response)."""
+DEFAULT_BODY_TIMEOUT = 60.0
+"""Seconds a request has to send its whole body once the handler reads it."""
 RETRY_AFTER_SECONDS = "5"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -59,11 +70,19 @@ class HttpInbound(Inbound):
         self.release: str = settings.get("fhir_release", "R4B")
         self.split_bundles: bool = settings.get("split_bundles", True)
         self.auth = Authenticator(settings.get("auth") or {}, channel=name)
+        key = f"channels.{name}.http"
+        self.header_timeout = parse_duration(settings.get("header_timeout", DEFAULT_HEADER_TIMEOUT),
+                                             key=f"{key}.header_timeout")
+        self.body_timeout = parse_duration(settings.get("body_timeout", DEFAULT_BODY_TIMEOUT),
+                                           key=f"{key}.body_timeout")
+        cap = int(settings.get("max_connections", DEFAULT_MAX_CONNECTIONS))
+        self.cap = ConnectionCap(channel=name, max_connections=cap)
         self._tls = settings.get("tls")
         self._runner: web.AppRunner | None = None
         self._ack_prefix = new_id()[-10:] + "-"
         self._acks = 0
         self._observe: Callable[[float], None] = context.observe_ack
+        self._throttle = self.cap.throttle
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -74,12 +93,15 @@ class HttpInbound(Inbound):
                               (f"{self.base}/fhir/{{resource_type}}", self._fhir)):
             app.router.add_post(path, self._guarded(handler), expect_handler=self._expect)
         app.router.add_get(f"{self.base}/openapi.json", self._openapi)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # keepalive_timeout is aiohttp's wait for a request (complete headers) on an open connection:
+        # our header timeout. A handler in progress is not affected by it.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                               keepalive_timeout=self.header_timeout)
         await runner.setup()
         ssl_context = server_context(self._tls, key=f"channels.{self.name}.http.tls",
                                      resolve=relative_to(self.context.config_dir))
-        site = web.TCPSite(runner, self.host, self.port, ssl_context=ssl_context,
-                           reuse_address=True)
+        site = LimitedSite(runner, self.host, self.port, cap=self.cap, ssl_context=ssl_context,
+                           reuse_address=True, backlog=1024)
         try:
             await site.start()
         except BaseException:
@@ -98,7 +120,8 @@ class HttpInbound(Inbound):
         scheme = "https" if self._tls else "http"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return {"listen": f"{host}:{self.port}", "url": f"{scheme}://{host}:{self.port}{self.base}/",
-                "auth": self.auth.required or bool(self.auth.allowed_clients)}
+                "auth": self.auth.required or bool(self.auth.allowed_clients),
+                "max_connections": self.cap.max_connections, "connections_refused": self.cap.refused}
 
     # --- guards -----------------------------------------------------------------------------------
 
@@ -139,13 +162,25 @@ class HttpInbound(Inbound):
                 stats.connections_open -= 1
         return guarded
 
-    async def _read_body(self, request: web.Request) -> bytes | None:
-        """The body, or None once it exceeds `max_body_bytes` (chunked bodies have no length)."""
+    async def _read_body(self, request: web.Request) -> bytes | web.Response:
+        """The body, or the refusal: 413 once it exceeds `max_body_bytes` (chunked bodies have no
+        length), 408 when it is not complete within `body_timeout` (a slow-body peer holds nothing)."""
         buf = bytearray()
-        async for chunk in request.content.iter_chunked(READ_CHUNK):
-            buf += chunk
-            if len(buf) > self.max_body:
-                return None
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                async for chunk in request.content.iter_chunked(READ_CHUNK):
+                    buf += chunk
+                    if len(buf) > self.max_body:
+                        return _too_large(self.max_body)
+        except TimeoutError:
+            ok, suppressed = self._throttle.allow("body_timeout")
+            if ok:
+                self.context.log.warning("request body timeout: 408, connection closed",
+                                         peer=request.remote, bytes=len(buf),
+                                         body_timeout=self.body_timeout, suppressed=suppressed)
+            resp = web.Response(status=408, text=f"body not received within {self.body_timeout:g} s\n")
+            resp.force_close()
+            return resp
         return bytes(buf)
 
     def _envelope(self, request: web.Request) -> Envelope:
@@ -160,8 +195,8 @@ class HttpInbound(Inbound):
         if kind not in HL7V2_TYPES:
             return _unsupported(kind, sorted(HL7V2_TYPES))
         raw = await self._read_body(request)
-        if raw is None:
-            return _too_large(self.max_body)
+        if isinstance(raw, web.Response):
+            return raw
         started = time.perf_counter()
         env = self._envelope(request)
         if charset:
@@ -235,8 +270,8 @@ class HttpInbound(Inbound):
                                               "application/fhir+json or application/fhir+xml", None)])
             return web.Response(status=415, body=body, headers={"Content-Type": ctype})
         raw = await self._read_body(request)
-        if raw is None:
-            return _too_large(self.max_body)
+        if isinstance(raw, web.Response):
+            return raw
         started = time.perf_counter()
         env = self._envelope(request)
         try:

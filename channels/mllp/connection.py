@@ -6,6 +6,12 @@ only, so acknowledgments go out in the order the frames arrived (a sender may pi
 commits themselves overlap and share group commits. One timer per connection enforces the idle
 timeout and the read timeout of a started frame; it is rescheduled from timestamps, not reset on every
 read.
+
+Only frame bytes are activity: a read that the decoder discards entirely (bytes outside a frame, a
+bare newline) does not move the idle deadline, so a peer that sends `\n` every few seconds is closed
+after `idle_timeout` like a silent one. The idle timeout runs between frames, the read timeout from
+a frame's start block to its end block. Log lines a peer can provoke at will (discarded bytes,
+refusals) are rate-limited per channel (engine/log_throttle.py).
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ import structlog
 
 from channels.mllp.framing import Discarded, FrameDecoder, Oversize, encode_frame
 from channels.mllp.handler import Reply, best_effort_header
-from engine.errors import Hl7ParseError
+from engine.errors import Hl7ParseError, StoreError
+from engine.types import HL7V2, InboundMessage
 
 if TYPE_CHECKING:
     from channels.mllp.inbound import MllpInbound
@@ -36,7 +43,7 @@ class MllpConnection(asyncio.Protocol):
 
     def __init__(self, server: MllpInbound) -> None:
         self.server = server
-        self.decoder = FrameDecoder(max_frame_bytes=server.max_frame_bytes)
+        self.decoder = FrameDecoder(max_frame_bytes=server.max_frame_bytes, lenient=server.lenient_framing)
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
@@ -58,8 +65,11 @@ class MllpConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         if not self.server.admit(self):
-            log.warning("connection refused: max_connections reached", channel=self.server.name,
-                        peer=self.peer, max_connections=self.server.max_connections)
+            ok, suppressed = self.server.throttle.allow("refused")
+            if ok:
+                log.warning("connection refused: max_connections reached", channel=self.server.name,
+                            peer=self.peer, max_connections=self.server.max_connections,
+                            suppressed=suppressed)
             self.closed = True
             transport.abort()
             return
@@ -67,8 +77,10 @@ class MllpConnection(asyncio.Protocol):
         self._schedule(self._last_data + self.server.idle_timeout)
 
     def data_received(self, data: bytes) -> None:
-        now = self._last_data = self.loop.time()
+        now = self.loop.time()
         events = self.decoder.feed(data)
+        if self.decoder.in_frame or any(type(e) is not Discarded for e in events):
+            self._last_data = now  # frame bytes: activity (discarded bytes are not, module docstring)
         if self.decoder.in_frame:
             if self._frame_started is None or events:
                 self._frame_started = now
@@ -79,8 +91,10 @@ class MllpConnection(asyncio.Protocol):
             if type(event) is bytes:
                 self._submit(event)
             elif isinstance(event, Discarded):
-                log.warning("bytes outside an MLLP frame discarded", channel=self.server.name,
-                            peer=self.peer, bytes=event.count)
+                ok, suppressed = self.server.throttle.allow("discarded")
+                if ok:
+                    log.warning("bytes outside an MLLP frame discarded", channel=self.server.name,
+                                peer=self.peer, bytes=event.count, suppressed=suppressed)
             elif isinstance(event, Oversize):
                 self._oversize(event)
 
@@ -105,18 +119,39 @@ class MllpConnection(asyncio.Protocol):
         return slot
 
     def _oversize(self, event: Oversize) -> None:
-        """AR for a frame over `max_frame_bytes`, then close (the rest of it is not read)."""
+        """Store the frame's first bytes and size as `rejected`, AR it, then close (the rest is not read)."""
         self.server.context.error(f"frame larger than max_frame_bytes ({event.limit}) from {self.peer}")
-        log.warning("oversize frame: AR sent, connection closed", channel=self.server.name,
-                    peer=self.peer, max_frame_bytes=event.limit)
-        exc = Hl7ParseError(f"message larger than max_frame_bytes ({event.limit} bytes)", code="207")
-        er7 = best_effort_header(_head_message(event.head), "latin-1")
-        code = "CR" if er7 is not None and er7.accept_ack_type else "AR"
-        ack = self.server.handler.acks.negative(er7, code, exc.reason, error_code=exc.code)
+        log.warning("oversize frame: stored as rejected, AR sent, connection closed",
+                    channel=self.server.name, peer=self.peer, max_frame_bytes=event.limit,
+                    bytes=event.size)
         slot = self._take_slot()
         if self.transport is not None:
             self.transport.pause_reading()
-        self._fill(slot, Reply(ack.encode("utf-8", errors="replace"), close=True))
+        task = asyncio.ensure_future(self._reject_oversize(event))
+        task.add_done_callback(lambda done: self._fill(slot, done.result() if not done.cancelled()
+                                                       and done.exception() is None
+                                                       else Reply(None, close=True)))
+
+    async def _reject_oversize(self, event: Oversize) -> Reply:
+        exc = Hl7ParseError(f"message larger than max_frame_bytes ({event.limit} bytes)", code="207")
+        head = _head_message(event.head)
+        er7 = best_effort_header(head, "latin-1")
+        code = "CR" if er7 is not None and er7.accept_ack_type else "AR"
+        reason = (f"{exc.reason}: {event.size} bytes received when cut, the first {len(event.head)} "
+                  "kept")
+        msg = InboundMessage(
+            channel=self.server.name, raw=event.head, content_type=HL7V2, received_at=time.time(),
+            peer=self.peer, sending_facility=(er7.first(4) or None) if er7 is not None else None,
+            control_id=(er7.control_id or None) if er7 is not None else None,
+            message_type=(er7.message_type or None) if er7 is not None else None,
+            metadata={"oversize_bytes": str(event.size), "max_frame_bytes": str(event.limit),
+                      "truncated": "true"})
+        try:
+            await self.server.context.reject(msg, reason)
+        except StoreError as err:  # still AR: the frame is unacceptable whatever the store says
+            log.error("could not store an oversize frame", channel=self.server.name, error=str(err))
+        ack = self.server.handler.acks.negative(er7, code, exc.reason, error_code=exc.code)
+        return Reply(ack.encode("utf-8", errors="replace"), close=True)
 
     def _fill(self, slot: _Slot, reply: Reply) -> None:
         """A frame's reply is ready; write every reply now at the head of the queue, in order."""

@@ -11,6 +11,13 @@ Rules:
 - a frame whose payload grows past ``max_frame_bytes`` yields `Oversize` once; the decoder then skips to
   the end of that frame and carries on (the channel closes the connection anyway);
 - a new ``<VT>`` inside a frame is payload too: MLLP has no escaping, and binary garbage can contain one.
+
+Lenient mode (`lenient=True`, the channel's `framing: lenient`; off by default) is for senders that
+break Appendix C in the two ways seen in the field: ending a frame with ``<FS>`` alone, and omitting
+``<VT>``. Then a frame ends at the first ``<FS>`` (a ``<CR>`` right after it is consumed with it), and
+outside a frame the first byte that is not CR/LF starts one (a ``<VT>`` there is consumed). The price:
+an ``<FS>`` can no longer be payload, and junk between frames is no longer discarded but answered and
+stored as a (rejected) frame of its own. Strict senders work unchanged in lenient mode.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ class Oversize:
 
     head: bytes
     limit: int
+    size: int = 0
+    """Payload bytes of the frame received when it was cut (at least `limit` + 1)."""
 
 
 Event = bytes | Discarded | Oversize
@@ -54,12 +63,13 @@ def encode_frame(payload: bytes) -> bytes:
 class FrameDecoder:
     """Incremental MLLP decoder for one connection."""
 
-    __slots__ = ("_buf", "_in_frame", "_skipping", "max_frame_bytes")
+    __slots__ = ("_buf", "_in_frame", "_skipping", "lenient", "max_frame_bytes")
 
-    def __init__(self, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+    def __init__(self, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, lenient: bool = False) -> None:
         if max_frame_bytes < 1:
             raise ValueError("max_frame_bytes must be at least 1")
         self.max_frame_bytes = max_frame_bytes
+        self.lenient = lenient
         self._buf = bytearray()  # payload of the open frame (or partial end block)
         self._in_frame = False
         self._skipping = False  # inside an oversize frame: drop until its end block
@@ -76,6 +86,8 @@ class FrameDecoder:
 
     def feed(self, data: bytes) -> list[Event]:
         """Consume ``data``; return the events it completes, in order."""
+        if self.lenient:
+            return self._feed_lenient(data)
         events: list[Event] = []
         pos, n = 0, len(data)
         while pos < n:
@@ -123,7 +135,8 @@ class FrameDecoder:
             return len(data)
         buf += data[pos:stop]
         if len(buf) > self.max_frame_bytes + (0 if end >= 0 else 1):
-            events.append(Oversize(head=bytes(buf[:_HEAD_BYTES]), limit=self.max_frame_bytes))
+            events.append(Oversize(head=bytes(buf[:_HEAD_BYTES]), limit=self.max_frame_bytes,
+                                   size=len(buf)))
             buf.clear()
             if end >= 0:
                 self._in_frame = False
@@ -136,6 +149,43 @@ class FrameDecoder:
             return len(data)
         self._finish(events)
         return end + 2
+
+    def _feed_lenient(self, data: bytes) -> list[Event]:
+        """`feed` in lenient mode: ``<FS>`` alone ends a frame, ``<VT>`` is optional (module docstring)."""
+        events: list[Event] = []
+        pos, n = 0, len(data)
+        buf = self._buf
+        while pos < n:
+            if not self._in_frame:
+                while pos < n and data[pos] in b"\r\n":
+                    pos += 1
+                if pos >= n:
+                    break
+                self._in_frame = True
+                if data[pos] == 0x0B:
+                    pos += 1
+                continue
+            end = data.find(b"\x1c", pos)
+            stop = n if end < 0 else end
+            if not self._skipping:
+                buf += data[pos:stop]
+                if len(buf) > self.max_frame_bytes:
+                    events.append(Oversize(head=bytes(buf[:_HEAD_BYTES]), limit=self.max_frame_bytes,
+                                           size=len(buf)))
+                    buf.clear()
+                    self._skipping = True
+            if end < 0:
+                break
+            pos = end + 1
+            if pos < n and data[pos] == 0x0D:
+                pos += 1
+            if self._skipping:
+                self._skipping = False
+                buf.clear()
+                self._in_frame = False
+            else:
+                self._finish(events)
+        return events
 
     def _finish(self, events: list[Event]) -> None:
         events.append(bytes(self._buf))

@@ -9,7 +9,8 @@ Config (`channels[].mllp`, schema `schemas/config/channel-mllp.schema.json`)::
     idle_timeout: 300s            # no bytes for this long: close
     read_timeout: 30s             # a started frame not finished within this: close
     processing_timeout: 30s       # ack: after_processing waits at most this long
-    max_connections: 256          # connections beyond this are refused (closed at once)
+    max_connections: 256          # connections beyond this are refused (closed at once, logged <= 1/10 s)
+    framing: strict               # or lenient: <FS> alone ends a frame, <VT> optional (framing.py)
     tls: {cert: server.pem, key: server.key, ca: clients-ca.pem, require_client_cert: true}
 
 Framing is in `channels/mllp/framing.py`, one connection in `channels/mllp/connection.py`, and what
@@ -32,6 +33,8 @@ from channels.mllp.framing import DEFAULT_MAX_FRAME_BYTES
 from channels.mllp.handler import MllpHandler
 from channels.tls import server_context
 from engine.config import parse_duration, parse_listen, parse_size
+from engine.errors import ConfigError
+from engine.log_throttle import LogThrottle
 
 DEFAULT_IDLE_TIMEOUT = 300.0
 """Seconds a connection may stay silent before it is closed."""
@@ -61,6 +64,12 @@ class MllpInbound(Inbound):
         self.read_timeout = parse_duration(settings.get("read_timeout", DEFAULT_READ_TIMEOUT),
                                            key=f"{key}.read_timeout")
         self.max_connections = int(settings.get("max_connections", DEFAULT_MAX_CONNECTIONS))
+        framing = str(settings.get("framing", "strict"))
+        if framing not in ("strict", "lenient"):
+            raise ConfigError(f"framing must be strict or lenient, not {framing!r}", key=f"{key}.framing")
+        self.lenient_framing = framing == "lenient"
+        self.throttle = LogThrottle()  # refusals and discarded bytes: one line per interval per channel
+        self.refused = 0
         self.ack_mode = str(settings.get("ack", "on_receipt"))
         processing_timeout = parse_duration(settings.get("processing_timeout", DEFAULT_PROCESSING_TIMEOUT),
                                             key=f"{key}.processing_timeout")
@@ -101,7 +110,8 @@ class MllpInbound(Inbound):
             host, port = self._server.sockets[0].getsockname()[:2]
             listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         return {"listen": listen, "tls": bool(self.tls), "ack": self.ack_mode,
-                "max_connections": self.max_connections}
+                "max_connections": self.max_connections, "connections_refused": self.refused,
+                "framing": "lenient" if self.lenient_framing else "strict"}
 
     @property
     def port_bound(self) -> int:
@@ -113,6 +123,7 @@ class MllpInbound(Inbound):
     def admit(self, conn: MllpConnection) -> bool:
         """Count a new connection, or refuse it beyond `max_connections`."""
         if len(self.connections) >= self.max_connections:
+            self.refused += 1
             return False
         self.connections.add(conn)
         self._count()

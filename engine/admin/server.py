@@ -3,8 +3,8 @@
 Routes (every response is JSON, errors included, except `/metrics`, which is Prometheus text):
 
 - `GET /healthz` — the process is alive; never needs the token.
-- `GET /readyz` — 503 while an enabled channel is not `started` or the store does not commit; the body
-  lists why.
+- `GET /readyz` — 503 while an enabled channel is not `started`, the store does not commit or is full;
+  the body lists why (`EngineApi.readiness()`).
 - `GET /status` — `EngineApi.status()`: engine, store, channels, destinations, data quality.
 - `GET /metrics` — Prometheus text; state gauges are refreshed from `/status` at scrape time.
 - `GET /messages`, `GET /messages/{id}` — engine/admin/messages_api.py.

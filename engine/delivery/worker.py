@@ -47,6 +47,7 @@ from engine.delivery.retry import (
     should_dead_letter,
 )
 from engine.delivery.sent_recorder import SentBatcher
+from engine.delivery.store_backoff import StoreBackoff
 from engine.errors import DeliveryError, PermanentDeliveryError, StoreError
 from engine.logs import mask_text
 from engine.metrics import Metrics
@@ -129,6 +130,7 @@ class DestinationWorker:
         self._sent_counter = metrics.deliveries.labels(self.name, "sent")
         self._sent_log = SentBatcher(store, self._settled)
         self.on_change = on_change  # called after every recorded outcome (refreshes `/status` counts)
+        self._store_backoff = StoreBackoff(self._log)  # the store refused our bookkeeping: pause sending
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -223,9 +225,9 @@ class DestinationWorker:
                         partial(outbox.claim_due, destination=self.name, now=time.time(), limit=page,
                                 exclude=frozenset(self.inflight), after=self._cursor), durable=False)
                 except StoreError:
-                    self._log.error("cannot claim deliveries; retrying")
+                    self._store_backoff.failed("cannot claim deliveries; retrying", 0)
                     self._more, self._cursor = True, None
-                    await asyncio.sleep(1.0)
+                    await self._store_backoff.wait()
                     continue
                 self._push(rows)
                 if self._cursor is not None:
@@ -239,6 +241,9 @@ class DestinationWorker:
 
     async def _sender(self) -> None:
         while not self._stopping:
+            if self._store_backoff.blocked(self.store.full):
+                await self._store_backoff.wait()  # sending what cannot be recorded only repeats it
+                continue
             if not self._ready:
                 self._has_ready.clear()
                 await self._has_ready.wait()
@@ -329,8 +334,8 @@ class DestinationWorker:
                                                       window=FIFO_WINDOW, exclude_keys=busy, run=FIFO_RUN),
                                               durable=False)
             except StoreError:
-                self._log.error("cannot claim deliveries; retrying")
-                await asyncio.sleep(1.0)
+                self._store_backoff.failed("cannot claim deliveries; retrying", 0)
+                await self._store_backoff.wait()
                 continue
             waiting = [run[0] for run in runs if run[0].next_attempt_at > now]
             self.blocked = {h.order_value: h.message_id for h in waiting if h.attempts > 0}
@@ -347,6 +352,8 @@ class DestinationWorker:
     async def _send_run(self, key: str | None, run: list[Pending]) -> None:
         """Send one key's rows in order; stop at the first failure (the head then waits on its retry)."""
         try:
+            while self._store_backoff.blocked(self.store.full) and not self._stopping:
+                await self._store_backoff.wait()
             for row in run:
                 if row.next_attempt_at > time.time() or not await self._deliver([row], recorded=True):
                     break
@@ -426,9 +433,10 @@ class DestinationWorker:
         for row in rows:
             self.inflight.pop(row.id, None)
         if not ok:
-            self._log.error("cannot record sent deliveries; they will be sent again", count=len(rows))
+            self._store_backoff.failed("cannot record sent deliveries; they will be sent again", len(rows))
             self.wake()
             return
+        self._store_backoff.succeeded()
         self._sent_counter.inc(len(rows))
         self.sent += len(rows)
         self._changed()
@@ -440,7 +448,7 @@ class DestinationWorker:
             await self.store.write(partial(outbox.mark_split_many, rows=rows, now=now, error=str(err),
                                            response=err.response), durable=False)
         except StoreError:
-            self._log.error("cannot record a refused batch; its rows stay queued", count=len(rows))
+            self._store_backoff.failed("cannot record a refused batch; its rows stay queued", len(rows))
             for row in rows:
                 self.inflight.pop(row.id, None)
             self.wake()
@@ -475,8 +483,10 @@ class DestinationWorker:
             # Durable only when a dead letter is written: a retry is redone after a power loss anyway.
             await self.store.write(write, durable=bool(dead))
         except StoreError:
-            self._log.error("cannot record failed attempts; the deliveries stay queued", count=len(failed))
+            self._store_backoff.failed("cannot record failed attempts; the deliveries stay queued",
+                                       len(failed))
         else:
+            self._store_backoff.succeeded()
             if dead:
                 self.metrics.deliveries.labels(self.name, "dead").inc(len(dead))
                 for row, err in dead:
@@ -535,7 +545,9 @@ class DestinationWorker:
             self._failures_since_summary = 0
 
     def describe(self) -> dict[str, Any]:
-        state = self.state
+        state: str = self.state
+        if self._store_backoff.failing:  # what the destination does matters less than the store
+            state = "store_full" if self.store.full else "store_error"
         blocked_id = None
         if self.fifo and self.blocked:
             blocked_id = next(iter(self.blocked.values()))
@@ -545,6 +557,8 @@ class DestinationWorker:
         own = self.outbound.describe() if self.outbound is not None else {}  # e.g. export periods
         if last and self.recovered_at is not None and (self.last_error_at or 0.0) < self.recovered_at:
             last = None  # a recovered destination shows when it recovered, not its old error
+        if self._store_backoff.last_error:
+            last = {"at": self._store_backoff.last_error_at, "text": self._store_backoff.last_error}
         return {"name": self.name, "type": self.type, "ordering": "fifo" if self.fifo else "parallel",
                 "state": state, "in_flight": self._sending, "held": len(self.inflight),
                 "blocked_message_id": blocked_id, "last_error": last, "down_since": self.down_since,

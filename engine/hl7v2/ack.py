@@ -75,7 +75,9 @@ def build_ack(msg: MshHeader | Er7Message | None, code: str, text: str = "", *,
     fs, cs = enc.field, enc.component
     stamp = (now or datetime.now().astimezone()).strftime("%Y%m%d%H%M%S")
     if hdr is not None:
-        m = [f[:MAX_ECHOED_FIELD] for f in hdr.msh]  # m[n - 1] is MSH-n
+        # m[n - 1] is MSH-n; control characters are dropped from what is echoed: a NUL in MSH-10 made the
+        # AR itself unreadable to every parser (found by tests/fuzz/test_fuzz_er7.py)
+        m = [_printable(f[:MAX_ECHOED_FIELD]) for f in hdr.msh]
         sender, receiver = m[4:6], m[2:4]
         trigger = m[8].split(enc.repetition, 1)[0].split(cs, 2)
         event = trigger[1] if len(trigger) > 1 else ""
@@ -240,3 +242,8 @@ def wants_ack(mode: str, code: str) -> bool:
 
 
 __all__ = ["TABLE_0357", "AckWriter", "build_ack", "needs_ack", "parse_ack", "printable", "wants_ack"]
+
+
+def _printable(field: str) -> str:
+    """An echoed header field without control characters (their escapes would not survive either)."""
+    return field if field.isprintable() else "".join(ch for ch in field if ch.isprintable())

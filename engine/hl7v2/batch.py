@@ -35,7 +35,8 @@ def split_batch(text: str) -> list[str]:
         elif messages:
             messages[-1].append(line)
         else:
-            raise Hl7ParseError(f'batch has a "{name}" segment before any MSH', code="100")
+            shown = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in name)  # for MSA-3
+            raise Hl7ParseError(f'batch has a "{shown}" segment before any MSH', code="100")
     if not messages:
         raise Hl7ParseError("batch contains no MSH message", code="100")
     return [sep.join(lines) + sep for lines in messages]

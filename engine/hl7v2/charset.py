@@ -131,6 +131,8 @@ def sniff_charset(raw: bytes) -> str | None:
     if len(data) < 8:
         return None
     line = data[:first_line_end(data)]
+    if len(line) < 8:  # "MSH" then CR: no field separator to split on (found by tests/fuzz)
+        return None
     label = _msh18(line.split(line[3:4], 18), line[5:6])
     if line.isascii() or (label is not None and known_codec(label) is not None):
         return label

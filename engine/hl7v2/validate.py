@@ -56,4 +56,6 @@ def not_msh_reason(text: str) -> str:
     head = text[0] if hint else text[:3]
     if head in ("FHS", "BHS"):
         hint = " (a batch: split it with engine.hl7v2.batch.split_batch)"
+    # The reason goes into MSA-3 / ERR-8 as it is: a quoted NUL or VT made the ACK unreadable (#16 fuzzing).
+    head = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in head)
     return f'payload starts with "{head}"{hint}, expected "MSH"'

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from engine.errors import StoreError
+from engine.errors import StoreError, StoreFullError
 from engine.store.lock import StoreLock
 
 T = TypeVar("T")
@@ -80,6 +80,11 @@ class Store(ABC):
     async def check_writable(self) -> bool:
         """True when a trivial write commits (for `/readyz`)."""
 
+    @property
+    def full(self) -> bool:
+        """True after a commit failed for lack of space, until space is available again."""
+        return False
+
 
 class SqliteStore(Store):
     """SQLite in WAL mode with `synchronous=FULL`: a commit survives power loss, not just `kill -9`."""
@@ -104,6 +109,7 @@ class SqliteStore(Store):
         self.commits = 0
         self.ops_committed = 0
         self.checkpoints = 0
+        self.full_since: float | None = None  # set by the writer on SQLITE_FULL (see `_track_full`)
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -136,6 +142,7 @@ class SqliteStore(Store):
 
     async def open(self, ddl: Sequence[str]) -> None:
         self.claim()  # before anything touches the file: a second engine stops here
+        _owner_only(self.path)  # raw patient data: the store and its -wal/-shm are private (0600)
         self._loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = self._loop.create_future()
         self._thread = threading.Thread(target=self._run_writer, args=(list(ddl), ready),
@@ -210,6 +217,7 @@ class SqliteStore(Store):
                 outcomes = self._autocommit(conn, batch[0][0], batch[0][1])
             else:
                 outcomes = self._commit(conn, [(op, fut) for op, fut, _, _ in batch])
+            self._track_full(conn, outcomes)
             loop.call_soon_threadsafe(_settle_all, outcomes)
             if not unchecked:
                 since = time.monotonic()
@@ -217,6 +225,34 @@ class SqliteStore(Store):
             if unchecked >= CHECKPOINT_EVERY_COMMITS or time.monotonic() - since >= CHECKPOINT_EVERY_SECONDS:
                 unchecked = self._checkpoint(conn)
         conn.close()
+
+    def _track_full(self, conn: sqlite3.Connection, outcomes: list[tuple[Any, Any, bool]]) -> None:
+        """`full` is set when a commit failed with SQLITE_FULL (at `max_size`, or the disk), and cleared
+        after a commit succeeds while the database has room again: a free page (rows were deleted) or
+        fewer pages than `max_page_count`. A successful commit alone is not enough: an UPDATE that fits
+        in its page succeeds in a full database while every INSERT still fails."""
+        if any(failed and isinstance(value, StoreFullError) for _, value, failed in outcomes):
+            if self.full_since is None:
+                self.full_since = time.time()
+                log.error("store is full: commits that need space fail until space is freed",
+                          path=str(self.path), max_size=self.max_size)
+            return
+        if self.full_since is None or all(failed for _, _, failed in outcomes):
+            return
+        try:
+            free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            limit = conn.execute("PRAGMA max_page_count").fetchone()[0]
+        except sqlite3.Error:
+            return
+        if free > 0 or pages < limit:
+            log.warning("store has room again", path=str(self.path),
+                        full_seconds=round(time.time() - self.full_since, 1))
+            self.full_since = None
+
+    @property
+    def full(self) -> bool:
+        return self.full_since is not None
 
     def _checkpoint(self, conn: sqlite3.Connection) -> int:
         """Copy the WAL into the database (PASSIVE: never waits for readers); 0 commits left unchecked."""
@@ -290,7 +326,8 @@ class SqliteStore(Store):
                 size += os.path.getsize(f"{self.path}{suffix}")
             except OSError:
                 pass
-        return {"type": "sqlite", "path": str(self.path), "size_bytes": size,
+        return {"type": "sqlite", "path": str(self.path), "size_bytes": size, "max_size": self.max_size,
+                "full": self.full_since is not None, "full_since": self.full_since,
                 "commits": self.commits, "ops_committed": self.ops_committed,
                 "checkpoints": self.checkpoints}
 
@@ -309,6 +346,26 @@ CREATE TABLE IF NOT EXISTS engine_meta (key TEXT PRIMARY KEY, value TEXT);
 """Tables the store itself needs; each room adds its own DDL."""
 
 
+FILE_MODE = 0o600
+"""The database holds raw messages (patient data): owner read/write only, whatever the umask."""
+
+
+def _owner_only(path: Path) -> None:
+    """Create the database file 0600 before SQLite opens it, and tighten one an older version left
+    0644. SQLite creates `-wal` and `-shm` with the database file's mode (unix VFS `findCreateFileMode`),
+    so they follow; existing ones are tightened too."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm", "-journal"):
+        try:
+            os.chmod(f"{path}{suffix}", FILE_MODE)
+        except FileNotFoundError:
+            pass
+
+
 def _rollback(conn: sqlite3.Connection) -> None:
     try:
         conn.execute("ROLLBACK")
@@ -318,6 +375,8 @@ def _rollback(conn: sqlite3.Connection) -> None:
 
 def _as_store_error(exc: BaseException) -> BaseException:
     if isinstance(exc, sqlite3.Error):
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            return StoreFullError(f"store commit failed: {exc}")
         return StoreError(f"store commit failed: {exc}")
     return exc
 

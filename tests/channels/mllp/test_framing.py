@@ -83,3 +83,31 @@ def test_an_end_block_split_between_reads_closes_the_frame() -> None:
 
 def test_an_empty_frame_gives_an_empty_payload() -> None:
     assert FrameDecoder().feed(b"\x0b\x1c\r") == [b""]
+
+
+# --- lenient mode (framing: lenient) ----------------------------------------------------------------
+
+
+def test_lenient_mode_ends_a_frame_at_fs_alone_and_takes_a_cr_after_it_with_it() -> None:
+    dec = FrameDecoder(lenient=True)
+    assert dec.feed(b"\x0bMSH|a\x1c") == [b"MSH|a"]
+    assert dec.feed(b"\r\x0bMSH|b\x1c\r") == [b"MSH|b"]
+    assert not dec.in_frame
+
+
+def test_lenient_mode_makes_vt_optional_and_skips_newlines_between_frames() -> None:
+    dec = FrameDecoder(lenient=True)
+    assert dec.feed(b"\r\nMSH|a\rPID|1\r\x1c\nMSH|b\x1c") == [b"MSH|a\rPID|1\r", b"MSH|b"]
+
+
+def test_lenient_mode_still_cuts_an_oversize_frame_and_resumes_after_its_fs() -> None:
+    dec = FrameDecoder(max_frame_bytes=8, lenient=True)
+    events = dec.feed(b"\x0b" + b"x" * 20)
+    assert len(events) == 1 and isinstance(events[0], Oversize) and events[0].size == 20
+    assert dec.feed(b"yyy\x1c\rMSH|ok\x1c") == [b"MSH|ok"]
+
+
+def test_strict_mode_reports_the_size_received_when_an_oversize_frame_is_cut() -> None:
+    dec = FrameDecoder(max_frame_bytes=8)
+    (event,) = dec.feed(b"\x0b" + b"x" * 30)
+    assert isinstance(event, Oversize) and event.size == 30 and event.head == b"x" * 30
