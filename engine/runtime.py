@@ -243,6 +243,8 @@ class Engine:
         rt = self.channels.get(msg.channel)
         if rt is not None:
             rt.count(state.value)
+        if state is MessageState.FILTERED and not results:  # no route matched (issue #12: never silent)
+            self.router.observe_no_route(msg)
 
     def status(self) -> dict[str, Any]:
         """What `GET /status` returns (the admin API adds nothing but serialisation)."""

@@ -79,5 +79,8 @@ def run(args: argparse.Namespace) -> int:
         out.append(item)
     matched = sorted({o.result.route_id.split("#")[0] for o in outcomes if o.unrouted is None})
     print(f"matched routes: {', '.join(matched) if matched else '(none)'}", file=sys.stderr)
+    if not matched and not args.route:  # say which routes came closest and why they did not match
+        for route_id, reason in router.closest(msg):
+            print(f"  closest: {route_id}: {reason}", file=sys.stderr)
     print(json.dumps(out, ensure_ascii=False, indent=2))
     return 0 if matched and not any("error" in i for i in out) else 1

@@ -106,31 +106,48 @@ class Route:
     field_lines: dict[str, int] = field(default_factory=dict)
 
     def matches(self, channel: str | None, source: Source) -> bool:
-        """The engine's selection: channel, kind, message/resource type, then the `when` condition."""
+        """The engine's selection: channel, kind, message/resource type, version, then `when`."""
+        return self.mismatch(channel, source) is None
+
+    def mismatch(self, channel: str | None, source: Source) -> Mismatch | None:
+        """Why this route does not select the message (the first check that fails, in the order the
+        engine checks), or None when it does. `yonglink map` shows these for the closest routes."""
         if self.channels is not None and channel not in self.channels:
-            return False
+            return Mismatch(0, f"only for channels {', '.join(sorted(self.channels))}, not {channel!r}")
         header = source.header
         if self.kind != "any" and header.get("kind") != self.kind:
-            return False
+            return Mismatch(1, f"a {self.kind} route; the message is {header.get('kind') or 'unknown'}")
         if self.kind == "hl7v2" and (self.message_types or self.message_codes):
             mtype = header.get("message_type", "")
             if mtype not in self.message_types and header.get("message_code", "") not in self.message_codes:
-                return False
-        if self.versions and header.get("version", "") not in self.versions:
-            return False
+                wanted = sorted(self.message_types) + [f"{c}^*" for c in sorted(self.message_codes)]
+                return Mismatch(2, f"message type {mtype or '(none)'} is not one of {', '.join(wanted)}")
         if self.kind == "fhir" and self.resource_types:
             if header.get("resource_type", "") not in self.resource_types:
-                return False
+                return Mismatch(2, f"resource type {header.get('resource_type') or '(none)'} is not one of "
+                                   f"{', '.join(sorted(self.resource_types))}")
+        if self.versions and header.get("version", "") not in self.versions:
+            return Mismatch(3, f"version {header.get('version') or '(none)'} is not one of "
+                               f"{', '.join(sorted(self.versions))}")
         if self.when is None:
-            return True
+            return None
         try:
-            return self.when(source, None)
-        except MappingError:  # a condition that cannot be evaluated on this input does not select it
-            return False
+            return None if self.when(source, None) else Mismatch(4, "its `when` condition is false")
+        except MappingError as exc:  # a condition that cannot be evaluated on this input does not select it
+            return Mismatch(4, f"its `when` condition cannot be evaluated: {exc}")
 
     def line_of(self, field_name: str) -> int:
         """The line of a target field (row fields as ``results.unit``), else the `target:` line."""
         return self.field_lines.get(field_name) or self.target_line or self.line
+
+
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    """Why a route does not select a message: `stage` is how far the checks got (0 channel, 1 kind,
+    2 message or resource type, 3 version, 4 the `when` condition), so a higher stage is a closer miss."""
+
+    stage: int
+    reason: str
 
 
 def display_name(path: Path) -> str:

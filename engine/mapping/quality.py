@@ -27,12 +27,16 @@ from typing import Any
 import orjson
 
 from engine.datasets.registry import FieldInfo
+from engine.store.messages import NO_ROUTE
 
 UNKNOWN_ORG = "(unknown)"
 _FIELD_IN_ERROR = re.compile(r"(?:^|; )\S+:\d+ ([A-Za-z_][\w.\[\]]*): ")
 _ROW_INDEX = re.compile(r"\[\d+\]")
-_UNROUTED = re.compile(r"no route takes (?:Bundle\.entry\[\d+\] \()?([A-Za-z]+)\)?(?: from (.+))?$")
+UNROUTED_REASON = re.compile(r"no route takes (?:Bundle\.entry\[\d+\] \()?([A-Za-z]+)\)?(?: from (.+))?$")
 """The filtered reason of an ``(unrouted)`` result (engine/mapping/router.py): resource type, sender."""
+MAX_UNROUTED_KEYS = 200
+"""Distinct organisations, and distinct types per organisation, counted apart as unrouted."""
+OTHER_KEY = "(other)"
 
 
 def invalid_fields(error: str) -> list[str]:
@@ -127,8 +131,16 @@ class QualityCounter:
             slot["filtered"] += 1
 
     def observe_unrouted(self, org: str | None, resource_type: str) -> None:
-        """Count one FHIR resource that no route took."""
-        by_type = self.unrouted.setdefault(org or UNKNOWN_ORG, {})
+        """Count one FHIR resource, or one HL7 v2 message (by message type), that no route took.
+
+        Organisations and types come from the wire: at most `MAX_UNROUTED_KEYS` of each are kept apart,
+        the rest are counted under `(other)`, so a sender inventing codes cannot grow this without end."""
+        key = org or UNKNOWN_ORG
+        if key not in self.unrouted and len(self.unrouted) >= MAX_UNROUTED_KEYS:
+            key = OTHER_KEY
+        by_type = self.unrouted.setdefault(key, {})
+        if resource_type not in by_type and len(by_type) >= MAX_UNROUTED_KEYS:
+            resource_type = OTHER_KEY
         by_type[resource_type] = by_type.get(resource_type, 0) + 1
 
     def snapshot(self) -> dict[str, Any]:
@@ -164,7 +176,7 @@ def from_store(conn: sqlite3.Connection, fields: Mapping[str, Mapping[str, Field
     for facility, dataset, record_text, filtered, error, route_id, channel in rows:
         facility = facility or orgs.get(channel) or None
         if route_id.startswith("(unrouted)"):  # engine.mapping.router.unrouted
-            found = _UNROUTED.search(filtered or "")
+            found = UNROUTED_REASON.search(filtered or "")
             rtype, org = (found.group(1), found.group(2)) if found else ("(unknown)", None)
             counter.observe_unrouted(org or facility, rtype)
             continue
@@ -173,6 +185,10 @@ def from_store(conn: sqlite3.Connection, fields: Mapping[str, Mapping[str, Field
         if record is not None:
             org = (record.get("envelope") or {}).get("source_org") or facility
         counter.observe(org, dataset, record=record, error=error, filtered=filtered is not None)
+    for facility, channel, mtype, ctype in conn.execute(  # messages no route took (no result rows)
+            "SELECT sending_facility, channel, message_type, content_type FROM messages"
+            " WHERE state = 'filtered' AND error = ? AND received_at >= ?", (NO_ROUTE, since or 0.0)):
+        counter.observe_unrouted(facility or orgs.get(channel) or None, mtype or ctype)
     return counter
 
 
@@ -191,7 +207,7 @@ def table(snapshot: Mapping[str, Any], *, top_fields: int = 5) -> str:
         lines.append("(no results)")
     for org, by_type in snapshot.get("unrouted", {}).items():
         listed = ", ".join(f"{rtype} {n}" for rtype, n in by_type.items())
-        lines.append(f"{org:<20} {'(unrouted FHIR resources)':<26} {listed}")
+        lines.append(f"{org:<20} {'(taken by no route)':<26} {listed}")
     return "\n".join(lines)
 
 

@@ -137,6 +137,14 @@ class Router:
         self.quality.observe(out.org, out.dataset, record=r.record, error=r.error,
                              filtered=r.filtered is not None, invalid=out.invalid)
 
+    def observe_no_route(self, msg: StoredMessage) -> None:
+        """Count a message no route took (stored `filtered`, "no route matched") per sending organisation
+        and message type beside the unrouted FHIR resources (`quality.unrouted` in `/status`), so a sender
+        whose messages silently go nowhere shows up. Called by the engine for every such outcome, also
+        when mapping ran in worker processes."""
+        org = msg.sending_facility or self.channel_orgs.get(msg.channel) or None
+        self.quality.observe_unrouted(org, msg.message_type or msg.content_type)
+
     def may_route(self, channel: str | None) -> bool:
         """False when no route can select messages of `channel` (by the route's and channel's lists)."""
         found = self._channel_has_routes.get(channel)
@@ -175,6 +183,26 @@ class Router:
                 continue
             if route.matches(channel, unit.source):
                 yield route
+
+    def closest(self, msg: StoredMessage, *, limit: int = 3) -> list[tuple[str, str]]:
+        """For a message no route selects: the routes that came closest, with why each did not match
+        (`Route.mismatch`: the furthest check reached first, then load order). For `yonglink map`."""
+        misses: dict[str, tuple[int, int, str]] = {}
+        allowed = self.channel_routes.get(msg.channel)
+        for unit in self.units(msg):
+            for order, route in enumerate(self.routes):
+                if allowed is not None and route.id not in allowed:
+                    miss = (-1, f"channel {msg.channel!r} does not list this route in its routes:")
+                else:
+                    found = route.mismatch(msg.channel, unit.source)
+                    if found is None:
+                        continue
+                    miss = (found.stage, found.reason)
+                best = misses.get(route.id)
+                if best is None or miss[0] > -best[0]:
+                    misses[route.id] = (-miss[0], order, miss[1])
+        ranked = sorted(misses.items(), key=lambda kv: kv[1][:2])
+        return [(route_id, reason) for route_id, (_, _, reason) in ranked[:limit]]
 
     def units(self, msg: StoredMessage) -> list[Unit]:
         """Parse the payload: one unit for HL7 v2 or a FHIR resource; Bundle + its entries for Bundles."""

@@ -42,6 +42,8 @@ from typing import Any
 
 import orjson
 
+from engine.mapping.quality import UNROUTED_REASON
+from engine.mapping.router import UNROUTED
 from engine.quality.figures import (
     UNKNOWN_ORG,
     WEIGHTS,
@@ -84,6 +86,8 @@ class BulletinBuilder:
         self.by_dataset: dict[str, dict[str, Tally]] = {}
         self.whole: dict[str, Tally] = {}
         self._seen: dict[tuple[str, str], set[bytes]] = {}
+        self.unrouted: dict[str, dict[str, int]] = {}
+        """Organisation → message type (HL7 v2) or resource type (FHIR) → what no route took."""
 
     def _tallies(self, org: str, dataset: str) -> tuple[Tally, Tally]:
         per = self.by_dataset.setdefault(org, {})
@@ -93,7 +97,12 @@ class BulletinBuilder:
             self.whole[org] = Tally()
         return per[dataset], self.whole[org]
 
-    def message(self, org: str, state: str, error: str | None) -> None:
+    def unrouted_type(self, org: str, kind: str) -> None:
+        """Count one message (by message type) or FHIR resource (by resource type) no route took."""
+        by_type = self.unrouted.setdefault(org, {})
+        by_type[kind] = by_type.get(kind, 0) + 1
+
+    def message(self, org: str, state: str, error: str | None, message_type: str | None = None) -> None:
         """Count one stored message of the period."""
         counts = self.messages.setdefault(
             org,
@@ -110,6 +119,8 @@ class BulletinBuilder:
         counts["received"] += 1
         if state == MessageState.FILTERED:
             counts["unrouted" if error == NO_ROUTE else "filtered"] += 1
+            if error == NO_ROUTE:
+                self.unrouted_type(org, message_type or "(unknown)")
         elif state == MessageState.RECEIVED:
             counts["pending"] += 1
         elif state in (MessageState.REJECTED, MessageState.MAPPED, MessageState.FAILED):
@@ -202,7 +213,8 @@ class BulletinBuilder:
                 ds: {"title": self.datasets[ds].title if ds in self.datasets else ds, **t.summary()}
                 for ds, t in sorted(self.by_dataset.get(org, {}).items())
             }
-            out[org] = {"messages": msgs, **whole, "datasets": datasets}
+            out[org] = {"messages": msgs, **whole, "datasets": datasets,
+                        "unrouted_by_type": dict(sorted(self.unrouted.get(org, {}).items()))}
             out[org]["score_parts"] = score_parts(out[org])
             out[org]["score"] = round(
                 100 * sum(WEIGHTS[k] * (v or 0.0) for k, v in out[org]["score_parts"].items()), 1
@@ -239,13 +251,19 @@ def collect(conn: sqlite3.Connection, builder: BulletinBuilder, start: float, en
         org_code = ((record or {}).get("envelope") or {}).get("source_org") or facility
         org = fold_org(org_code)
         result_org.setdefault(message_id, org)
+        if route_id.startswith(UNROUTED):  # a FHIR resource no route took (engine/mapping/router.py)
+            found = UNROUTED_REASON.search(filtered or "")
+            builder.unrouted_type(fold_org(found.group(2) if found and found.group(2) else org_code),
+                                  found.group(1) if found else "(unknown)")
+            continue
         builder.result(org, message_id, received_at, route_id, dataset, record, filtered is not None, error)
-    for message_id, facility, state, error in conn.execute(
-        "SELECT id, sending_facility, state, error FROM messages WHERE received_at >= ? AND received_at < ?",
+    for message_id, facility, state, error, message_type in conn.execute(
+        "SELECT id, sending_facility, state, error, message_type FROM messages"
+        " WHERE received_at >= ? AND received_at < ?",
         (start, end),
     ):
         org = fold_org(facility) if facility else result_org.get(message_id, UNKNOWN_ORG)
-        builder.message(org, state, error)
+        builder.message(org, state, error, message_type)
 
 
 def rank(figures: Mapping[str, Mapping[str, Any]]) -> list[str]:

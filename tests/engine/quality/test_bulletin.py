@@ -123,6 +123,8 @@ def project(tmp_path: Path) -> Path:
             channel="his",
             raw=raw or b"MSH|garbage",
             content_type=HL7V2,
+            # MSH-9 as the channels store it (engine/hl7v2/inbound.py)
+            message_type=raw.split(b"|")[8].decode() if raw else None,
             received_at=received,
             sending_facility=facility,
         )
@@ -205,6 +207,7 @@ def test_each_figure_of_an_organisation_matches_the_hand_count(project: Path) ->
     )
     assert org["datasets"]["person"]["records"] == {"mapped": 3, "failed": 2, "filtered": 0}
     assert org["datasets"]["person"]["title"] == "个人基本信息"
+    assert org["unrouted_by_type"] == {"ADT^A99": 1}  # m7: which message types no route takes (#12)
 
 
 def test_resident_id_failures_and_the_month_boundary(project: Path) -> None:
