@@ -15,6 +15,7 @@ import json
 import sqlite3
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from engine.commands import default_config
@@ -59,10 +60,9 @@ def monthly(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return 1
     path = config.engine.store.path
-    if not path.exists():
-        print(f"no store at {path} (has the engine run?)", file=sys.stderr)
+    conn = open_store(path)
+    if conn is None:
         return 1
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         report = bulletin(
             conn,
@@ -111,10 +111,9 @@ def run(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return 1
     path = config.engine.store.path
-    if not path.exists():
-        print(f"no store at {path} (has the engine run?)", file=sys.stderr)
+    conn = open_store(path)
+    if conn is None:
         return 1
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         counter = from_store(conn, fields, since=since,
                              channel_orgs={ch.name: ch.source_org for ch in config.channels if ch.source_org})
@@ -126,3 +125,11 @@ def run(args: argparse.Namespace) -> int:
     snapshot = counter.snapshot()
     print(json.dumps(snapshot, ensure_ascii=False, indent=2) if args.json else table(snapshot))
     return 0
+
+
+def open_store(path: Path) -> sqlite3.Connection | None:
+    """The store, read-only (no engine needed, none disturbed); None after saying why on stderr."""
+    if not path.exists():
+        print(f"no store at {path} (has the engine run?)", file=sys.stderr)
+        return None
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
