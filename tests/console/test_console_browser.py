@@ -7,14 +7,13 @@ under test-artifacts/ for a human to look at.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from console_support import hl7, send_mllp, wait_for
 from playwright.async_api import expect
 from yarl import URL
 
@@ -75,35 +74,6 @@ destinations: [fifo_sink]
 """
 PERSON_ROUTE = Path(__file__).resolve().parents[2] / "mappings" / "adt_person.yaml"
 """The shipped ADT → person route, so the data-quality page has a dataset to show."""
-
-
-def hl7(control_id: str, message_type: str = "ADT^A01") -> bytes:
-    return (f"MSH|^~\\&|HIS|NBH001|YL|YL|20240101120000||{message_type}|{control_id}|P|2.5.1\r"
-            f"PID|1||{control_id}^^^^PI||DOE^JOHN||19800101|M\r").encode()
-
-
-async def send_mllp(listen: str, payloads: list[bytes]) -> list[bytes]:
-    """Send each payload framed 0x0B … 0x1C 0x0D on one connection; return the ACKs."""
-    host, _, port = listen.rpartition(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    acks = []
-    for payload in payloads:
-        writer.write(b"\x0b" + payload + b"\x1c\x0d")
-        await writer.drain()
-        acks.append(await asyncio.wait_for(reader.readuntil(b"\x1c\x0d"), 10))
-    writer.close()
-    await writer.wait_closed()
-    return acks
-
-
-async def wait_for(cond: Callable[[], Any], timeout: float = 15.0) -> Any:  # noqa: ASYNC109
-    """Poll until `cond()` is truthy; a deadline, not a timing assertion."""
-    deadline = time.monotonic() + timeout
-    while not (value := cond()):
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-    return value
 
 
 @pytest.fixture
