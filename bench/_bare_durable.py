@@ -24,7 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.ids import new_id
-from engine.store import messages
+from engine.store import inserts, messages
 
 
 class _Server:
@@ -60,7 +60,7 @@ class _Server:
             while not self.batches.empty():
                 batch += self.batches.get_nowait()
             self.conn.execute("BEGIN IMMEDIATE")
-            self.conn.executemany(messages._INSERT, [row for _, _, row in batch])
+            self.conn.executemany(inserts._INSERT, [row for _, _, row in batch])
             self.conn.execute("COMMIT")
             self.loop.call_soon_threadsafe(_answer, batch)
 
