@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mllp_story import start_mllp as start_engine
 
 from channels.mllp.client import MllpClient
 from channels.mllp.framing import FrameDecoder, encode_frame
-from channels.mllp.inbound import MllpInbound
 from engine.config import Config
 from engine.hl7v2.charset import decode
 from engine.hl7v2.encoding import DEFAULT_ENCODING, unescape
@@ -48,25 +48,6 @@ def segments(ack: bytes) -> dict[str, list[str]]:
         if line:
             out.setdefault(line[:3], [unescape(f, DEFAULT_ENCODING) for f in line.split("|")])
     return out
-
-
-async def start_engine(make_config: Callable[[str], Config], engine_factory: Callable[[Config], Any],
-                       mllp: str = "", store: str = "") -> tuple[Engine, int]:
-    """Start an engine with one MLLP channel `lab` on 127.0.0.1:0; return it and the bound port."""
-    config = make_config(f"""
-        engine:
-          store: {{path: var/e.db{store}}}
-          admin: {{enabled: false}}
-        channels:
-          - name: lab
-            type: mllp
-            mllp: {{listen: "127.0.0.1:0"{mllp}}}
-        """)
-    started: Engine = await engine_factory(config)
-    inbound = started.channels["lab"].inbound
-    if not isinstance(inbound, MllpInbound):
-        raise RuntimeError("the lab channel did not start")
-    return started, inbound.port_bound
 
 
 async def stored(engine: Engine) -> list[tuple[str | None, str, str | None]]:
