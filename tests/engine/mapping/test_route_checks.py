@@ -4,35 +4,18 @@ Every problem is reported at once, each as `key: what (file:line)` with a sugges
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from route_files import PERSON_ROUTE as ROUTE
+from route_files import write
 
 from engine.cli import main
 from engine.config import ConfigErrors, load_config
 from engine.errors import ConfigError
 from engine.mapping import build_router, load_router
-
-ROUTE = """\
-id: r1
-match:
-  message_type: ADT^A01
-target: person
-fields:
-  name: PID-5.1
-  sex_code:
-    path: PID-8
-    transforms: [{lookup: hl7_0001_to_gbt_2261_1}]
-"""
-
-
-def write(tmp_path: Path, text: str, name: str = "route.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return path
 
 
 def problems(paths: list[Path]) -> list[ConfigError]:

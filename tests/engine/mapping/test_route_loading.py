@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
+from route_files import PERSON_ROUTE as GOOD
+from route_files import write
 
 from engine.errors import ConfigError
 from engine.mapping import build_router, load_router
-
-GOOD = """\
-id: r1
-match:
-  message_type: ADT^A01
-target: person
-fields:
-  name: PID-5.1
-  sex_code:
-    path: PID-8
-    transforms: [{lookup: hl7_0001_to_gbt_2261_1}]
-"""
-
-
-def write(tmp_path: Path, text: str, name: str = "route.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return path
 
 
 def test_a_good_route_loads_compiled() -> None:
