@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
@@ -20,6 +19,7 @@ import structlog
 
 from engine.errors import MappingUnavailable, StoreError
 from engine.store import messages
+from engine.store.connection import Connection
 from engine.types import MessageState, ProcessingOutcome, Routed, RouteFn, RouteResult, StoredMessage
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ __all__ = ["DeliveryRecorder", "Pipeline", "RouteFn", "Routed", "decide"]
 class DeliveryRecorder(Protocol):
     """The delivery room's side of the outcome transaction (see engine/delivery/service.py)."""
 
-    def record_many(self, conn: sqlite3.Connection, outcomes: Sequence[Routed],
+    def record_many(self, conn: Connection, outcomes: Sequence[Routed],
                     now: float) -> Sequence[Pending]:
         """Write delivery / dead-letter rows inside the pipeline's transaction; return the queued rows."""
 
@@ -242,7 +242,7 @@ class Pipeline:
             decided.append((msg, state, error, results))
         now = time.time()
 
-        def commit(conn: sqlite3.Connection) -> tuple[Sequence[Pending], set[str]]:
+        def commit(conn: Connection) -> tuple[Sequence[Pending], set[str]]:
             done = messages.record_outcomes(
                 conn, [(msg.id, state, error, results) for msg, state, error, results in decided], now=now)
             outcomes: list[Routed] = [(msg, results) for msg, _, _, results in decided if msg.id in done]

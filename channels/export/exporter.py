@@ -12,7 +12,6 @@ is written again, complete, under the same names; a record that arrives for a pe
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from channels.file.outbound import clean_temp_files
 from engine import __version__
 from engine.config import parse_duration
 from engine.errors import ConfigError
+from engine.store.connection import Connection
 
 if TYPE_CHECKING:
     from engine.datasets.registry import DatasetRegistry
@@ -156,7 +156,7 @@ class PeriodExporter:
         return {(d, o) for d in base for o in self.organisations} | \
             {(d, o) for d, o in known if d in base and o}
 
-    def _publish(self, conn: sqlite3.Connection, period: Period,
+    def _publish(self, conn: Connection, period: Period,
                  expected: set[tuple[str, str]]) -> tuple[int, list[records.Written]]:
         """Stream each file of the period from one read transaction of the store (a reader thread:
         blocking I/O stays off the event loop, and a period never has to fit in memory)."""

@@ -10,9 +10,10 @@ writer (writes) or a reader (queries).
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+
+from engine.store.connection import Connection
 
 DDL = """
 CREATE TABLE IF NOT EXISTS export_records (
@@ -69,7 +70,7 @@ class Written:
     sha256: str
 
 
-def collect(conn: sqlite3.Connection, destination: str, rows: Sequence[Collected], now: float) -> None:
+def collect(conn: Connection, destination: str, rows: Sequence[Collected], now: float) -> None:
     """Keep records for the period holding `now` (a delivery id seen before is ignored)."""
     conn.executemany(
         "INSERT OR IGNORE INTO export_records (destination, delivery_id, dataset, org, collected_at, payload)"
@@ -77,26 +78,26 @@ def collect(conn: sqlite3.Connection, destination: str, rows: Sequence[Collected
         [(destination, r.delivery_id, r.dataset, r.org, now, r.payload) for r in rows])
 
 
-def cursor(conn: sqlite3.Connection, destination: str) -> float | None:
+def cursor(conn: Connection, destination: str) -> float | None:
     row = conn.execute("SELECT next_period_start FROM export_cursor WHERE destination = ?",
                        (destination,)).fetchone()
     return None if row is None else float(row[0])
 
 
-def set_cursor(conn: sqlite3.Connection, destination: str, start: float) -> None:
+def set_cursor(conn: Connection, destination: str, start: float) -> None:
     conn.execute("INSERT INTO export_cursor (destination, next_period_start) VALUES (?, ?)"
                  " ON CONFLICT (destination) DO UPDATE SET next_period_start = excluded.next_period_start"
                  " WHERE excluded.next_period_start > export_cursor.next_period_start", (destination, start))
 
 
-def pending_times(conn: sqlite3.Connection, destination: str, before: float) -> list[float]:
+def pending_times(conn: Connection, destination: str, before: float) -> list[float]:
     """Collection times of records not yet exported, collected before `before` (late or crashed periods)."""
     return [r[0] for r in conn.execute(
         "SELECT collected_at FROM export_records WHERE destination = ? AND exported_at IS NULL"
         " AND collected_at < ? ORDER BY collected_at", (destination, before))]
 
 
-def period_groups(conn: sqlite3.Connection, destination: str, start: float,
+def period_groups(conn: Connection, destination: str, start: float,
                   end: float) -> tuple[int, dict[tuple[str, str], int]]:
     """The highest seq of [start, end) and its record count per (dataset, org). Call it and
     `group_payloads` in one read transaction, so both see the same records."""
@@ -110,7 +111,7 @@ def period_groups(conn: sqlite3.Connection, destination: str, start: float,
     return max_seq, counts
 
 
-def group_payloads(conn: sqlite3.Connection, destination: str, start: float, end: float, dataset: str,
+def group_payloads(conn: Connection, destination: str, start: float, end: float, dataset: str,
                    org: str, max_seq: int) -> Iterator[bytes]:
     """The payloads of one (dataset, org) of [start, end) in collection order, read lazily."""
     for (payload,) in conn.execute(
@@ -120,7 +121,7 @@ def group_payloads(conn: sqlite3.Connection, destination: str, start: float, end
         yield bytes(payload)
 
 
-def known_files(conn: sqlite3.Connection, destination: str) -> list[tuple[str, str]]:
+def known_files(conn: Connection, destination: str) -> list[tuple[str, str]]:
     """(dataset, org) pairs this destination has written before (they get a file in empty periods)."""
     return [(r[0], r[1]) for r in conn.execute(
         "SELECT DISTINCT dataset, org FROM export_files WHERE destination = ?", (destination,))]
@@ -131,7 +132,7 @@ MARK_CHUNK = 5000
 ACKs waiting on it) for seconds; measured here, 100,000 rows in one UPDATE took 1.6 s."""
 
 
-def mark_exported(conn: sqlite3.Connection, destination: str, start: float, end: float, max_seq: int,
+def mark_exported(conn: Connection, destination: str, start: float, end: float, max_seq: int,
                   now: float) -> int:
     """After the renames: mark up to MARK_CHUNK records of the period exported; returns how many."""
     return conn.execute(
@@ -140,7 +141,7 @@ def mark_exported(conn: sqlite3.Connection, destination: str, start: float, end:
         " AND seq <= ? LIMIT ?)", (now, destination, start, end, max_seq, MARK_CHUNK)).rowcount
 
 
-def mark_written(conn: sqlite3.Connection, destination: str, start: float, end: float,
+def mark_written(conn: Connection, destination: str, start: float, end: float,
                  files: Sequence[Written], now: float, *, advance_to: float | None) -> None:
     """After the records are marked: list the period's files and move the cursor past it."""
     conn.executemany(
@@ -151,13 +152,13 @@ def mark_written(conn: sqlite3.Connection, destination: str, start: float, end: 
         set_cursor(conn, destination, advance_to)
 
 
-def expired_files(conn: sqlite3.Connection, destination: str, before: float) -> list[str]:
+def expired_files(conn: Connection, destination: str, before: float) -> list[str]:
     """Files (relative to the destination's dir) of periods that ended before `before`."""
     return [r[0] for r in conn.execute(
         "SELECT file FROM export_files WHERE destination = ? AND period_end < ?", (destination, before))]
 
 
-def prune(conn: sqlite3.Connection, destination: str, before: float) -> int:
+def prune(conn: Connection, destination: str, before: float) -> int:
     """Forget exported records and file rows of periods that ended before `before`."""
     conn.execute("DELETE FROM export_files WHERE destination = ? AND period_end < ?", (destination, before))
     cur = conn.execute("DELETE FROM export_records WHERE destination = ? AND collected_at < ?"

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import structlog
 
 from channels.base import ChannelContext
 from engine.errors import StoreError
+from engine.store.connection import Connection
 from engine.store.sqlite import Store
 
 MINUTE = 60
@@ -70,7 +70,7 @@ class Bucket:
     failed: int = 0
 
 
-def record(conn: sqlite3.Connection, *, step: int, at: float, received: int, failed: int, dead: int) -> None:
+def record(conn: Connection, *, step: int, at: float, received: int, failed: int, dead: int) -> None:
     """Add a bucket's counts (a restart mid-minute writes the same minute twice: received and failed
     add up; dead, counted from the dead-letter table for the whole minute, is the larger)."""
     conn.execute("INSERT INTO traffic_history (step, at, received, failed, dead) VALUES (?,?,?,?,?)"
@@ -79,7 +79,7 @@ def record(conn: sqlite3.Connection, *, step: int, at: float, received: int, fai
                  (step, at, received, failed, dead))
 
 
-def roll_up(conn: sqlite3.Connection, *, now: float) -> None:
+def roll_up(conn: Connection, *, now: float) -> None:
     """Sum minute rows older than `MINUTE_ROWS_FOR` (whole hours) into hour rows; drop old hour rows."""
     cutoff = math.floor((now - MINUTE_ROWS_FOR) / HOUR) * HOUR
     conn.execute("INSERT INTO traffic_history (step, at, received, failed, dead)"
@@ -92,7 +92,7 @@ def roll_up(conn: sqlite3.Connection, *, now: float) -> None:
     conn.execute("DELETE FROM traffic_history WHERE step = ? AND at < ?", (HOUR, now - HOUR_ROWS_FOR))
 
 
-def read_points(conn: sqlite3.Connection, *, since: float, step: int) -> list[list[float]]:
+def read_points(conn: Connection, *, since: float, step: int) -> list[list[float]]:
     """[at, received, failed, dead] per `step` from `since`, oldest first (minute rows summed per hour
     when `step` is an hour)."""
     if step == MINUTE:
@@ -191,7 +191,7 @@ class TrafficHistory:
         if roll:
             self._next_roll_up = now + HOUR
 
-        def op(conn: sqlite3.Connection) -> None:
+        def op(conn: Connection) -> None:
             record(conn, step=MINUTE, at=bucket.at, received=bucket.received, failed=bucket.failed, dead=dead)
             if roll:
                 roll_up(conn, now=now)

@@ -8,7 +8,6 @@ wake their destination's worker (`wake`) and re-mapped messages go back to the p
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 from engine.delivery import dead_letters
 from engine.delivery.dead_letters import DeadLetterQuery
 from engine.store import messages
+from engine.store.connection import Connection
 from engine.store.sqlite import Store
 from engine.types import DeadLetterKind, StoredMessage
 
@@ -68,7 +68,7 @@ class DeadLetterService:
         """Re-queue (or, with `remap` and always for mapping dead letters, re-map) each dead letter."""
         now = time.time()
 
-        def run(conn: sqlite3.Connection) -> tuple[ReplayReport, set[str], list[str]]:
+        def run(conn: Connection) -> tuple[ReplayReport, set[str], list[str]]:
             # Fresh results per call: the store may run an op again after rolling its group back.
             report, wake, remapped = ReplayReport(), set[str](), list[str]()
             for dead_id in ids:

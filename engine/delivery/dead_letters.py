@@ -8,7 +8,6 @@ is an explicit act recorded in `dlq_audit` with who and when.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import orjson
 
 from engine.delivery.outbox import _DEAD_COLUMNS
+from engine.store.connection import Connection
 from engine.store.filters import Filters
 from engine.types import DeadLetterKind
 
@@ -42,7 +42,7 @@ def _row(row: Sequence[Any]) -> dict[str, Any]:
     return dict(zip(keys, row, strict=True))
 
 
-def search(conn: sqlite3.Connection, q: DeadLetterQuery) -> list[dict[str, Any]]:
+def search(conn: Connection, q: DeadLetterQuery) -> list[dict[str, Any]]:
     """Newest first; no payloads."""
     f = Filters().equal(channel=q.channel, destination=q.destination, kind=q.kind)
     f.add("instr(lower(error), lower(?)) > 0", q.error or None)
@@ -53,14 +53,14 @@ def search(conn: sqlite3.Connection, q: DeadLetterQuery) -> list[dict[str, Any]]
     return items
 
 
-def count_between(conn: sqlite3.Connection, *, start: float, end: float) -> int:
+def count_between(conn: Connection, *, start: float, end: float) -> int:
     """Dead letters created in [start, end) (the console's traffic history; uses `dead_letters_time`)."""
     row = conn.execute("SELECT count(*) FROM dead_letters WHERE created_at >= ? AND created_at < ?",
                        (start, end)).fetchone()
     return int(row[0]) if row else 0
 
 
-def with_message_header(conn: sqlite3.Connection, items: list[dict[str, Any]]) -> None:
+def with_message_header(conn: Connection, items: list[dict[str, Any]]) -> None:
     """Add each dead letter's message control id (MSH-10) and sending organisation (MSH-4), so ops can
     match it with the sender's log without opening every message (one query per page)."""
     ids = sorted({i["message_id"] for i in items if i.get("message_id")})
@@ -75,13 +75,13 @@ def with_message_header(conn: sqlite3.Connection, items: list[dict[str, Any]]) -
         item["control_id"], item["sending_facility"] = header.get(item.get("message_id") or "", (None, None))
 
 
-def kind_of(conn: sqlite3.Connection, dead_id: str) -> DeadLetterKind | None:
+def kind_of(conn: Connection, dead_id: str) -> DeadLetterKind | None:
     """The dead letter's kind, or None when there is none with that id."""
     row = conn.execute("SELECT kind FROM dead_letters WHERE id = ?", (dead_id,)).fetchone()
     return None if row is None else DeadLetterKind(row[0])
 
 
-def get(conn: sqlite3.Connection, dead_id: str, *, with_payload: bool) -> dict[str, Any] | None:
+def get(conn: Connection, dead_id: str, *, with_payload: bool) -> dict[str, Any] | None:
     """One dead letter; with its payload (delivery payload or raw message) when asked."""
     row = conn.execute(f"SELECT {_DEAD_COLUMNS} FROM dead_letters WHERE id = ?", (dead_id,)).fetchone()
     if row is None:
@@ -113,7 +113,7 @@ def _render(payload: bytes | None, content_type: str | None) -> Any:
     return bytes(payload).decode("utf-8", errors="replace")
 
 
-def requeue(conn: sqlite3.Connection, dead_id: str, *, now: float, who: str) -> str | None:
+def requeue(conn: Connection, dead_id: str, *, now: float, who: str) -> str | None:
     """Re-send the stored payload: the delivery goes back to `queued` with fresh attempts and age.
 
     Returns the destination to wake, or None when the dead letter is gone or is not a delivery.
@@ -133,7 +133,7 @@ def requeue(conn: sqlite3.Connection, dead_id: str, *, now: float, who: str) -> 
     return str(row[2])
 
 
-def prepare_remap(conn: sqlite3.Connection, dead_id: str, *, now: float, who: str) -> str | None:
+def prepare_remap(conn: Connection, dead_id: str, *, now: float, who: str) -> str | None:
     """Put the dead letter's message back to `received` (the caller resubmits it to the pipeline).
 
     Every dead letter of that message is removed: mapping it again re-creates whatever still fails.
@@ -155,7 +155,7 @@ def prepare_remap(conn: sqlite3.Connection, dead_id: str, *, now: float, who: st
     return message_id
 
 
-def purge(conn: sqlite3.Connection, dead_id: str, *, now: float, who: str) -> bool:
+def purge(conn: Connection, dead_id: str, *, now: float, who: str) -> bool:
     """Delete a dead letter for good, leaving an audit row (who, when, what)."""
     row = conn.execute("SELECT message_id, destination, kind, error FROM dead_letters WHERE id = ?",
                        (dead_id,)).fetchone()
@@ -167,14 +167,14 @@ def purge(conn: sqlite3.Connection, dead_id: str, *, now: float, who: str) -> bo
     return True
 
 
-def audit(conn: sqlite3.Connection, *, now: float, action: str, who: str, dead_letter_id: str | None,
+def audit(conn: Connection, *, now: float, action: str, who: str, dead_letter_id: str | None,
           message_id: str | None, destination: str | None, detail: str | None) -> None:
     conn.execute("INSERT INTO dlq_audit (at, action, who, dead_letter_id, message_id, destination, detail)"
                  " VALUES (?,?,?,?,?,?,?)",
                  (now, action, who, dead_letter_id, message_id, destination, detail))
 
 
-def audit_log(conn: sqlite3.Connection, *, limit: int = 100) -> list[dict[str, Any]]:
+def audit_log(conn: Connection, *, limit: int = 100) -> list[dict[str, Any]]:
     """Newest audit rows first."""
     rows = conn.execute("SELECT at, action, who, dead_letter_id, message_id, destination, detail"
                         " FROM dlq_audit ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()

@@ -9,10 +9,10 @@ A swept delivery keeps its real attempt count; its dead letter and path say why 
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Collection, Sequence
 
 from engine.delivery.outbox import Pending, add_dead_letter
+from engine.store.connection import Connection
 from engine.types import DeadLetterKind
 
 SWEEP_LIMIT = 2000
@@ -21,7 +21,7 @@ BUDGET_REASON = "retry budget spent while destination down"
 """How a swept delivery's dead letter starts; the destination's last error follows."""
 
 
-def _expire(conn: sqlite3.Connection, row: Pending, *, now: float, error: str) -> bool:
+def _expire(conn: Connection, row: Pending, *, now: float, error: str) -> bool:
     cur = conn.execute("UPDATE deliveries SET state = 'dead', last_error = ?"
                        " WHERE id = ? AND state = 'queued'", (error[:2000], row.id))
     if cur.rowcount == 0:
@@ -36,7 +36,7 @@ def _expire(conn: sqlite3.Connection, row: Pending, *, now: float, error: str) -
     return True
 
 
-def expire_queued(conn: sqlite3.Connection, *, destination: str, created_before: float,
+def expire_queued(conn: Connection, *, destination: str, created_before: float,
                   held: Sequence[Pending], exclude: Collection[str], now: float, error: str,
                   limit: int = SWEEP_LIMIT) -> tuple[int, bool]:
     """Dead-letter `held` (expired rows the worker holds in memory) and up to `limit` queued rows of

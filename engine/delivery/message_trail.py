@@ -7,13 +7,13 @@ message rows themselves are the store's (engine/store/messages.py).
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from engine.delivery import outbox
 from engine.store import messages
+from engine.store.connection import Connection
 from engine.store.messages import MessageQuery
 from engine.store.sqlite import Store
 from engine.types import StoredMessage
@@ -45,7 +45,7 @@ class MessageTrail:
     async def trail(self, message_id: str, *, with_raw: bool) -> Trail | None:
         """The message (raw bytes only `with_raw`) with its results and deliveries; None if unknown."""
 
-        def load(conn: sqlite3.Connection) -> Trail | None:
+        def load(conn: Connection) -> Trail | None:
             msg = messages.get(conn, message_id, with_raw=with_raw)
             if msg is None:
                 return None

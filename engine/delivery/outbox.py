@@ -10,12 +10,12 @@ store's writer or a reader, so the pipeline can create rows in the same transact
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from engine.ids import new_id
+from engine.store.connection import Connection
 from engine.types import DeadLetterKind, DeliveryState
 
 DDL = """
@@ -121,7 +121,7 @@ def _pending(row: Sequence[Any]) -> Pending:
 # --- writes from the pipeline -------------------------------------------------------------------
 
 
-def enqueue(conn: sqlite3.Connection, *, message_id: str, destination: str, route_id: str,
+def enqueue(conn: Connection, *, message_id: str, destination: str, route_id: str,
             dataset: str | None, channel: str | None, payload: bytes, content_type: str,
             order_value: str | None, now: float) -> bool:
     """Create the delivery row, or re-queue a `dead` one with the new payload (replay with remap).
@@ -168,7 +168,7 @@ _ENQUEUE_TAIL = (" ON CONFLICT (message_id, route_id, destination) DO UPDATE SET
                  " RETURNING seq, id, first_attempt_at, message_id, route_id, destination")
 
 
-def enqueue_many(conn: sqlite3.Connection, rows: Sequence[NewDelivery], *, now: float) -> list[Pending]:
+def enqueue_many(conn: Connection, rows: Sequence[NewDelivery], *, now: float) -> list[Pending]:
     """`enqueue` for many rows: one multi-row INSERT per 500, answering the rows now queued.
 
     Same rules as `enqueue` (a `queued` or `sent` row is left alone, a `dead` one is re-queued with
@@ -195,7 +195,7 @@ def enqueue_many(conn: sqlite3.Connection, rows: Sequence[NewDelivery], *, now: 
     return out
 
 
-def add_dead_letter(conn: sqlite3.Connection, *, kind: DeadLetterKind, message_id: str, error: str,
+def add_dead_letter(conn: Connection, *, kind: DeadLetterKind, message_id: str, error: str,
                     now: float,
                     channel: str | None = None, destination: str | None = None, route_id: str | None = None,
                     dataset: str | None = None, delivery_id: str | None = None, attempts: int = 0,
@@ -211,7 +211,7 @@ def add_dead_letter(conn: sqlite3.Connection, *, kind: DeadLetterKind, message_i
 # --- claims and outcomes from the workers -------------------------------------------------------
 
 
-def next_due(conn: sqlite3.Connection, destination: str, after: float) -> float | None:
+def next_due(conn: Connection, destination: str, after: float) -> float | None:
     """The earliest retry time after `after` (when the worker should look again), or None."""
     row = conn.execute("SELECT min(next_attempt_at) FROM deliveries WHERE destination = ?"
                        " AND state = 'queued' AND next_attempt_at > ?", (destination, after)).fetchone()
@@ -222,7 +222,7 @@ ClaimKey = tuple[float, int]
 """(next_attempt_at, seq) of the last row a claim read: where the next page of a sweep starts."""
 
 
-def claim_due(conn: sqlite3.Connection, destination: str, now: float, limit: int,
+def claim_due(conn: Connection, destination: str, now: float, limit: int,
               exclude: Collection[str], after: ClaimKey | None = None,
               ) -> tuple[list[Pending], float | None, ClaimKey | None]:
     """Due deliveries by due time (a retrying row never holds back fresher ones), skipping in-flight ids.
@@ -249,7 +249,7 @@ def claim_due(conn: sqlite3.Connection, destination: str, now: float, limit: int
     return out, next_due(conn, destination, now), last
 
 
-def claim_heads(conn: sqlite3.Connection, destination: str, window: int,
+def claim_heads(conn: Connection, destination: str, window: int,
                 exclude_keys: Collection[str | None], *, run: int = 1) -> list[list[Pending]]:
     """For each order key, its oldest queued deliveries (up to `run`, in order), due or not (FIFO).
 
@@ -271,7 +271,7 @@ def claim_heads(conn: sqlite3.Connection, destination: str, window: int,
     return list(runs.values())
 
 
-def _log_attempt(conn: sqlite3.Connection, delivery_id: str, attempt: int, now: float, result: str,
+def _log_attempt(conn: Connection, delivery_id: str, attempt: int, now: float, result: str,
                  error: str | None, response: str | None) -> None:
     """One row per attempt, so a message's path shows every try with its time and outcome."""
     conn.execute("INSERT OR REPLACE INTO delivery_attempts"
@@ -280,7 +280,7 @@ def _log_attempt(conn: sqlite3.Connection, delivery_id: str, attempt: int, now: 
                   response[:500] if response else None))
 
 
-def mark_sent(conn: sqlite3.Connection, delivery_id: str, *, attempts: int, now: float,
+def mark_sent(conn: Connection, delivery_id: str, *, attempts: int, now: float,
               response: str) -> None:
     _log_attempt(conn, delivery_id, attempts, now, "sent", None, response)
     conn.execute("UPDATE deliveries SET state = 'sent', attempts = ?, last_attempt_at = ?,"
@@ -288,7 +288,7 @@ def mark_sent(conn: sqlite3.Connection, delivery_id: str, *, attempts: int, now:
                  " WHERE id = ? AND state = 'queued'", (attempts, now, now, response[:2000], delivery_id))
 
 
-def mark_sent_many(conn: sqlite3.Connection, sent: Sequence[tuple[str, int, str]], *, now: float) -> None:
+def mark_sent_many(conn: Connection, sent: Sequence[tuple[str, int, str]], *, now: float) -> None:
     """`mark_sent` for many deliveries at once: `(delivery_id, attempts, response)` each.
 
     One attempt-log INSERT and one UPDATE for the lot (a CTE of the values joined by id), instead of
@@ -310,7 +310,7 @@ def mark_sent_many(conn: sqlite3.Connection, sent: Sequence[tuple[str, int, str]
                      [*upd_values, now, now])
 
 
-def mark_retry(conn: sqlite3.Connection, delivery_id: str, *, attempts: int, now: float, next_at: float,
+def mark_retry(conn: Connection, delivery_id: str, *, attempts: int, now: float, next_at: float,
                error: str, response: str | None) -> None:
     _log_attempt(conn, delivery_id, attempts, now, "retry", error, response)
     conn.execute("UPDATE deliveries SET attempts = ?, last_attempt_at = ?, next_attempt_at = ?,"
@@ -319,7 +319,7 @@ def mark_retry(conn: sqlite3.Connection, delivery_id: str, *, attempts: int, now
                  (attempts, now, next_at, now, error[:2000], (response or "")[:2000] or None, delivery_id))
 
 
-def mark_split_many(conn: sqlite3.Connection, rows: Sequence[Pending], *, now: float, error: str,
+def mark_split_many(conn: Connection, rows: Sequence[Pending], *, now: float, error: str,
                     response: str | None) -> None:
     """A batch refused as a whole: log a `split` attempt for each row (each is sent again on its own)."""
     for row in rows:
@@ -330,7 +330,7 @@ def mark_split_many(conn: sqlite3.Connection, rows: Sequence[Pending], *, now: f
                      (row.attempts + 1, now, now, error[:2000], (response or "")[:2000] or None, row.id))
 
 
-def mark_dead(conn: sqlite3.Connection, item: Pending, *, attempts: int, now: float, error: str,
+def mark_dead(conn: Connection, item: Pending, *, attempts: int, now: float, error: str,
               response: str | None) -> str | None:
     """Move a delivery to `dead` and add its dead letter; None if it was no longer queued."""
     cur = conn.execute("UPDATE deliveries SET state = 'dead', attempts = ?, last_attempt_at = ?,"
@@ -354,13 +354,13 @@ def _blank() -> dict[str, Any]:
     return {"queued": 0, "retrying": 0, "sent": 0, "dead": 0, "dead_letters": 0, "oldest_queued": None}
 
 
-def sent_counts(conn: sqlite3.Connection) -> dict[str, int]:
+def sent_counts(conn: Connection) -> dict[str, int]:
     """Sent deliveries per destination: a full scan, so only at start-up (workers count from there)."""
     return dict(conn.execute("SELECT destination, count(*) FROM deliveries WHERE state = 'sent'"
                              " GROUP BY destination").fetchall())
 
 
-def destination_counts(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+def destination_counts(conn: Connection) -> dict[str, dict[str, Any]]:
     """Per destination: queued, retrying (queued with attempts > 0), dead, dead letters, oldest queued.
 
     Reads only the queued and dead rows (partial indexes), never the ever-growing sent history.
@@ -378,14 +378,14 @@ def destination_counts(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
     return out
 
 
-def prune(conn: sqlite3.Connection, *, older_than: float) -> int:
+def prune(conn: Connection, *, older_than: float) -> int:
     """Drop payloads of deliveries sent before `older_than` (rows stay; dead letters are never pruned)."""
     cur = conn.execute("UPDATE deliveries SET payload = NULL WHERE state = 'sent' AND payload IS NOT NULL"
                        " AND last_attempt_at < ?", (older_than,))
     return cur.rowcount
 
 
-def delivery_states(conn: sqlite3.Connection, message_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+def delivery_states(conn: Connection, message_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     """Per message, each delivery's destination, state, attempts and next attempt (the message list)."""
     out: dict[str, list[dict[str, Any]]] = {}
     for start in range(0, len(message_ids), 500):  # SQLite's bound-variable limit is 999 on old builds
@@ -400,7 +400,7 @@ def delivery_states(conn: sqlite3.Connection, message_ids: Sequence[str]) -> dic
     return out
 
 
-def deliveries_of(conn: sqlite3.Connection, message_id: str) -> list[dict[str, Any]]:
+def deliveries_of(conn: Connection, message_id: str) -> list[dict[str, Any]]:
     """Each delivery of a message (no payload) with its `attempt_log`, for the message path view."""
     rows = conn.execute(
         "SELECT id, destination, route_id, dataset, state, attempts, created_at, first_attempt_at,"

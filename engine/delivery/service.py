@@ -11,7 +11,6 @@ payloads and raw messages after `engine.store.retention_days`.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ from engine.delivery.worker import DestinationWorker
 from engine.errors import StoreError
 from engine.metrics import Metrics
 from engine.store import messages
+from engine.store.connection import Connection
 from engine.store.sqlite import Store
 from engine.types import JSON, DeadLetterKind, DestinationState, RouteResult, StoredMessage
 
@@ -94,12 +94,12 @@ class DeliveryService:
 
     # --- inside the pipeline's transaction --------------------------------------------------------
 
-    def record(self, conn: sqlite3.Connection, message: StoredMessage, results: list[RouteResult],
+    def record(self, conn: Connection, message: StoredMessage, results: list[RouteResult],
                now: float) -> set[str]:
         """Queue a delivery per (result, destination); return the destinations to `wake()` after commit."""
         return {row.destination for row in self.record_many(conn, [(message, results)], now)}
 
-    def record_many(self, conn: sqlite3.Connection, outcomes: Sequence[Routed],
+    def record_many(self, conn: Connection, outcomes: Sequence[Routed],
                     now: float) -> list[outbox.Pending]:
         """Queue a delivery per (result, destination) for a batch of messages in one statement;
         dead-letter failed routes and unknown destinations. Returns the rows now queued, for
@@ -120,7 +120,7 @@ class DeliveryService:
                         rows.append(row)
         return outbox.enqueue_many(conn, rows, now=now) if rows else []
 
-    def _new_delivery(self, conn: sqlite3.Connection, message: StoredMessage, r: RouteResult, name: str,
+    def _new_delivery(self, conn: Connection, message: StoredMessage, r: RouteResult, name: str,
                       now: float) -> outbox.NewDelivery | None:
         dest = self.destinations.get(name)
         if dest is None:
@@ -141,7 +141,7 @@ class DeliveryService:
                                  dataset=r.dataset, channel=message.channel, payload=payload,
                                  content_type=ctype, order_value=order_value)
 
-    def _payload(self, conn: sqlite3.Connection, message: StoredMessage, r: RouteResult,
+    def _payload(self, conn: Connection, message: StoredMessage, r: RouteResult,
                  dest: DestinationConfig) -> tuple[bytes, str, str | None]:
         if r.passthrough or r.record is None:
             raw = message.raw
@@ -258,7 +258,7 @@ class DeliveryService:
         days = self.retention_days
         cutoff = (time.time() if now is None else now) - days * 86400.0
 
-        def run(conn: sqlite3.Connection) -> tuple[int, int]:
+        def run(conn: Connection) -> tuple[int, int]:
             return outbox.prune(conn, older_than=cutoff), messages.prune(conn, older_than=cutoff)
 
         payloads, raws = await self.store.write(run)

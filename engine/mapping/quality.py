@@ -19,7 +19,6 @@ Two feeds, one counter class:
 from __future__ import annotations
 
 import re
-import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import orjson
 
 from engine.datasets.registry import FieldInfo
+from engine.store.connection import Connection
 from engine.store.messages import NO_ROUTE
 
 UNKNOWN_ORG = "(unknown)"
@@ -161,7 +161,7 @@ def dataset_fields(registry: Any) -> dict[str, dict[str, FieldInfo]]:
     return {ds: dict(registry.fields(ds)) for ds in registry.datasets()}
 
 
-def from_store(conn: sqlite3.Connection, fields: Mapping[str, Mapping[str, FieldInfo]], *,
+def from_store(conn: Connection, fields: Mapping[str, Mapping[str, FieldInfo]], *,
                since: float | None = None, channel_orgs: Mapping[str, str] | None = None) -> QualityCounter:
     """Recompute the counts from the `results` and `messages` tables (for ``yonglink quality``).
 

@@ -35,7 +35,6 @@ mapped + failed + rejected + unrouted) and timeliness 15 % (records within 24 h)
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +54,7 @@ from engine.quality.figures import (
     previous_month,
     ratio,
 )
+from engine.store.connection import Connection
 from engine.store.messages import NO_ROUTE
 from engine.types import MessageState
 
@@ -237,7 +237,7 @@ def score_parts(org: Mapping[str, Any]) -> dict[str, float | None]:
     }
 
 
-def collect(conn: sqlite3.Connection, builder: BulletinBuilder, start: float, end: float) -> None:
+def collect(conn: Connection, builder: BulletinBuilder, start: float, end: float) -> None:
     """Stream the period's messages and results from the store into `builder` (read-only SQL)."""
     result_org: dict[str, str] = {}
     rows = conn.execute(
@@ -272,7 +272,7 @@ def rank(figures: Mapping[str, Mapping[str, Any]]) -> list[str]:
 
 
 def bulletin(
-    conn: sqlite3.Connection,
+    conn: Connection,
     month: str,
     *,
     datasets: Mapping[str, DatasetFields],

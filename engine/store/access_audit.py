@@ -11,13 +11,13 @@ that ages out would not answer "who looked at this patient's message last year".
 from __future__ import annotations
 
 import enum
-import sqlite3
 import time
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from engine.ids import new_id
+from engine.store.connection import Connection
 from engine.store.filters import Filters
 from engine.store.sqlite import Store
 
@@ -75,7 +75,7 @@ class AuditQuery:
     limit: int = 100
 
 
-def record(conn: sqlite3.Connection, entry: AuditEntry, *, now: float) -> str:
+def record(conn: Connection, entry: AuditEntry, *, now: float) -> str:
     audit_id = new_id(now)
     conn.execute(f"INSERT INTO access_audit ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
                  (audit_id, now, entry.actor, entry.role, entry.remote, entry.action.value, entry.target,
@@ -83,7 +83,7 @@ def record(conn: sqlite3.Connection, entry: AuditEntry, *, now: float) -> str:
     return audit_id
 
 
-def search(conn: sqlite3.Connection, q: AuditQuery) -> list[dict[str, Any]]:
+def search(conn: Connection, q: AuditQuery) -> list[dict[str, Any]]:
     """Newest first."""
     f = Filters().equal(action=q.action, actor=q.actor, target=q.target)
     f.add("at >= ?", q.since).add("at < ?", q.until)

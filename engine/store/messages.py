@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from engine.store.connection import Connection
 from engine.store.filters import Filters
 from engine.store.inserts import NO_ROUTE, REUSED, InsertPlan, insert, insert_many, stored_key
 from engine.types import MessageState, RouteResult, StoredMessage
@@ -74,7 +75,7 @@ __all__ = ["DDL", "NO_ROUTE", "REUSED", "InsertPlan", "MessageQuery", "insert", 
 """The write side (`insert`, `InsertPlan`...) lives in `engine.store.inserts`; re-exported here."""
 
 
-def record_outcome(conn: sqlite3.Connection, message_id: str, state: MessageState, error: str | None,
+def record_outcome(conn: Connection, message_id: str, state: MessageState, error: str | None,
                    results: Sequence[RouteResult], *, now: float | None = None) -> bool:
     """Set the processed state and keep each route's result; False if it was already processed.
 
@@ -84,7 +85,7 @@ def record_outcome(conn: sqlite3.Connection, message_id: str, state: MessageStat
     return message_id in record_outcomes(conn, [(message_id, state, error, results)], now=now)
 
 
-def record_outcomes(conn: sqlite3.Connection,
+def record_outcomes(conn: Connection,
                     outcomes: Sequence[tuple[str, MessageState, str | None, Sequence[RouteResult]]], *,
                     now: float | None = None) -> set[str]:
     """`record_outcome` for a batch: one UPDATE ... FROM (VALUES ...) RETURNING and one multi-row
@@ -118,7 +119,7 @@ _OUTCOME_CHUNK = 200
 """Messages (and result rows) per statement of `record_outcomes`: at most 1,400 bound parameters."""
 
 
-def reset_for_remap(conn: sqlite3.Connection, message_id: str) -> None:
+def reset_for_remap(conn: Connection, message_id: str) -> None:
     """Put a message back to `received` so the pipeline maps it again (DLQ replay with remap)."""
     conn.execute("UPDATE messages SET state = 'received', error = NULL, processed_at = NULL WHERE id = ?",
                  (message_id,))
@@ -133,7 +134,7 @@ def _row_to_message(row: sqlite3.Row | tuple[Any, ...], raw: bytes | None = None
                          error=row[11], processed_at=row[12], metadata=meta, raw=raw)
 
 
-def get(conn: sqlite3.Connection, message_id: str, *, with_raw: bool = True) -> StoredMessage | None:
+def get(conn: Connection, message_id: str, *, with_raw: bool = True) -> StoredMessage | None:
     """One message by id (raw bytes included when asked)."""
     row = conn.execute(f"SELECT {_COLUMNS}, raw FROM messages WHERE id = ?", (message_id,)).fetchone()
     if row is None:
@@ -141,7 +142,7 @@ def get(conn: sqlite3.Connection, message_id: str, *, with_raw: bool = True) -> 
     return _row_to_message(row, row[14] if with_raw else None)
 
 
-def unprocessed(conn: sqlite3.Connection, *, after_seq: int = 0, limit: int = 500,
+def unprocessed(conn: Connection, *, after_seq: int = 0, limit: int = 500,
                 channels: Iterable[str] | None = None) -> list[tuple[int, StoredMessage]]:
     """Messages still `received` (accepted but not yet mapped), oldest first, for recovery."""
     rows = conn.execute(
@@ -153,7 +154,7 @@ def unprocessed(conn: sqlite3.Connection, *, after_seq: int = 0, limit: int = 50
             if allowed is None or row[1] in allowed]
 
 
-def results_of(conn: sqlite3.Connection, message_id: str) -> list[dict[str, Any]]:
+def results_of(conn: Connection, message_id: str) -> list[dict[str, Any]]:
     """Each route's outcome for a message (record as JSON object)."""
     rows = conn.execute("SELECT route_id, dataset, record, filtered, error, created_at FROM results"
                         " WHERE message_id = ? ORDER BY route_id", (message_id,)).fetchall()
@@ -176,7 +177,7 @@ class MessageQuery:
     limit: int = 50
 
 
-def search(conn: sqlite3.Connection, q: MessageQuery) -> list[StoredMessage]:
+def search(conn: Connection, q: MessageQuery) -> list[StoredMessage]:
     """Newest first, metadata only (no raw bytes)."""
     f = Filters().equal(channel=q.channel, control_id=q.control_id, state=q.state,
                         sending_facility=q.sending_facility, message_type=q.message_type)
@@ -185,7 +186,7 @@ def search(conn: sqlite3.Connection, q: MessageQuery) -> list[StoredMessage]:
     return [_row_to_message(row) for row in conn.execute(sql, args).fetchall()]
 
 
-def counts_by_channel(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
+def counts_by_channel(conn: Connection) -> dict[str, dict[str, int]]:
     """Stored messages per channel and state, to seed the status counters at start-up."""
     out: dict[str, dict[str, int]] = {}
     for channel, state, n in conn.execute(
@@ -194,7 +195,7 @@ def counts_by_channel(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
     return out
 
 
-def prune(conn: sqlite3.Connection, *, older_than: float) -> int:
+def prune(conn: Connection, *, older_than: float) -> int:
     """Drop raw bytes of processed messages older than the retention age; the metadata row stays."""
     cur = conn.execute("UPDATE messages SET raw = NULL WHERE received_at < ? AND raw IS NOT NULL"
                        " AND state IN ('mapped', 'filtered')", (older_than,))
