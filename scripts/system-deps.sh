@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Install the real servers the test suite starts: Debian's rabbitmq-server and chromium (+ CJK font),
+# Install the real servers the test suite starts: Debian's rabbitmq-server, postgresql (initdb'd per test
+# run into a temp dir, never the system cluster), haproxy (in front of the cluster tests' nodes) and
+# chromium (+ CJK font),
 # promtool (prometheus), which checks the alert rules, and node + npm, which fetch the FHIR R4B examples
 # package (scripts/fetch-fhir-examples.sh).
 # Idempotent: does nothing when they are already there. Needs root (CI runs as root) or sudo.
 set -euo pipefail
 need=()
 command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # Chinese glyphs for the console screenshots the browser tests save (labels are zh/en).
 dpkg -s fonts-wqy-zenhei >/dev/null 2>&1 || need+=(fonts-wqy-zenhei)
