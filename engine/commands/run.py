@@ -49,9 +49,15 @@ def run(args: argparse.Namespace) -> int:
         runner: Any = uvloop.run
     except ImportError:  # uvloop is optional (not on Windows)
         runner = asyncio.run
+    from engine.store.cipher import load_cipher
     from engine.store.sqlite import SqliteStore
 
-    store = SqliteStore(config.engine.store.path, max_size=config.engine.store.max_size)
+    try:
+        cipher = load_cipher(config.engine.store.encryption)  # a missing or invalid key: do not start
+    except ConfigError as exc:
+        print(f"yonglink: {exc}", file=sys.stderr)
+        return 1
+    store = SqliteStore(config.engine.store.path, max_size=config.engine.store.max_size, cipher=cipher)
     try:
         store.claim()  # first: a second engine on this store exits before loading routes and schemas
         from engine.runtime import Engine
