@@ -12,8 +12,9 @@ times, and the median counts, so drift on a shared machine hits both sides alike
    ACKed ingest and sink-confirmed delivery rates; with encryption on, the raw message, the mapped record
    and the delivery payload are each sealed.
 
-Prints each rate with encryption on as a ratio of the rate with it off (1.00: no measurable cost) and the
-cost per message derived from the rates (1/on - 1/off, in µs of engine time per message).
+Prints each rate with encryption on as a ratio of the rate with it off (1.00: no measurable cost), and the
+engine process's CPU time per stored (or delivered) message, off and on: on a machine shared with other
+work the rates swing by tens of percent between identical runs, while CPU per message is steadier.
 """
 
 from __future__ import annotations
@@ -78,6 +79,22 @@ def cipher_cost() -> tuple[float, float]:
     return seal, opened
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _stored(db: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return int(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
+
+
 def ingest_run(tmp: Path, key: Path | None, conns: int, seconds: float, run: str) -> dict[str, Any]:
     tmp.mkdir()
     config = tmp / "bench.yaml"
@@ -94,10 +111,13 @@ channels:
     _with_encryption(config, key)
     engine, port = ingest._spawn([sys.executable, "-c", ingest._ENGINE_SNIPPET, str(config)])
     try:
+        cpu0 = _cpu_seconds(engine.pid)
         result: dict[str, Any] = ingest._drive(port, conns, seconds, run)
+        cpu = _cpu_seconds(engine.pid) - cpu0
     finally:
         ingest.terminate(engine)
     _check_sealed(tmp / "bench.db", key is not None)
+    result["cpu_us"] = cpu / max(_stored(tmp / "bench.db"), 1) * 1e6
     return result
 
 
@@ -109,6 +129,7 @@ def e2e_run(tmp: Path, key: Path | None, seconds: float, run: str) -> dict[str, 
     engine, port = ingest._spawn([sys.executable, "-c", ingest._ENGINE_SNIPPET, str(config)])
     sink_url = f"http://127.0.0.1:{sink_port}"
     try:
+        cpu0 = _cpu_seconds(engine.pid)
         start = time.time()
         load = ingest._drive(port, 32, seconds, run)
         last, stable_since = -1, time.time()
@@ -119,11 +140,13 @@ def e2e_run(tmp: Path, key: Path | None, seconds: float, run: str) -> dict[str, 
             time.sleep(0.2)
         done = e2e._get(f"{sink_url}/count")
         elapsed = max((done["last"] or time.time()) - start, 1e-9)
+        cpu = _cpu_seconds(engine.pid) - cpu0
     finally:
         ingest.terminate(engine, sink)
     _check_sealed(tmp / "bench.db", key is not None)
     return {"ingest": load["msgs_per_s"], "delivered": done["delivered"] / elapsed,
-            "p99_ms": load["p99_ms"], "errors": load["errors"]}
+            "p99_ms": load["p99_ms"], "errors": load["errors"],
+            "cpu_us": cpu / max(done["delivered"], 1) * 1e6}
 
 
 def _check_sealed(db: Path, sealed: bool) -> None:
@@ -141,8 +164,25 @@ def _median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
 
 
-def _cost_us(off: float, on: float) -> float:
-    return (1 / on - 1 / off) * 1e6 if on and off else 0.0
+def _row(*cells: Any) -> str:
+    widths = (12, 5, 9, 7, 7, 9, 7, 7, 5, 5, 7)
+    text = [f"{c:<{w}}" if i == 0 else f"{c:>{w}}"
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+    return f"{text[0]} {text[1]} | {' '.join(text[2:5])} | {' '.join(text[5:8])} | {' '.join(text[8:])}"
+
+
+def _figures(off: float, on: float, cpu_off: float = 0.0, cpu_on: float = 0.0, p99_off: float | None = None,
+             p99_on: float | None = None) -> list[str]:
+    """The cells of one row: rates, p99s and CPU off and on, then the ratios and the CPU difference."""
+    def cpu(v: float) -> str:
+        return f"{v:.0f}" if cpu_off else ""
+
+    def p99(v: float | None) -> str:
+        return "" if v is None else f"{v:.2f}"
+
+    return [f"{off:,.0f}", p99(p99_off), cpu(cpu_off), f"{on:,.0f}", p99(p99_on), cpu(cpu_on),
+            f"{on / off:.2f}" if off else "", f"{cpu_on / cpu_off:.2f}" if cpu_off else "",
+            f"{cpu_on - cpu_off:+.1f}" if cpu_off else ""]
 
 
 def main() -> int:
@@ -163,8 +203,10 @@ def main() -> int:
         tmp = Path(tmp_name)
         key = _key_file(tmp)
         n = 0
-        print(f"{'MLLP ingest':<12} {'conns':>5} | {'off msg/s':>9} {'p99 ms':>7} | {'on msg/s':>9} "
-              f"{'p99 ms':>7} | {'on/off':>6} {'µs/msg':>7}")
+        print("rate: msg/s, on/off (1.00 = no cost); CPU: engine process CPU µs per stored message, on/off"
+              " and the difference: steadier than rates when other work shares the machine")
+        print(_row("MLLP ingest", "conns", "off msg/s", "p99 ms", "CPU µs", "on msg/s", "p99 ms", "CPU µs",
+                   "rate", "CPU", "+CPU µs"))
         for conns in (int(c) for c in args.connections.split(",")):
             runs: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
             for _ in range(args.rounds):
@@ -172,25 +214,24 @@ def main() -> int:
                     n += 1
                     runs[on].append(ingest_run(tmp / f"i{n}", key if on else None, conns, args.seconds,
                                                f"i{n}"))
-            off = _median([r["msgs_per_s"] for r in runs[False]])
-            on_ = _median([r["msgs_per_s"] for r in runs[True]])
+            off, on_ = ({k: _median([r[k] for r in runs[side]]) for k in ("msgs_per_s", "p99_ms", "cpu_us")}
+                        for side in (False, True))
             errors = sum(r["errors"] for rs in runs.values() for r in rs)
-            print(f"{'':<12} {conns:>5} | {off:>9,.0f} {_median([r['p99_ms'] for r in runs[False]]):>7.2f} | "
-                  f"{on_:>9,.0f} {_median([r['p99_ms'] for r in runs[True]]):>7.2f} | "
-                  f"{on_ / off if off else 0:>6.2f} {_cost_us(off, on_):>7.1f}"
-                  f"{f'  ({errors} non-AA!)' if errors else ''}", flush=True)
+            print(_row("", conns, *_figures(off["msgs_per_s"], on_["msgs_per_s"], off["cpu_us"],
+                                            on_["cpu_us"], off["p99_ms"], on_["p99_ms"]))
+                  + (f"  ({errors} non-AA!)" if errors else ""), flush=True)
         e2e_runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
         for _ in range(args.rounds):
             for on in (False, True):
                 n += 1
                 e2e_runs[on].append(e2e_run(tmp / f"e{n}", key if on else None, args.e2e_seconds, f"e{n}"))
-        print(f"{'end to end':<12} {'32':>5} | {'off msg/s':>9} {'':>7} | {'on msg/s':>9} {'':>7} | "
-              f"{'on/off':>6} {'µs/msg':>7}")
-        for what in ("ingest", "delivered"):
-            off = _median([r[what] for r in e2e_runs[False]])
-            on_ = _median([r[what] for r in e2e_runs[True]])
-            print(f"{'  ' + what:<12} {'':>5} | {off:>9,.0f} {'':>7} | {on_:>9,.0f} {'':>7} | "
-                  f"{on_ / off if off else 0:>6.2f} {_cost_us(off, on_):>7.1f}", flush=True)
+        off, on_ = ({k: _median([r[k] for r in e2e_runs[side]]) for k in ("ingest", "delivered", "cpu_us")}
+                    for side in (False, True))
+        print(_row("end to end", "conns", "off msg/s", "", "CPU µs", "on msg/s", "", "CPU µs", "rate", "CPU",
+                   "+CPU µs") + "  (CPU per delivered message)")
+        print(_row("  ingest", 32, *_figures(off["ingest"], on_["ingest"])))
+        print(_row("  delivered", "", *_figures(off["delivered"], on_["delivered"], off["cpu_us"],
+                                                on_["cpu_us"])), flush=True)
     return 0
 
 
