@@ -263,6 +263,19 @@ async def test_a_lost_key_fails_each_message_and_delivery_clearly_and_the_engine
     assert b"MSA|CA|" in await send(engine, SAMPLE.replace(b"000123|P|", b"000125|P|"))
     await S.wait_for(lambda: sink.accepted)
     assert "王建国" in sink.accepted[0].body.decode()
+    await engine.stop()
+
+    # the key is found again: back in previous_keys, the dead letters replay (re-send and re-map)
+    engine = await engine_factory(make_config(config_text(sink.url, encryption=with_keys(current, lost))))
+    _, doc = await api(engine, "/dlq")
+    for item in doc["items"]:
+        assert engine.admin is not None
+        async with aiohttp.ClientSession() as http, http.post(
+                f"{engine.admin.url}/dlq/{item['id']}/replay", json={}, headers=AUTH) as resp:
+            assert resp.status == 200, await resp.text()
+    await S.wait_for(lambda: len(sink.accepted) == 3)
+    assert {r.message_id for r in sink.accepted} == {mid, unmapped, sink.accepted[0].message_id}
+    assert all("王建国" in r.body.decode() for r in sink.accepted)
 
 
 async def test_an_altered_row_is_reported_as_failing_authentication(
