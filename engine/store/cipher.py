@@ -5,20 +5,22 @@ What the store seals (issue #17): `messages.raw`, `deliveries.payload`, `results
 
     b"\\x00YLK" | version 0x01 | key id (4 bytes) | nonce (12 bytes) | ciphertext | GCM tag (16 bytes)
 
-(`sealed_text` wraps the same in ``ylk1:`` + base64 for TEXT columns). The header (magic, version, key id)
-is the GCM associated data, so a changed key id fails authentication like changed ciphertext does. The
+(`seal_text` wraps the same in ``ylk1:`` + base64 for TEXT columns). The header (magic, version, key id)
+is the GCM associated data, so a value cannot be passed off as sealed by another key of the ring. The
 key id is the first 4 bytes of SHA-256 over a label and the key (`key_id`): it identifies a key without
 revealing it, and lets a row say which key sealed it, so a keyring of the current key plus previous ones
 reads every row while only the current key writes (rotation: docs/security.md).
 
 Nonces are 96 random bits per seal (NIST SP 800-38D §8.2.2): safe for 2^32 seals per key, which is why
-rotation is documented as yearly or every billion messages, whichever comes first.
+docs/security.md asks for a rotation well before that (and yearly).
 
 A value without the magic is a row written before encryption was turned on and is returned as it is.
-HL7 v2 starts with `MSH`/`FHS`/`BHS`, JSON with `{` or `[`: none starts with a NUL byte.
+HL7 v2 starts with `MSH`/`FHS`/`BHS`, JSON with `{` or `[`: none starts with a NUL byte. (A *rejected*
+input is stored whatever its bytes; one starting with the magic, stored while encryption was off, reads
+as an unreadable sealed value - it was garbage either way.)
 
-`PLAIN` is the cipher when encryption is off: `seal` returns its argument, so the ingest hot path pays a
-call and nothing else.
+`PLAIN` is the cipher when encryption is off; the hot paths then get no `seal` at all (`seal=None`) and
+store the bytes as they are.
 """
 
 from __future__ import annotations
