@@ -5,6 +5,7 @@ losing a row; a lost key or an altered row is a clear per-message error, never a
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import io
 import json
@@ -65,8 +66,6 @@ def write_key(tmp_path: Path, name: str) -> tuple[Path, str]:
 
 
 def keyring_of(path: Path) -> Keyring:
-    import base64
-
     return Keyring(base64.b64decode(path.read_text()))
 
 
