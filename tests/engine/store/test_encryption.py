@@ -35,6 +35,8 @@ SAMPLE = (ROOT / "tests" / "samples" / "adt_a01_v251_utf8.hl7").read_bytes().rep
 PHI = ["建国".encode(), b"330203198503120171", b"13805740123"]
 TOKEN = "t0ken"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[")
+"""A log line of the in-process engine (same stdout as the CLI commands these tests run)."""
 
 
 def config_text(sink_url: str, *, encryption: str = "",
@@ -131,6 +133,14 @@ async def test_with_encryption_on_the_store_file_holds_no_patient_data_yet_every
     assert {(bytes(m), k.lower()) for m, k in sealed} == {(b"\x00YLK", kid)}
     records = await S.rows(engine, "SELECT record FROM results")
     assert records and all(r[0].startswith("ylk1:") for r in records)
+    # `yonglink quality` recomputes from the sealed records what the engine counted live
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert await asyncio.to_thread(cli.main, ["quality", "--config", str(tmp_path / "config.yaml"),
+                                                  "--json"]) == 0
+    report = json.loads("\n".join(x for x in out.getvalue().splitlines() if not LOG_LINE.match(x)))
+    live = engine.router.quality_snapshot()["organisations"]
+    assert report["organisations"] == live and live["NBDYYY"]["person"]["mapped"] == 1
 
     await engine.stop()  # and the file: no name, ID number or phone from the message anywhere
     on_disk = store_bytes(tmp_path)
@@ -145,9 +155,6 @@ async def test_without_encryption_the_same_grep_finds_the_patient_in_the_store_f
     await engine.stop()
     on_disk = store_bytes(tmp_path)
     assert [p for p in PHI if p in on_disk] == PHI
-
-
-LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[")
 
 
 async def store_cli(*argv: str) -> tuple[int, str]:
