@@ -265,6 +265,11 @@ async def test_a_lost_key_fails_each_message_and_delivery_clearly_and_the_engine
     assert {(m, k) for m, k, _ in letters} == {(mid, "delivery"), (unmapped, "mapping")}
     assert all(f"key id {lost_id}" in e and "not in the keyring" in e for _, _, e in letters)
     assert sink.accepted == []  # nothing undecryptable was sent
+    # the dead letter's payload view says why it has no payload
+    (dead_id,) = await S.rows(engine, "SELECT id FROM dead_letters WHERE kind = 'delivery'")
+    status, item = await api(engine, f"/dlq/{dead_id[0]}")
+    assert status == 200 and item["payload"] is None and item["key_id"] == lost_id
+    assert lost_id in item["payload_error"]
     # and the engine goes on: a new message is mapped and delivered
     assert b"MSA|CA|" in await send(engine, SAMPLE.replace(b"000123|P|", b"000125|P|"))
     await S.wait_for(lambda: sink.accepted)
