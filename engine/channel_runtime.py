@@ -121,7 +121,8 @@ class ChannelRuntime(ChannelContext):
 
     async def reject(self, msg: InboundMessage, reason: str) -> str:
         commit = self.parts.store.write(lambda conn: messages.insert(
-            conn, msg, dedupe_window=0, state=MessageState.REJECTED, error=reason))
+            conn, msg, dedupe_window=0, state=MessageState.REJECTED, error=reason,
+            seal=self.parts.store.cipher.seal))
         acc = await asyncio.shield(commit)
         self.count("rejected")
         self.error(f"rejected input: {reason}")

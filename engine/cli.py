@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 COMMANDS = ("init", "run", "validate", "send", "map", "test", "quality", "status", "messages", "tail", "dlq",
-            "reload", "audit", "export", "backup", "completion")
+            "reload", "audit", "export", "backup", "store", "completion")
 """Subcommand modules in `engine/commands/`, in the order `--help` lists them."""
 
 

@@ -84,6 +84,25 @@ def parse_listen(value: str, *, key: str = "") -> tuple[str, int]:
 
 
 @dataclass(frozen=True, slots=True)
+class KeySource:
+    """Where one store key is read from: a file or an environment variable holding it in base64."""
+
+    file: Path | None = None
+    env: str | None = None
+
+    def describe(self) -> str:
+        return f"key file {self.file}" if self.file is not None else f"environment variable {self.env}"
+
+
+@dataclass(frozen=True, slots=True)
+class EncryptionConfig:
+    """`engine.store.encryption`: the key that seals new writes, and previous keys that still read."""
+
+    current: KeySource
+    previous: tuple[KeySource, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class StoreConfig:
     """`engine.store`: where and how messages are made durable."""
 
@@ -92,6 +111,8 @@ class StoreConfig:
     dedupe_window: float = DEFAULT_DEDUPE_WINDOW
     max_size: int | None = None
     retention_days: float = DEFAULT_RETENTION_DAYS
+    encryption: EncryptionConfig | None = None
+    """Seal message content at rest (engine/store/cipher.py); None: stored as received."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,6 +454,20 @@ def content_version(text: str, routes: Sequence[Path], tables_dir: Path) -> str:
     return digest.hexdigest()[:12]
 
 
+def _key_source(item: Mapping[str, Any], base: Path) -> KeySource:
+    if item.get("key_file"):
+        return KeySource(file=base / item["key_file"])
+    return KeySource(env=item.get("key_env"))
+
+
+def _encryption(section: Mapping[str, Any] | None, base: Path) -> EncryptionConfig | None:
+    """`engine.store.encryption` (the schema requires exactly one of key_file / key_env per key)."""
+    if not section:
+        return None
+    return EncryptionConfig(current=_key_source(section, base),
+                            previous=tuple(_key_source(p, base) for p in section.get("previous_keys") or ()))
+
+
 def _engine_section(eng: Mapping[str, Any], base: Path, lines: Mapping[KeyPath, int],
                     file: str) -> EngineSection:
     def located(fn: Any, value: Any, *path: str) -> Any:
@@ -450,6 +485,7 @@ def _engine_section(eng: Mapping[str, Any], base: Path, lines: Mapping[KeyPath, 
                               "store", "dedupe_window"),
         max_size=located(parse_size, st["max_size"], "store", "max_size") if "max_size" in st else None,
         retention_days=float(st.get("retention_days", DEFAULT_RETENTION_DAYS)),
+        encryption=_encryption(st.get("encryption"), base),
     )
     ad = eng.get("admin", {}) or {}
     host, port = located(parse_listen, ad.get("listen", "127.0.0.1:8081"), "admin", "listen")

@@ -82,6 +82,35 @@ class StoreFullError(StoreError):
     """Raised when a commit needs space the store does not have (`store.max_size` reached, or disk full)."""
 
 
+class KeyringError(ConfigError):
+    """Raised when a store key (`engine.store.encryption`) is missing or invalid: the engine won't start."""
+
+
+class PayloadCipherError(EngineError):
+    """Raised when a sealed value of the store cannot be read (engine/store/cipher.py); `key_id` names the
+    key that sealed it. Per value: the message or delivery fails with this text, the engine goes on."""
+
+    def __init__(self, key_id: str, message: str) -> None:
+        super().__init__(message)
+        self.key_id = key_id
+
+
+class UnknownKeyError(PayloadCipherError):
+    """Raised when a value was sealed with a key the keyring does not hold (lost, or not in previous_keys)."""
+
+    def __init__(self, key_id: str, *, known: tuple[str, ...]) -> None:
+        have = f"the keyring holds {', '.join(known)}" if known else "store encryption is not configured"
+        super().__init__(key_id, f"stored content is encrypted with key id {key_id}, which is not in the"
+                                 f" keyring ({have}); add that key to engine.store.encryption.previous_keys")
+
+
+class TamperedPayloadError(PayloadCipherError):
+    """Raised when a sealed value fails AES-GCM authentication: altered or truncated in the store."""
+
+    def __init__(self, key_id: str, detail: str) -> None:
+        super().__init__(key_id, f"stored content sealed with key id {key_id} cannot be decrypted: {detail}")
+
+
 # --- mapping ------------------------------------------------------------------------------------
 
 

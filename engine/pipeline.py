@@ -10,6 +10,7 @@ restart, the pipeline re-reads `received` messages from the store, so a backlog 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Sequence
@@ -17,8 +18,9 @@ from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
-from engine.errors import MappingUnavailable, StoreError
+from engine.errors import MappingUnavailable, PayloadCipherError, StoreError
 from engine.store import messages
+from engine.store.cipher import MAGIC, PayloadCipher
 from engine.store.connection import Connection
 from engine.types import MessageState, ProcessingOutcome, Routed, RouteFn, RouteResult, StoredMessage
 
@@ -65,6 +67,30 @@ def decide(results: list[RouteResult]) -> tuple[MessageState, str | None]:
         return MessageState.MAPPED, None
     reasons = [f"{r.route_id}: {r.filtered}" for r in results if r.filtered]
     return MessageState.FILTERED, "; ".join(reasons) if reasons else messages.NO_ROUTE
+
+
+UNREADABLE_ROUTE = "(store)"
+"""Route id of the failed result of a message whose stored raw bytes cannot be decrypted."""
+
+
+def opened(batch: list[StoredMessage], cipher: PayloadCipher,
+           ) -> tuple[list[StoredMessage], list[Routed]]:
+    """The messages with their raw bytes decrypted (read back from the store they are sealed when
+    encryption is on: recovery, replay), and those that cannot be, each with a failed result naming the
+    key id: the message is `failed` and dead-lettered with that reason instead of mapped."""
+    readable: list[StoredMessage] = []
+    unreadable: list[Routed] = []
+    for msg in batch:
+        if msg.raw is None or msg.raw[:4] != MAGIC:
+            readable.append(msg)
+            continue
+        try:
+            readable.append(dataclasses.replace(msg, raw=cipher.unseal(msg.raw)))
+        except PayloadCipherError as exc:
+            log.error("stored message cannot be decrypted", message_id=msg.id, channel=msg.channel,
+                      key_id=exc.key_id, error_type=type(exc).__name__)
+            unreadable.append((msg, [RouteResult(route_id=UNREADABLE_ROUTE, error=str(exc))]))
+    return readable, unreadable
 
 
 class Pipeline:
@@ -232,19 +258,24 @@ class Pipeline:
         if not batch:
             return
         decided: list[tuple[StoredMessage, MessageState, str | None, list[RouteResult]]] = []
-        routed = await self._map(batch)
+        batch, unreadable = opened(batch, self.store.cipher)
+        routed = await self._map(batch) if batch else []
         if routed is None:
             return
-        for msg, results in zip(batch, routed, strict=True):
+        for msg, results in [*zip(batch, routed, strict=True), *unreadable]:
             if self.subscriptions is not None:
                 results = [self.subscriptions.apply(r) for r in results]
             state, error = decide(results)
             decided.append((msg, state, error, results))
         now = time.time()
 
+        cipher = self.store.cipher
+        seal_text = cipher.seal_text if cipher.enabled else None
+
         def commit(conn: Connection) -> tuple[Sequence[Pending], set[str]]:
             done = messages.record_outcomes(
-                conn, [(msg.id, state, error, results) for msg, state, error, results in decided], now=now)
+                conn, [(msg.id, state, error, results) for msg, state, error, results in decided], now=now,
+                seal_text=seal_text)
             outcomes: list[Routed] = [(msg, results) for msg, _, _, results in decided if msg.id in done]
             return self.deliveries.record_many(conn, outcomes, now), done
 

@@ -33,6 +33,7 @@ from engine.quality.service import QualityReports
 from engine.reload import ReloadResult
 from engine.store import access_audit, messages
 from engine.store.access_audit import AccessAudit
+from engine.store.cipher import load_cipher
 from engine.store.ingest import IngestBatcher
 from engine.store.sqlite import CORE_DDL, SqliteStore, Store
 from engine.types import ChannelState, MessageState, RouteResult, StoredMessage
@@ -67,7 +68,8 @@ class Engine:
 
         self.metrics = Metrics()
         self.store: Store = store or SqliteStore(config.engine.store.path,
-                                                 max_size=config.engine.store.max_size)
+                                                 max_size=config.engine.store.max_size,
+                                                 cipher=load_cipher(config.engine.store.encryption))
         self._live = LiveState(config=config, router=load_router(config, metrics=self.metrics))
         config_dir = config.file.resolve().parent
         self.ingest = IngestBatcher(self.store, dedupe_window=config.engine.store.dedupe_window,

@@ -169,8 +169,10 @@ class PeriodExporter:
             for (dataset, org), count in sorted(groups.items()):
 
                 def payloads(dataset: str = dataset, org: str = org) -> Iterator[bytes]:
-                    return records.group_payloads(conn, self.name, period.start, period.end, dataset, org,
-                                                  max_seq)
+                    # Decrypted as read: a record that cannot be (lost key) fails the period, loudly, with
+                    # its key id; it is written once the key is back in the keyring.
+                    return map(self.store.cipher.unseal, records.group_payloads(
+                        conn, self.name, period.start, period.end, dataset, org, max_seq))
 
                 name = files.file_name(dataset, org, start, end, self.format)
                 relative = f"{dataset}/{start[:8]}/{name}"

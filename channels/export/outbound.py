@@ -114,7 +114,7 @@ class ExportOutbound(Outbound):
                                                   " route sent the original message)"))
                 continue
             rows.append(records.Collected(item.delivery_id, item.dataset, self.exporter.org_of(item.payload),
-                                          item.payload))
+                                          self.store.cipher.seal(item.payload)))  # sealed when encrypting
             out.append(DeliveryResult(response="collected"))
         if rows:
             try:

@@ -133,6 +133,9 @@ class MessagesApi:
                         d[key] = mask_error(d[key])
         body["results"] = results
         body["deliveries"] = deliveries
+        if show and found.raw_error is not None:  # a lost key or altered bytes: say which, no traceback
+            return web.json_response({"error": str(found.raw_error), "key_id": found.raw_error.key_id,
+                                      "message_id": msg.id}, status=409)
         if show:
             await self.audit.record(audit_entry(request, AuditAction.READ_RAW, msg.id, msg.channel))
             body["raw"] = decode_raw(msg.raw, msg.charset) if msg.raw is not None else None

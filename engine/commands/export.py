@@ -51,10 +51,12 @@ async def _replay(config: Any, dest: Any, when: str) -> int:
     from channels.export.exporter import PeriodExporter
     from engine.datasets.registry import DatasetRegistry
     from engine.delivery.service import resolve_paths
+    from engine.store.cipher import load_cipher
     from engine.store.sqlite import CORE_DDL, SqliteStore
 
     settings = resolve_paths(dest.settings, config.file.resolve().parent)
-    store = SqliteStore(config.engine.store.path, engine_lock=False)  # beside a running engine
+    store = SqliteStore(config.engine.store.path, engine_lock=False,  # beside a running engine
+                        cipher=load_cipher(config.engine.store.encryption))
     await store.open([CORE_DDL, records.DDL])
     try:
         registry = DatasetRegistry.load(config.engine.schemas_dir)

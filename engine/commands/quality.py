@@ -47,6 +47,7 @@ def monthly(args: argparse.Namespace) -> int:
     from engine.errors import ConfigError
     from engine.mapping import load_router
     from engine.quality import bulletin, dataset_fields, month_bounds, route_fields, table, to_csv, to_html
+    from engine.store.cipher import load_cipher
 
     try:
         month_bounds(args.month)
@@ -55,6 +56,7 @@ def monthly(args: argparse.Namespace) -> int:
         return 2
     try:
         config = load_config(args.config)
+        cipher = load_cipher(config.engine.store.encryption)  # records are sealed when encrypting
         router = load_router(config)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
@@ -71,6 +73,7 @@ def monthly(args: argparse.Namespace) -> int:
             routes=route_fields(router.routes),
             org=args.org,
             generated_at=time.time(),
+            cipher=cipher,
         )
     except sqlite3.Error as exc:
         print(f"cannot read the store {path}: {exc}", file=sys.stderr)
@@ -102,9 +105,11 @@ def run(args: argparse.Namespace) -> int:
     from engine.datasets.registry import DatasetRegistry
     from engine.errors import ConfigError
     from engine.mapping.quality import dataset_fields, from_store, table
+    from engine.store.cipher import load_cipher
 
     try:
         config = load_config(args.config)
+        cipher = load_cipher(config.engine.store.encryption)  # records are sealed when encrypting
         since = time.time() - parse_duration(args.since, key="--since") if args.since else None
         fields = dataset_fields(DatasetRegistry.load(config.engine.schemas_dir))
     except ConfigError as exc:
@@ -116,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         counter = from_store(conn, fields, since=since,
-                             channel_orgs={ch.name: ch.source_org for ch in config.channels if ch.source_org})
+                             channel_orgs={ch.name: ch.source_org for ch in config.channels if ch.source_org},
+                             cipher=cipher)
     except sqlite3.Error as exc:
         print(f"cannot read the store {path}: {exc}", file=sys.stderr)
         return 1

@@ -35,11 +35,18 @@ def run(args: argparse.Namespace) -> int:
     from engine.config import load_config
     from engine.errors import ConfigError, ListenError, StoreError
     from engine.logs import configure_logging
+    from engine.store.cipher import load_cipher
+    from engine.store.sqlite import SqliteStore
 
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         print(f"yonglink: invalid config:\n{exc}", file=sys.stderr)
+        return 1
+    try:
+        cipher = load_cipher(config.engine.store.encryption)  # a missing or invalid key: do not start
+    except ConfigError as exc:
+        print(f"yonglink: {exc}", file=sys.stderr)
         return 1
     configure_logging(config.engine.log)
     tune_interpreter()
@@ -49,9 +56,7 @@ def run(args: argparse.Namespace) -> int:
         runner: Any = uvloop.run
     except ImportError:  # uvloop is optional (not on Windows)
         runner = asyncio.run
-    from engine.store.sqlite import SqliteStore
-
-    store = SqliteStore(config.engine.store.path, max_size=config.engine.store.max_size)
+    store = SqliteStore(config.engine.store.path, max_size=config.engine.store.max_size, cipher=cipher)
     try:
         store.claim()  # first: a second engine on this store exits before loading routes and schemas
         from engine.runtime import Engine

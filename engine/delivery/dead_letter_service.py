@@ -54,7 +54,8 @@ class DeadLetterService:
 
     async def get(self, dead_id: str, *, with_payload: bool) -> dict[str, Any] | None:
         """One dead letter, with its payload (delivery payload or raw message) when asked."""
-        return await self.store.read(partial(dead_letters.get, dead_id=dead_id, with_payload=with_payload))
+        return await self.store.read(partial(dead_letters.get, dead_id=dead_id, with_payload=with_payload,
+                                             cipher=self.store.cipher))
 
     async def purge(self, dead_id: str, *, who: str) -> bool:
         """Delete a dead letter for good (audited); False when there is none with that id."""

@@ -15,6 +15,8 @@ from typing import Any
 import orjson
 
 from engine.delivery.outbox import _DEAD_COLUMNS
+from engine.errors import PayloadCipherError
+from engine.store.cipher import PLAIN, PayloadCipher
 from engine.store.connection import Connection
 from engine.store.filters import Filters
 from engine.types import DeadLetterKind
@@ -81,8 +83,10 @@ def kind_of(conn: Connection, dead_id: str) -> DeadLetterKind | None:
     return None if row is None else DeadLetterKind(row[0])
 
 
-def get(conn: Connection, dead_id: str, *, with_payload: bool) -> dict[str, Any] | None:
-    """One dead letter; with its payload (delivery payload or raw message) when asked."""
+def get(conn: Connection, dead_id: str, *, with_payload: bool,
+        cipher: PayloadCipher = PLAIN) -> dict[str, Any] | None:
+    """One dead letter; with its payload (delivery payload or raw message) when asked, decrypted with
+    `cipher` (one that cannot be is None, with `payload_error` and `key_id` saying why)."""
     row = conn.execute(f"SELECT {_DEAD_COLUMNS} FROM dead_letters WHERE id = ?", (dead_id,)).fetchone()
     if row is None:
         return None
@@ -98,7 +102,10 @@ def get(conn: Connection, dead_id: str, *, with_payload: bool) -> dict[str, Any]
                              (item["message_id"],)).fetchone()
             payload, ctype = (m[0], m[1]) if m else (None, None)
         item["content_type"] = ctype
-        item["payload"] = _render(payload, ctype)
+        try:
+            item["payload"] = _render(None if payload is None else cipher.unseal(bytes(payload)), ctype)
+        except PayloadCipherError as exc:
+            item["payload"], item["payload_error"], item["key_id"] = None, str(exc), exc.key_id
     return item
 
 

@@ -7,11 +7,12 @@ message rows themselves are the store's (engine/store/messages.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
 from engine.delivery import outbox
+from engine.errors import PayloadCipherError
 from engine.store import messages
 from engine.store.connection import Connection
 from engine.store.messages import MessageQuery
@@ -26,6 +27,8 @@ class Trail:
     message: StoredMessage
     results: list[dict[str, Any]]
     deliveries: list[dict[str, Any]]
+    raw_error: PayloadCipherError | None = None
+    """Why the raw bytes, asked for, could not be decrypted (`message.raw` is then None)."""
 
 
 class MessageTrail:
@@ -45,11 +48,19 @@ class MessageTrail:
     async def trail(self, message_id: str, *, with_raw: bool) -> Trail | None:
         """The message (raw bytes only `with_raw`) with its results and deliveries; None if unknown."""
 
+        cipher = self.store.cipher
+
         def load(conn: Connection) -> Trail | None:
             msg = messages.get(conn, message_id, with_raw=with_raw)
             if msg is None:
                 return None
-            return Trail(message=msg, results=messages.results_of(conn, message_id),
-                         deliveries=outbox.deliveries_of(conn, message_id))
+            raw_error = None
+            if msg.raw is not None:
+                try:
+                    msg = replace(msg, raw=cipher.unseal(msg.raw))
+                except PayloadCipherError as exc:
+                    msg, raw_error = replace(msg, raw=None), exc
+            return Trail(message=msg, results=messages.results_of(conn, message_id, cipher=cipher),
+                         deliveries=outbox.deliveries_of(conn, message_id), raw_error=raw_error)
 
         return await self.store.read(load)

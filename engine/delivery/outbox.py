@@ -10,7 +10,7 @@ store's writer or a reader, so the pipeline can create rows in the same transact
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,13 +168,16 @@ _ENQUEUE_TAIL = (" ON CONFLICT (message_id, route_id, destination) DO UPDATE SET
                  " RETURNING seq, id, first_attempt_at, message_id, route_id, destination")
 
 
-def enqueue_many(conn: Connection, rows: Sequence[NewDelivery], *, now: float) -> list[Pending]:
+def enqueue_many(conn: Connection, rows: Sequence[NewDelivery], *, now: float,
+                 seal: Callable[[bytes], bytes] | None = None) -> list[Pending]:
     """`enqueue` for many rows: one multi-row INSERT per 500, answering the rows now queued.
 
     Same rules as `enqueue` (a `queued` or `sent` row is left alone, a `dead` one is re-queued with
     the new payload and keeps its id). One statement instead of one per row: the writer thread steps
     into SQLite (and gives up the GIL) once per chunk rather than once per delivery. The answer is
     what a worker needs to send the rows without reading them back (`DestinationWorker.offer`).
+    `seal` (the store cipher's, when encryption is on) is applied to each stored payload; the answered
+    rows keep the plaintext (the worker's `unseal` passes it through).
     """
     by_key = {(r.message_id, r.route_id, r.destination): r for r in rows}
     out: list[Pending] = []
@@ -183,7 +186,7 @@ def enqueue_many(conn: Connection, rows: Sequence[NewDelivery], *, now: float) -
         values: list[Any] = []
         for r in chunk:
             values += (new_id(now), r.message_id, r.destination, r.route_id, r.dataset, r.channel, now, now,
-                       r.order_value, r.content_type, r.payload)
+                       r.order_value, r.content_type, r.payload if seal is None else seal(r.payload))
         sql = _ENQUEUE_HEAD + ",".join(["(?,?,?,?,?,?,'queued',0,?,?,?,?,?)"] * len(chunk)) + _ENQUEUE_TAIL
         for seq, delivery_id, first_at, message_id, route_id, destination in conn.execute(sql, values):
             r = by_key[(message_id, route_id, destination)]

@@ -118,7 +118,9 @@ class DeliveryService:
                     row = self._new_delivery(conn, message, r, name, now)
                     if row is not None:
                         rows.append(row)
-        return outbox.enqueue_many(conn, rows, now=now) if rows else []
+        cipher = self.store.cipher
+        return outbox.enqueue_many(conn, rows, now=now, seal=cipher.seal if cipher.enabled else None) \
+            if rows else []
 
     def _new_delivery(self, conn: Connection, message: StoredMessage, r: RouteResult, name: str,
                       now: float) -> outbox.NewDelivery | None:
@@ -147,7 +149,7 @@ class DeliveryService:
             raw = message.raw
             if raw is None:
                 row = conn.execute("SELECT raw FROM messages WHERE id = ?", (message.id,)).fetchone()
-                raw = row[0] if row else None
+                raw = self.store.cipher.unseal(bytes(row[0])) if row and row[0] is not None else None
             if raw is None:
                 raise ValueError("the raw message is no longer stored")
             return bytes(raw), message.content_type, None

@@ -48,7 +48,7 @@ from engine.delivery.retry import (
 )
 from engine.delivery.sent_recorder import SentBatcher
 from engine.delivery.store_backoff import StoreBackoff
-from engine.errors import DeliveryError, PermanentDeliveryError, StoreError
+from engine.errors import DeliveryError, PayloadCipherError, PermanentDeliveryError, StoreError
 from engine.logs import mask_text
 from engine.metrics import Metrics
 from engine.store.sqlite import Store
@@ -366,8 +366,15 @@ class DestinationWorker:
     # --- one request ------------------------------------------------------------------------------
 
     def _item(self, row: Pending) -> DeliveryItem:
+        """What the connector sends: the payload decrypted (read from the store it is sealed when
+        `engine.store.encryption` is on). One that cannot be is a permanent failure: dead-lettered with
+        the key id, never retried or sent (a batch splits, so its neighbours still go)."""
+        try:
+            payload = self.store.cipher.unseal(row.payload)
+        except PayloadCipherError as exc:
+            raise PermanentDeliveryError(str(exc)) from None
         return DeliveryItem(delivery_id=row.id, message_id=row.message_id, destination=row.destination,
-                            payload=row.payload, content_type=row.content_type, attempt=row.attempts + 1,
+                            payload=payload, content_type=row.content_type, attempt=row.attempts + 1,
                             route_id=row.route_id, dataset=row.dataset,
                             metadata={"channel": row.channel or ""})
 

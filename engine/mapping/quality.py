@@ -23,11 +23,10 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-import orjson
-
 from engine.datasets.registry import FieldInfo
+from engine.store.cipher import PLAIN, PayloadCipher
 from engine.store.connection import Connection
-from engine.store.messages import NO_ROUTE
+from engine.store.messages import NO_ROUTE, record_of
 
 UNKNOWN_ORG = "(unknown)"
 _FIELD_IN_ERROR = re.compile(r"(?:^|; )\S+:\d+ ([A-Za-z_][\w.\[\]]*): ")
@@ -162,7 +161,8 @@ def dataset_fields(registry: Any) -> dict[str, dict[str, FieldInfo]]:
 
 
 def from_store(conn: Connection, fields: Mapping[str, Mapping[str, FieldInfo]], *,
-               since: float | None = None, channel_orgs: Mapping[str, str] | None = None) -> QualityCounter:
+               since: float | None = None, channel_orgs: Mapping[str, str] | None = None,
+               cipher: PayloadCipher = PLAIN) -> QualityCounter:
     """Recompute the counts from the `results` and `messages` tables (for ``yonglink quality``).
 
     ``channel_orgs`` (channel → its config `source_org`) attributes failures of messages that name no
@@ -180,7 +180,7 @@ def from_store(conn: Connection, fields: Mapping[str, Mapping[str, FieldInfo]], 
             rtype, org = (found.group(1), found.group(2)) if found else ("(unknown)", None)
             counter.observe_unrouted(org or facility, rtype)
             continue
-        record = orjson.loads(record_text) if record_text else None
+        record = record_of(record_text, cipher)  # decrypted when the store seals records
         org = facility
         if record is not None:
             org = (record.get("envelope") or {}).get("source_org") or facility

@@ -54,8 +54,9 @@ from engine.quality.figures import (
     previous_month,
     ratio,
 )
+from engine.store.cipher import PLAIN, PayloadCipher
 from engine.store.connection import Connection
-from engine.store.messages import NO_ROUTE
+from engine.store.messages import NO_ROUTE, record_of
 from engine.types import MessageState
 
 
@@ -237,7 +238,8 @@ def score_parts(org: Mapping[str, Any]) -> dict[str, float | None]:
     }
 
 
-def collect(conn: Connection, builder: BulletinBuilder, start: float, end: float) -> None:
+def collect(conn: Connection, builder: BulletinBuilder, start: float, end: float, *,
+            cipher: PayloadCipher = PLAIN) -> None:
     """Stream the period's messages and results from the store into `builder` (read-only SQL)."""
     result_org: dict[str, str] = {}
     rows = conn.execute(
@@ -247,7 +249,7 @@ def collect(conn: Connection, builder: BulletinBuilder, start: float, end: float
         (start, end),
     )
     for message_id, route_id, dataset, record_text, filtered, error, facility, received_at in rows:
-        record = orjson.loads(record_text) if record_text else None
+        record = record_of(record_text, cipher)  # decrypted when the store seals records
         org_code = ((record or {}).get("envelope") or {}).get("source_org") or facility
         org = fold_org(org_code)
         result_org.setdefault(message_id, org)
@@ -279,12 +281,13 @@ def bulletin(
     routes: Mapping[str, RouteFields],
     org: str | None = None,
     generated_at: float | None = None,
+    cipher: PayloadCipher = PLAIN,
 ) -> dict[str, Any]:
     """The bulletin for `month` (`YYYY-MM`), with each organisation's change against the month before."""
     figures: dict[str, dict[str, dict[str, Any]]] = {}
     for period in (month, previous_month(month)):
         builder = BulletinBuilder(datasets, routes)
-        collect(conn, builder, *month_bounds(period))
+        collect(conn, builder, *month_bounds(period), cipher=cipher)
         figures[period] = builder.report()
     now, before = figures[month], figures[previous_month(month)]
     order, order_before = rank(now), rank(before)

@@ -30,4 +30,5 @@ class QualityReports:
         routes = route_fields(router.routes)
         now = time.time()
         return await self._store.read(
-            lambda conn: bulletin(conn, month, datasets=datasets, routes=routes, org=org, generated_at=now))
+            lambda conn: bulletin(conn, month, datasets=datasets, routes=routes, org=org, generated_at=now,
+                                  cipher=self._store.cipher))

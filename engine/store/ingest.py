@@ -43,6 +43,7 @@ class IngestBatcher:
         self.store = store
         self.dedupe_window = dedupe_window
         self.routable = routable
+        self._seal = store.cipher.seal if store.cipher.enabled else None  # off: rows keep the raw bytes
         self._pending: list[tuple[InboundMessage, Landed]] = []
         self._scheduled = False
         self.flushes = 0
@@ -67,7 +68,8 @@ class IngestBatcher:
             return
         self.flushes += 1
         msgs = [m for m, _ in batch]
-        plan = inserts.InsertPlan(msgs, dedupe_window=self.dedupe_window, unroutable=self._unroutable(msgs))
+        plan = inserts.InsertPlan(msgs, dedupe_window=self.dedupe_window, unroutable=self._unroutable(msgs),
+                                  seal=self._seal)
         try:
             commit = self.store.write(plan.run, one_statement=plan.one_statement)
         except StoreError as exc:

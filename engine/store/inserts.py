@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -37,12 +37,17 @@ def stored_key(msg: InboundMessage) -> str | None:
     return f"{msg.dedupe_key}{KEY_SEP}{msg.content_hash}"
 
 
+Seal = Callable[[bytes], bytes]
+"""What the raw bytes are stored as: the store cipher's `seal` (engine/store/cipher.py); None keeps them."""
+
+
 def insert(conn: sqlite3.Connection, msg: InboundMessage, *, dedupe_window: float,
-           state: MessageState = MessageState.RECEIVED, error: str | None = None) -> Acceptance:
+           state: MessageState = MessageState.RECEIVED, error: str | None = None,
+           seal: Seal | None = None) -> Acceptance:
     """Store one message, or report the earlier copy when it is a duplicate within the window (see
     `DDL`); a `rejected` message is always stored, never deduplicated."""
     if state is MessageState.RECEIVED:
-        plan = InsertPlan([msg], dedupe_window=dedupe_window)
+        plan = InsertPlan([msg], dedupe_window=dedupe_window, seal=seal)
         return plan.acceptances(plan.run(conn))[0]
     message_id = new_id(msg.received_at)
     conn.execute(
@@ -50,7 +55,8 @@ def insert(conn: sqlite3.Connection, msg: InboundMessage, *, dedupe_window: floa
         (message_id, msg.channel, msg.received_at, msg.peer, msg.content_type, msg.charset,
          msg.sending_application, msg.sending_facility, msg.control_id, msg.message_type,
          stored_key(msg), state.value, error, None,
-         orjson.dumps(dict(msg.metadata)).decode() if msg.metadata else None, msg.raw))
+         orjson.dumps(dict(msg.metadata)).decode() if msg.metadata else None,
+         msg.raw if seal is None else seal(msg.raw)))
     return Acceptance(message_id=message_id)
 
 
@@ -62,9 +68,9 @@ _IN_CHUNK = 500
 
 
 def insert_many(conn: sqlite3.Connection, msgs: Sequence[InboundMessage], *, dedupe_window: float,
-                unroutable: Sequence[bool] | None = None) -> list[Acceptance]:
+                unroutable: Sequence[bool] | None = None, seal: Seal | None = None) -> list[Acceptance]:
     """`insert` for a burst of messages (same answers as inserting each in order); see `InsertPlan`."""
-    plan = InsertPlan(msgs, dedupe_window=dedupe_window, unroutable=unroutable)
+    plan = InsertPlan(msgs, dedupe_window=dedupe_window, unroutable=unroutable, seal=seal)
     return plan.acceptances(plan.run(conn))
 
 
@@ -91,12 +97,14 @@ class InsertPlan:
     same burst, else by the statement, and `run` reads back which rows it flagged.
     `unroutable[i]` marks a message of a channel no route can select: it is stored already
     `filtered` ("no route matched", what the pipeline would decide), so it costs no second write.
+    `seal` (the store cipher's, when encryption is on) turns each raw message into what is stored,
+    here on the loop, before the writer runs.
     """
 
     __slots__ = ("dedupe_window", "msgs", "reused", "row_of", "rows", "same_as")
 
     def __init__(self, msgs: Sequence[InboundMessage], *, dedupe_window: float,
-                 unroutable: Sequence[bool] | None = None) -> None:
+                 unroutable: Sequence[bool] | None = None, seal: Seal | None = None) -> None:
         self.msgs = msgs
         self.dedupe_window = dedupe_window
         self.rows: list[tuple[Any, ...]] = []
@@ -127,7 +135,8 @@ class InsertPlan:
                 new_id(m.received_at), m.channel, m.received_at, m.peer, m.content_type, m.charset,
                 m.sending_application, m.sending_facility, m.control_id, m.message_type, stored_key(m),
                 _FILTERED if done else _RECEIVED, NO_ROUTE if done else None, now if done else None,
-                orjson.dumps(dict(metadata)).decode() if metadata else None, m.raw, key,
+                orjson.dumps(dict(metadata)).decode() if metadata else None,
+                m.raw if seal is None else seal(m.raw), key,
                 m.received_at - dedupe_window))
 
     @property

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from engine.errors import PayloadCipherError
+from engine.store.cipher import PLAIN, PayloadCipher
 from engine.store.connection import Connection
 from engine.store.filters import Filters
 from engine.store.inserts import NO_ROUTE, REUSED, InsertPlan, insert, insert_many, stored_key
@@ -87,10 +89,11 @@ def record_outcome(conn: Connection, message_id: str, state: MessageState, error
 
 def record_outcomes(conn: Connection,
                     outcomes: Sequence[tuple[str, MessageState, str | None, Sequence[RouteResult]]], *,
-                    now: float | None = None) -> set[str]:
+                    now: float | None = None, seal_text: Callable[[str], str] | None = None) -> set[str]:
     """`record_outcome` for a batch: one UPDATE ... FROM (VALUES ...) RETURNING and one multi-row
     INSERT of results per 200 messages, instead of two statements per message. Returns the ids
-    recorded (those still `received`; the rest were already processed and are left alone)."""
+    recorded (those still `received`; the rest were already processed and are left alone).
+    `seal_text` (the store cipher's, when encryption is on) seals each mapped record (patient data)."""
     now = time.time() if now is None else now
     recorded: set[str] = set()
     for start in range(0, len(outcomes), _OUTCOME_CHUNK):
@@ -103,8 +106,8 @@ def record_outcomes(conn: Connection,
             "UPDATE messages SET state = v.column2, error = v.column3, processed_at = ?"
             f" FROM (VALUES {values}) AS v WHERE messages.id = v.column1 AND messages.state = 'received'"
             " RETURNING messages.id", params).fetchall()}
-        rows = [(message_id, r.route_id, r.dataset,
-                 orjson.dumps(r.record).decode() if r.record is not None else None, r.filtered, r.error, now)
+        rows = [(message_id, r.route_id, r.dataset, _record_text(r.record, seal_text), r.filtered, r.error,
+                 now)
                 for message_id, _, _, results in chunk if message_id in done for r in results]
         for at in range(0, len(rows), _OUTCOME_CHUNK):
             part = rows[at:at + _OUTCOME_CHUNK]
@@ -113,6 +116,13 @@ def record_outcomes(conn: Connection,
                          [v for row in part for v in row])
         recorded |= done
     return recorded
+
+
+def _record_text(record: Any, seal_text: Callable[[str], str] | None) -> str | None:
+    if record is None:
+        return None
+    text = orjson.dumps(record).decode()
+    return text if seal_text is None else seal_text(text)
 
 
 _OUTCOME_CHUNK = 200
@@ -154,12 +164,34 @@ def unprocessed(conn: Connection, *, after_seq: int = 0, limit: int = 500,
             if allowed is None or row[1] in allowed]
 
 
-def results_of(conn: Connection, message_id: str) -> list[dict[str, Any]]:
-    """Each route's outcome for a message (record as JSON object)."""
+def results_of(conn: Connection, message_id: str, *,
+               cipher: PayloadCipher = PLAIN) -> list[dict[str, Any]]:
+    """Each route's outcome for a message (record as JSON object; one that cannot be decrypted is
+    None, with `record_error` saying why)."""
     rows = conn.execute("SELECT route_id, dataset, record, filtered, error, created_at FROM results"
                         " WHERE message_id = ? ORDER BY route_id", (message_id,)).fetchall()
-    return [{"route_id": r[0], "dataset": r[1], "record": orjson.loads(r[2]) if r[2] else None,
-             "filtered": r[3], "error": r[4], "created_at": r[5]} for r in rows]
+    out = []
+    for r in rows:
+        item = {"route_id": r[0], "dataset": r[1], "record": None, "filtered": r[3], "error": r[4],
+                "created_at": r[5]}
+        if r[2]:
+            try:
+                item["record"] = orjson.loads(cipher.unseal_text(r[2]))
+            except PayloadCipherError as exc:
+                item["record_error"] = str(exc)
+        out.append(item)
+    return out
+
+
+def record_of(text: str | None, cipher: PayloadCipher) -> Any:
+    """A `results.record` value as JSON, decrypted; None when there is none or it cannot be decrypted
+    (for counts and reports: `results_of` says why a record is unreadable)."""
+    if not text:
+        return None
+    try:
+        return orjson.loads(cipher.unseal_text(text))
+    except PayloadCipherError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)

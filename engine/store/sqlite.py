@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import structlog
 
 from engine.errors import StoreError, StoreFullError
+from engine.store.cipher import PLAIN, PayloadCipher
 from engine.store.lock import StoreLock
 
 T = TypeVar("T")
@@ -45,6 +46,10 @@ log = structlog.get_logger("yonglink.store")
 
 class Store(ABC):
     """A durable store: `write` ops are committed before their future resolves."""
+
+    cipher: PayloadCipher = PLAIN
+    """Seals message content at rest (engine/store/cipher.py). Rooms seal where they build rows and
+    unseal where content is used, with this, so every backend stores the same sealed values."""
 
     @abstractmethod
     async def open(self, ddl: Sequence[str]) -> None:
@@ -90,8 +95,13 @@ class SqliteStore(Store):
     """SQLite in WAL mode with `synchronous=FULL`: a commit survives power loss, not just `kill -9`."""
 
     def __init__(self, path: str | os.PathLike[str], *, max_size: int | None = None,
-                 max_batch: int = DEFAULT_MAX_BATCH, readers: int = 2, engine_lock: bool = True) -> None:
+                 max_batch: int = DEFAULT_MAX_BATCH, readers: int = 2, engine_lock: bool = True,
+                 cipher: PayloadCipher = PLAIN, secure_delete: bool = False) -> None:
         self.path = Path(path)
+        self.cipher = cipher
+        self.secure_delete = secure_delete
+        """Zero the old content of every row the writer rewrites or deletes (SQLite `secure_delete`):
+        `yonglink store rekey` sets it, so re-sealed plaintext does not linger in free space."""
         self.engine_lock = engine_lock
         """Take the one-engine lock on open. False for a tool that works beside a running engine (e.g.
         `yonglink export replay`): SQLite's own locking keeps the two consistent; the lock only stops a
@@ -126,6 +136,8 @@ class SqliteStore(Store):
             # checkpoints off). The writer checkpoints itself instead, after the batch's futures are
             # settled (see `_run_writer`).
             conn.execute("PRAGMA wal_autocheckpoint=0")
+            if self.secure_delete:
+                conn.execute("PRAGMA secure_delete=ON")
             if self.max_size:
                 page = conn.execute("PRAGMA page_size").fetchone()[0]
                 conn.execute(f"PRAGMA max_page_count={max(1, self.max_size // page)}")

@@ -141,7 +141,8 @@ def test_an_unknown_key_like_no_other_lists_the_allowed_ones(tmp_path: Path) -> 
     err = error_of(tmp_path, MINIMAL.replace("    path: var/test.db\n",
                                              "    path: var/test.db\n    zzz: 1\n"))
     assert (err.line, err.key) == (4, "engine.store.zzz")
-    assert "unknown key (allowed: dedupe_window, max_size, path, retention_days, type)" in str(err)
+    allowed = "dedupe_window, encryption, max_size, path, retention_days, type"
+    assert f"unknown key (allowed: {allowed})" in str(err)
 
 
 def test_a_misspelt_value_suggests_the_closest_allowed_one(tmp_path: Path) -> None:

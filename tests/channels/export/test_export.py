@@ -250,3 +250,30 @@ async def test_a_period_that_cannot_be_written_shows_in_status_and_is_written_on
     assert len(manifests) >= 2  # the periods missed while failing are written too
     for m in manifests:
         check_manifest(m.with_name(m.name.removesuffix(".manifest.json")))
+
+
+async def test_with_store_encryption_collected_records_are_sealed_and_the_period_file_is_plaintext(
+        tmp_path: Path, make_config: Callable[[str], Config],
+        engine_factory: Callable[[Config], Any]) -> None:
+    from engine.store.cipher import key_text, new_key
+
+    drop, out, key = tmp_path / "drop", tmp_path / "zone", tmp_path / "store.key"
+    drop.mkdir()
+    key.write_text(key_text(new_key()))
+    channel = f"""channels:
+  - {{name: drop, type: file, file: {{dirs: ["{drop}"], poll_interval: 0.05s}}}}
+routes:
+  - {ROOT}/mappings/adt_person.yaml
+"""
+    text = config(out, extra=channel).replace("{path: var/export.db}",
+                                             f"{{path: var/export.db, encryption: {{key_file: {key}}}}}")
+    engine: Engine = await engine_factory(make_config(text))
+    (drop / "day.hl7").write_bytes(BATCH)
+    await collected(engine, 3)
+    stored = await S.rows(engine, "SELECT payload FROM export_records")
+    assert all(bytes(p).startswith(b"\x00YLK") and "徐振华".encode() not in bytes(p) for (p,) in stored)
+
+    (f,) = (await close_this_period(engine)).files
+    lines = (out / f.file).read_bytes().splitlines()
+    assert [orjson.loads(x)["name"] for x in lines] == ["徐振华", "胡晓红", "张伟"]
+    assert check_manifest(out / f.file)["record_count"] == 3
