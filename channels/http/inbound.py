@@ -167,6 +167,9 @@ class HttpInbound(Inbound):
         buf = bytearray()
         try:
             async with asyncio.timeout(self.body_timeout):
+                if request.content_length is not None and not request.headers.get("Content-Encoding"):
+                    # At most Content-Length bytes (already checked against max_body_bytes), in one call.
+                    return await request.read()
                 async for chunk in request.content.iter_chunked(READ_CHUNK):
                     buf += chunk
                     if len(buf) > self.max_body:
@@ -212,9 +215,11 @@ class HttpInbound(Inbound):
                             error_code=error_code, location=location)
         body = ack.encode(first.codec, errors="replace")
         self._observe(time.perf_counter() - started)
-        headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else None
-        return web.Response(status=status, body=body, headers=headers, content_type=HL7V2,
-                            charset=first.codec)
+        # The header as aiohttp would write it from content_type= and charset=, without its parsing.
+        headers = {"Content-Type": f"{HL7V2}; charset={first.codec}"}
+        if status == 503:
+            headers["Retry-After"] = RETRY_AFTER_SECONDS
+        return web.Response(status=status, body=body, headers=headers)
 
     async def _bad_charset(self, raw: bytes, env: Envelope, charset: str) -> web.Response | None:
         """415 for a `Content-Type` charset that is not an accepted text encoding; the body is stored
