@@ -137,4 +137,15 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    # The process settings of `yonglink run` (as bench/mllp_ingest.py's engine): the GIL switch interval
+    # the store's writer thread needs, and uvloop; the bare handler runs in the same process, so both
+    # servers are measured on the same event loop.
+    from engine.commands.run import tune_interpreter
+
+    tune_interpreter()
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())

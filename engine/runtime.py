@@ -9,6 +9,7 @@ What a reload replaces - the config and the router built from it - is one `LiveS
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import sys
 import time
@@ -339,6 +340,11 @@ class Engine:
             loop.add_signal_handler(sig, stop_requested.set)
         await self.start()
         self.install_sighup()  # SIGHUP: re-read config and routes, validated first
+        # What start-up built (config, routes, code tables, schemas: ~84k objects) lives as long as
+        # the process: moved out of the cyclic collector's generations, full collections stop walking
+        # it (measured end to end: two full collections per ~5 s of load took 0.15-0.25 s; 0.006 s
+        # frozen). Objects a reload replaces are still freed by reference counting.
+        gc.freeze()
         await stop_requested.wait()
         log.info("signal received, stopping")
         await self.stop()

@@ -39,7 +39,7 @@ from channels.payload import FHIR_MEDIA_TYPES, Envelope, Hl7Item, fhir_messages,
 from channels.tls import relative_to, server_context
 from engine.config import parse_duration, parse_listen, parse_size
 from engine.errors import FhirParseError, StoreError
-from engine.hl7v2.ack import build_ack
+from engine.hl7v2.ack import SUCCESS_CODES, AckWriter, build_ack
 from engine.hl7v2.charset import printable_label, python_codec
 from engine.ids import new_id
 from engine.types import FHIR_XML_TYPES, HL7V2, HL7V2_TYPES, Acceptance, InboundMessage
@@ -79,8 +79,7 @@ class HttpInbound(Inbound):
         self.cap = ConnectionCap(channel=name, max_connections=cap)
         self._tls = settings.get("tls")
         self._runner: web.AppRunner | None = None
-        self._ack_prefix = new_id()[-10:] + "-"
-        self._acks = 0
+        self.acks = AckWriter(new_id()[-10:] + "-")  # MSH-10 of our ACKs: unique, within 20 characters
         self._observe: Callable[[float], None] = context.observe_ack
         self._throttle = self.cap.throttle
 
@@ -168,6 +167,9 @@ class HttpInbound(Inbound):
         buf = bytearray()
         try:
             async with asyncio.timeout(self.body_timeout):
+                if request.content_length is not None and not request.headers.get("Content-Encoding"):
+                    # At most Content-Length bytes (already checked against max_body_bytes), in one call.
+                    return await request.read()
                 async for chunk in request.content.iter_chunked(READ_CHUNK):
                     buf += chunk
                     if len(buf) > self.max_body:
@@ -206,13 +208,18 @@ class HttpInbound(Inbound):
         items = hl7v2_items(raw, env, charset=charset or self.charset)
         status, code, text, error_code, location = await self._commit_hl7(items)
         first = items[0]
-        ack = build_ack(first.header, code, text, control_id=self._control_id(),
-                        error_code=error_code, location=location)
+        if code in SUCCESS_CODES and first.header is not None:  # AA/CA: the writer's fast path
+            ack = self.acks.positive(first.header, code, text)
+        else:
+            ack = build_ack(first.header, code, text, control_id=self.acks.next_control_id(),
+                            error_code=error_code, location=location)
         body = ack.encode(first.codec, errors="replace")
         self._observe(time.perf_counter() - started)
-        headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else None
-        return web.Response(status=status, body=body, headers=headers, content_type=HL7V2,
-                            charset=first.codec)
+        # The header as aiohttp would write it from content_type= and charset=, without its parsing.
+        headers = {"Content-Type": f"{HL7V2}; charset={first.codec}"}
+        if status == 503:
+            headers["Retry-After"] = RETRY_AFTER_SECONDS
+        return web.Response(status=status, body=body, headers=headers)
 
     async def _bad_charset(self, raw: bytes, env: Envelope, charset: str) -> web.Response | None:
         """415 for a `Content-Type` charset that is not an accepted text encoding; the body is stored
@@ -244,9 +251,16 @@ class HttpInbound(Inbound):
                 self.context.error(f"could not store rejected input: {exc}")
             return (200, "CR" if enhanced else "AR", first.error.reason, first.error.code,
                     first.error.location)
-        results = await asyncio.gather(*(self.context.accept(i.inbound) for i in items),
-                                       return_exceptions=True)
-        failed = [r for r in results if isinstance(r, BaseException)]
+        failed: list[BaseException] = []
+        if len(items) == 1:  # the common case: no gather, so no task per request
+            try:
+                await self.context.accept(first.inbound)
+            except Exception as exc:
+                failed.append(exc)
+        else:
+            results = await asyncio.gather(*(self.context.accept(i.inbound) for i in items),
+                                           return_exceptions=True)
+            failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
             self.context.error(f"store failed, answered AE / 503: {failed[0]}")
             if not all(isinstance(f, StoreError) for f in failed):
@@ -254,11 +268,6 @@ class HttpInbound(Inbound):
             return 503, "CE" if enhanced else "AE", "message not stored, retry later", "207", None
         text = f"batch of {len(items)} messages accepted" if len(items) > 1 else ""
         return 200, "CA" if enhanced else "AA", text, None, None
-
-    def _control_id(self) -> str:
-        """MSH-10 of our ACKs: unique, and within HL7 v2.5.1's 20 characters."""
-        self._acks += 1
-        return f"{self._ack_prefix}{self._acks}"
 
     # --- FHIR -------------------------------------------------------------------------------------
 

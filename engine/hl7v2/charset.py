@@ -157,16 +157,25 @@ def _msh18(fields: list[bytes], component: bytes) -> str | None:
     return value.decode("ascii", errors="replace") if value else None
 
 
+_DECODERS: dict[str, str] = {}
+"""Label -> codec for the labels `decode` has accepted (a handful per site; `python_codec` costs two
+codec lookups)."""
+
+
 def decode(raw: bytes, charset: str | None) -> str:
     """Decode ``raw`` in the MSH-18 ``charset`` (UTF-8 when ``None``); raise `CharsetError` on failure."""
     label = charset or "UTF-8"
-    try:
-        codec = python_codec(label)
-    except UnsupportedCharsetError:
-        raise
-    except LookupError:
-        raise CharsetError(f"unknown character set {printable_label(label)} in MSH-18 (HL7 table 0211)",
-                           code="103", location="MSH^1^18") from None
+    codec = _DECODERS.get(label)
+    if codec is None:
+        try:
+            codec = python_codec(label)
+        except UnsupportedCharsetError:
+            raise
+        except LookupError:
+            raise CharsetError(f"unknown character set {printable_label(label)} in MSH-18 (HL7 table 0211)",
+                               code="103", location="MSH^1^18") from None
+        if len(_DECODERS) < 256:
+            _DECODERS[label] = codec
     data = raw[3:] if codec == "utf-8" and raw.startswith(_BOM) else raw
     try:
         return data.decode(codec)

@@ -60,6 +60,15 @@ class Er7Message:
             seg = self._segs[i] = Segment(self, i, self._lines[i])
         return seg
 
+    def release(self) -> None:
+        """Drop the segments built so far (they are rebuilt on the next access).
+
+        Each `Segment` points back to its message, so a message whose segments were read is a
+        reference cycle that only the cyclic garbage collector frees; a caller done with the message
+        releases it so that reference counting frees it at once (measured end to end: ~20 cyclic
+        objects per message made the collector run every few messages)."""
+        self._segs = [None] * len(self._lines)
+
     @property
     def msh(self) -> Segment:
         """The MSH segment."""

@@ -179,16 +179,17 @@ def content_hash(hdr: MshHeader, raw: bytes) -> str:
     """SHA-1 (first `HASH_CHARS` hex characters; identity, not security) of the message with MSH-7 and
     MSH-10 blanked and trailing terminators ignored (rule 3 of the module docstring). ``raw``: the
     message's bytes, hashed as they are where MSH splits on raw bytes (the common case)."""
-    digest = hashlib.sha1(usedforsecurity=False)
     data = raw.rstrip(b"\r\n\t ")
     if hdr.note is None and hdr.codec in RAW_SPLIT_SAFE and data.startswith(b"MSH"):
-        cuts = _separators(data, data[3:4], (6, 7, 9, 10))
-        if cuts is not None:
-            s6, s7, s9, s10 = cuts
-            digest.update(data[:s6 + 1])
-            digest.update(data[s7:s9 + 1])
-            digest.update(data[s10:])
+        end = first_line_end(data)
+        fs = data[3:4]
+        parts = data[:end].split(fs, 10) if fs else []  # parts[n] is MSH-(n + 1) for 1 <= n <= 9
+        if len(parts) == 11:
+            parts[6] = parts[9] = b""
+            digest = hashlib.sha1(fs.join(parts), usedforsecurity=False)
+            digest.update(data[end:])
             return digest.hexdigest()[:HASH_CHARS]
+    digest = hashlib.sha1(usedforsecurity=False)
     fields = hdr.msh[:hdr.width]  # other charsets, or a header read from the raw bytes
     fields[6] = fields[9] = ""
     text = hdr.text.rstrip("\r\n\t ")
@@ -196,22 +197,6 @@ def content_hash(hdr: MshHeader, raw: bytes) -> str:
     digest.update(hdr.enc.field.join(fields).encode("utf-8", "surrogatepass"))
     digest.update(text[end:].encode("utf-8", "surrogatepass") if end >= 0 else b"")
     return digest.hexdigest()[:HASH_CHARS]
-
-
-def _separators(data: bytes, fs: bytes, wanted: tuple[int, ...]) -> tuple[int, ...] | None:
-    """Offsets of the ``wanted`` field separators of the MSH line (the first, at offset 3, is MSH-1;
-    separator n ends MSH-n), or None when the line has fewer."""
-    found = []
-    pos, n = 3, 1
-    limit = first_line_end(data)
-    for want in wanted:
-        while n < want:
-            pos = data.find(fs, pos + 1, limit)
-            if pos < 0:
-                return None
-            n += 1
-        found.append(pos)
-    return tuple(found)
 
 
 def inbound_message(hdr: MshHeader, raw: bytes, choice: CharsetChoice, *, channel: str, received_at: float,

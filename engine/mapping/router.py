@@ -99,6 +99,15 @@ class Router:
             if observe:
                 self.observe(outcome)
             return [outcome]
+        try:
+            return self._outcomes(msg, units, only, observe)
+        finally:
+            for unit in units:
+                if isinstance(unit.source, Er7Message):
+                    unit.source.release()  # break the message/segment cycle: freed by refcount now
+
+    def _outcomes(self, msg: StoredMessage, units: list[Unit], only: str | None,
+                  observe: bool) -> list[Outcome]:
         outcomes: list[Outcome] = []
         seen: dict[str, int] = {}
         bundle_taken = False

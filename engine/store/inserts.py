@@ -63,8 +63,6 @@ def insert(conn: sqlite3.Connection, msg: InboundMessage, *, dedupe_window: floa
 _INSERT = ("INSERT INTO messages (id, channel, received_at, peer, content_type, charset, sending_application,"
            " sending_facility, control_id, message_type, dedupe_key, state, error, processed_at, metadata,"
            " raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
-_IN_CHUNK = 500
-"""Control ids looked up per query (SQLite's bound-variable limit is 999 on old builds)."""
 
 
 def insert_many(conn: sqlite3.Connection, msgs: Sequence[InboundMessage], *, dedupe_window: float,
@@ -85,16 +83,16 @@ class InsertPlan:
     """A burst of inbound messages as rows for one multi-row INSERT, built before the writer runs it.
 
     The rows (and their ids) are made by the caller, on the event loop; the writer thread only runs
-    `run`: one `INSERT ... SELECT FROM (VALUES ...) WHERE NOT EXISTS (earlier copy)` statement per 256
-    rows. One statement means one `sqlite3_step`, during which the writer does not hold the GIL: with
-    `executemany` it took the GIL back after every row, and waited for the event loop each time
-    (measured: a 16-row commit took 3.3 ms in the engine against 1.3 ms alone).
+    `run`: one SELECT of the stored messages the keyed rows may repeat, then one multi-row
+    `INSERT ... VALUES` per 256 rows. One statement means one `sqlite3_step`, during which the writer
+    does not hold the GIL: with `executemany` it took the GIL back after every row, and waited for the
+    event loop each time (measured: a 16-row commit took 3.3 ms in the engine against 1.3 ms alone).
+    The writer thread is the store's only writer, so nothing commits between the read and the INSERT.
 
     A message whose (control id, dedupe key, content hash) repeats an earlier one of the same burst is
     that one's duplicate without a row; one that repeats a stored message within the window is skipped
-    by the statement and found again by `run` (rare: a sender's retry). A reused control id (same key,
-    other content) is a new row flagged `control_id_reused`: here when the earlier message is in the
-    same burst, else by the statement, and `run` reads back which rows it flagged.
+    (rare: a sender's retry). A reused control id (same key, other content) is a new row flagged
+    `control_id_reused`: here when the earlier message is in the same burst, in `run` when it is stored.
     `unroutable[i]` marks a message of a channel no route can select: it is stored already
     `filtered` ("no route matched", what the pipeline would decide), so it costs no second write.
     `seal` (the store cipher's, when encryption is on) turns each raw message into what is stored,
@@ -147,46 +145,49 @@ class InsertPlan:
     def run(self, conn: sqlite3.Connection) -> dict[int, str]:
         """Insert the rows (in the writer's transaction); {row: earlier stored id} for those skipped.
 
-        Rows the statement flagged as reusing a control id are added to `reused` (read back by rowid:
-        the rows of this run are the last ones inserted)."""
-        rows = self.rows
-        before = conn.total_changes
+        One read finds the stored messages the keyed rows may repeat (`_stored`: duplicates are
+        skipped, a reused control id flags its row), then one multi-row INSERT writes the rest."""
+        skipped = self._stored(conn) if any(row[16] is not None for row in self.rows) else {}
+        rows = [row for n, row in enumerate(self.rows) if n not in skipped] if skipped else self.rows
         at = 0
-        last = 0
-        keyed = False
         while at < len(rows):
             size = next(n for n in _CHUNKS if n <= len(rows) - at)
-            chunk = rows[at:at + size]
-            keyed = keyed or any(row[16] is not None for row in chunk)
-            cur = conn.execute(_insert_unseen(size), [v for row in chunk for v in row])
-            last = cur.lastrowid or last
+            conn.execute(_insert_values(size), [v for row in rows[at:at + size] for v in row[:16]])
             at += size
-        inserted = conn.total_changes - before
-        if keyed and inserted:
-            flagged = {r[0] for r in conn.execute(
-                "SELECT id FROM messages WHERE seq > ? AND metadata IS NOT NULL"
-                " AND instr(metadata, ?) > 0", (last - inserted, f'"{REUSED}"'))}
-            if flagged:
-                self.reused.update(n for n, row in enumerate(rows) if row[0] in flagged)
-        if inserted == len(rows):
-            return {}
-        return self._skipped(conn)
+        return skipped
 
-    def _skipped(self, conn: sqlite3.Connection) -> dict[int, str]:
-        ids = [row[0] for row in self.rows]
-        stored: set[str] = set()
-        for start in range(0, len(ids), _IN_CHUNK):
-            chunk = ids[start:start + _IN_CHUNK]
-            stored.update(r[0] for r in conn.execute(
-                f"SELECT id FROM messages WHERE id IN ({','.join('?' * len(chunk))})", chunk))
-        skipped = {}
-        for n, row in enumerate(self.rows):
-            if row[0] not in stored:
-                found = conn.execute(
-                    "SELECT id FROM messages WHERE control_id IS ? AND dedupe_key IN (?, ?)"
-                    " AND received_at >= ? AND state != 'rejected' ORDER BY received_at DESC LIMIT 1",
-                    (row[8], row[10], row[16], row[2] - self.dedupe_window)).fetchone()
-                skipped[n] = found[0] if found else ""
+    def _stored(self, conn: sqlite3.Connection) -> dict[int, str]:
+        """Look up, for every keyed row, the stored messages in its window with its control id and its
+        key (bare, or with any content hash): {row: id} of the rows a stored message already holds
+        (the latest such message), and rows whose key a stored message had with other content get
+        `control_id_reused` (the first such message in the index) and join `reused`."""
+        keyed = [n for n, row in enumerate(self.rows) if row[16] is not None]
+        found: dict[int, list[tuple[str, str, float, int]]] = {}
+        at = 0
+        while at < len(keyed):
+            size = next(n for n in _CHUNKS if n <= len(keyed) - at)
+            params: list[object] = []
+            for n in keyed[at:at + size]:
+                row = self.rows[n]
+                params += (n, row[8], row[16], row[17])  # control id, bare key, window start
+            for n, mid, key, received, seq in conn.execute(_lookup(size), params).fetchall():
+                found.setdefault(n, []).append((mid, key, received, seq))
+            at += size
+        skipped: dict[int, str] = {}
+        for n, hits in found.items():
+            row = self.rows[n]
+            stored, bare = row[10], row[16]
+            same = [h for h in hits if h[1] in (stored, bare)]
+            if same:
+                skipped[n] = max(same, key=lambda h: h[2])[0]
+                continue
+            prefix = f"{bare}{KEY_SEP}"
+            other = [h for h in hits if h[1].startswith(prefix)] if stored != bare else []
+            if other:
+                first = min(other, key=lambda h: (h[1], h[3]))[0]
+                metadata = {**(orjson.loads(row[14]) if row[14] else {}), REUSED: first}
+                self.rows[n] = (*row[:14], orjson.dumps(metadata).decode(), *row[15:])
+                self.reused.add(n)
         return skipped
 
     def acceptances(self, skipped: dict[int, str]) -> list[Acceptance]:
@@ -205,20 +206,21 @@ class InsertPlan:
 
 
 @functools.lru_cache(maxsize=len(_CHUNKS))
-def _insert_unseen(rows: int) -> str:
-    """INSERT of `rows` rows, each only if no stored copy (same control id, key and content) is in the
-    window; a row whose bare key an earlier message had with other content gets `control_id_reused`.
+def _insert_values(rows: int) -> str:
+    """INSERT of `rows` rows (`_INSERT` with a multi-row VALUES: one statement, one `sqlite3_step`).
 
-    Columns of VALUES are column1..column16 in `_INSERT` order, column17 the bare dedupe key and
-    column18 the start of the row's dedupe window (no other parameters: their numbering would clash).
-    """
-    values = ",".join(["(" + ",".join("?" * 18) + ")"] * rows)
-    same_key = "m.control_id IS v.column9 AND m.received_at >= v.column18 AND m.state != 'rejected'"
-    columns = ", ".join(f"v.column{n}" for n in range(1, 15))
-    metadata = ("CASE WHEN v.column17 IS NULL OR v.column11 = v.column17 THEN v.column15"
-                f" ELSE coalesce((SELECT json_set(coalesce(v.column15, '{{}}'), '$.{REUSED}', m.id)"
-                f" FROM messages m WHERE {same_key} AND m.dedupe_key > v.column17 || char(31)"
-                " AND m.dedupe_key < v.column17 || char(32) LIMIT 1), v.column15) END")
-    return (_INSERT.split(" VALUES ")[0] + f" SELECT {columns}, {metadata}, v.column16"
-            f" FROM (VALUES {values}) AS v WHERE v.column11 IS NULL OR NOT EXISTS (SELECT 1 FROM messages m"
-            f" WHERE {same_key} AND m.dedupe_key IN (v.column11, v.column17))")
+    Not an INSERT ... SELECT that checks for earlier copies itself: a SELECT that reads `messages`
+    makes SQLite stage every row (raw bytes included) in a temporary table before inserting it."""
+    return _INSERT.split(" VALUES ")[0] + " VALUES " + ",".join(["(" + ",".join("?" * 16) + ")"] * rows)
+
+
+@functools.lru_cache(maxsize=len(_CHUNKS))
+def _lookup(rows: int) -> str:
+    """SELECT of the stored messages `rows` keyed rows may repeat: VALUES (row number, control id,
+    bare dedupe key, window start) joined with `messages_lookup` on the key range ``key`` ..
+    ``key || char(32)`` (the bare key and every ``key \x1f hash``)."""
+    values = ",".join(["(?,?,?,?)"] * rows)
+    return ("SELECT v.column1, m.id, m.dedupe_key, m.received_at, m.seq"
+            f" FROM (VALUES {values}) AS v, messages m WHERE m.control_id IS v.column2"
+            " AND m.dedupe_key >= v.column3 AND m.dedupe_key < v.column3 || char(32)"
+            " AND m.received_at >= v.column4 AND m.state != 'rejected'")

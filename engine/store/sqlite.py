@@ -64,8 +64,8 @@ class Store(ABC):
               one_statement: bool = False) -> asyncio.Future[T]:
         """Queue `op` for the next group commit; the future resolves after COMMIT (or with StoreError).
 
-        `one_statement=True` promises that `op` writes with a single SQL statement (it may read after
-        it), so when it is alone in its group it can run as its own transaction.
+        `one_statement=True` promises that `op` writes with a single SQL statement (it may read before
+        or after it), so when it is alone in its group it can run as its own transaction.
 
         `durable=True` (what an ACK needs): the commit is on disk, surviving power loss. `durable=False`
         is for work the engine can redo from durable state (a message's outcome: it stays `received`

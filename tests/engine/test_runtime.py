@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import gc
+import os
+import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from engine.config import Config
+from engine.config import Config, parse_config
 from engine.runtime import Engine
 from engine.store import messages
 from engine.types import InboundMessage, MessageState
@@ -101,3 +106,22 @@ async def test_waiting_for_a_message_already_processed_returns_its_outcome_at_on
     await engine.pipeline.drain()
     outcome = await rt.wait_processed(acc.message_id, timeout=0.5)
     assert outcome is not None and outcome.state is MessageState.FILTERED
+
+
+async def test_yonglink_run_moves_its_start_up_objects_out_of_the_collectors_walks(tmp_path: Path) -> None:
+    """`run_until_signalled` (what `yonglink run` runs) freezes the objects start-up built, so the
+    cyclic collector's full collections stop walking them under load; SIGTERM still stops it cleanly."""
+    gc.unfreeze()
+    text = CONFIG.replace("var/e.db", str(tmp_path / "e.db"))
+    engine = Engine(parse_config(text, file=tmp_path / "c.yaml"))
+    task = asyncio.ensure_future(engine.run_until_signalled())
+    try:
+        for _ in range(200):
+            if gc.get_freeze_count() or task.done():
+                break
+            await asyncio.sleep(0.05)
+        assert gc.get_freeze_count() > 0 and not task.done()
+    finally:
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(task, 30)
+        gc.unfreeze()

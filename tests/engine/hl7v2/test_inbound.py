@@ -42,6 +42,16 @@ def test_the_content_hash_ignores_msh_7_and_msh_10_and_nothing_else() -> None:
     assert h(msh("C1", proc="T")) != base
 
 
+def test_the_content_hash_of_a_message_is_the_same_in_every_release() -> None:
+    """Stored rows keep their hash (inside `dedupe_key`): a retry of a message stored by an earlier
+    release must hash the same, on the raw-bytes path (UTF-8) and the decoded-text path (GB 18030).
+    The digests are those of the release that introduced content hashes (issue #16)."""
+    raw = msh("C1")
+    assert content_hash(header(raw), raw) == "80d8d2a53c50f832"
+    raw = msh("C1", facility="陽".encode("gb18030"), charset="GB 18030-2000")
+    assert content_hash(header(raw, "gb18030"), raw) == "74352ac1491f554f"
+
+
 def test_a_gb18030_header_whose_readings_disagree_and_are_both_implausible_gives_no_dedupe_key() -> None:
     """A cut lead byte before `|` (decoding swallows it) *and* a MSH-11 that is no processing ID: neither
     reading can be trusted, so the control id is not used to find duplicates."""

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
 import pytest
 
 from engine.errors import StoreError
@@ -226,3 +227,34 @@ async def test_outcomes_of_a_batch_are_recorded_once_each_and_processed_ones_are
         ("r", {"n": ids[300]}, None), ("s", None, "not ours")]
     kept = await store.read(lambda c: messages.results_of(c, ids[7]))
     assert [(r["route_id"], r["error"]) for r in kept] == [("r", "bad PID-3")]
+
+
+async def test_stored_copies_decide_by_key_and_content_hash_whatever_the_row_was_stored_with(
+        store: SqliteStore) -> None:
+    """A burst against stored rows: a retry (same key, same hash) is a duplicate of the latest copy,
+    also of a row stored before content hashes existed (bare key); other content under the same key is
+    new and flagged `control_id_reused` with the stored id; rejected rows and other control ids never
+    match."""
+    now = time.time()
+
+    def hashed(cid: str, digest: str | None, at: float = now) -> InboundMessage:
+        return InboundMessage(channel="c", raw=RAW, content_type="t", received_at=at, sending_facility="NBH",
+                              control_id=cid, dedupe_key=f"NBH|{cid}", content_hash=digest)
+
+    old = await store.write(lambda c: messages.insert(c, hashed("LEGACY", None, now - 20), dedupe_window=60))
+    await store.write(lambda c: messages.insert(c, hashed("SAME", "aaaa", now - 30), dedupe_window=60))
+    latest = await store.write(lambda c: messages.insert_many(
+        c, [hashed("SAME", "bbbb", now - 10), hashed("SAME", "aaaa", now - 5)], dedupe_window=0))
+    other = await store.write(lambda c: messages.insert(c, hashed("OTHER", "cccc", now - 5),
+                                                        dedupe_window=60))
+    await store.write(lambda c: messages.insert(c, hashed("BAD", "dddd", now - 5), dedupe_window=60,
+                                                state=MessageState.REJECTED, error="bad"))
+    accs = await store.write(lambda c: messages.insert_many(
+        c, [hashed("LEGACY", "eeee"), hashed("SAME", "aaaa"), hashed("OTHER", "ffff"), hashed("BAD", "dddd"),
+            hashed("OTHER!", "cccc")], dedupe_window=60))
+    assert [a.duplicate for a in accs] == [True, True, False, False, False]
+    assert accs[0].message_id == old.message_id and accs[1].message_id == latest[1].message_id
+    assert [a.reused for a in accs] == [False, False, True, False, False]
+    flagged = await store.read(lambda c: c.execute(
+        "SELECT metadata FROM messages WHERE id = ?", (accs[2].message_id,)).fetchone()[0])
+    assert orjson.loads(flagged) == {"control_id_reused": other.message_id}
