@@ -156,6 +156,9 @@ class PostgresStore(Store):
     def _migrate(self) -> None:
         with self._connect() as conn:
             migrations.apply_postgres(conn)
+            found = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+            self.size_bytes = int(found[0]) if found else None
+            self._size_at = time.monotonic()
 
     async def close(self) -> None:
         if self._thread is None:
@@ -290,6 +293,8 @@ class PostgresStore(Store):
             except psycopg.Error as exc:
                 raise StoreError(f"store read failed: {_first_line(exc)}") from None
 
+        if self._thread is None:
+            raise StoreError("store is not open")
         return await asyncio.get_running_loop().run_in_executor(self._readers, run)
 
     def describe(self) -> dict[str, Any]:
