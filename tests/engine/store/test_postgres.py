@@ -130,3 +130,23 @@ async def test_with_postgresql_stopped_writes_fail_as_unavailable_then_recover_b
         assert store.describe()["available"] is True and store.reconnects >= 1
     finally:
         await store.close()
+
+
+async def test_a_nul_in_a_header_field_is_stored_and_the_raw_message_kept_exactly(pg_dsn: str) -> None:
+    """PostgreSQL text cannot hold NUL: a message whose MSH-4 and MSH-10 carry one (hostile input) is
+    stored all the same (not a commit that fails on every retry), header NULs as U+FFFD, raw bytes intact."""
+    raw = RAW.replace(b"|NBH|", b"|N\x00B|", 1)
+    msg = InboundMessage(channel="c", raw=raw, content_type="x-application/hl7-v2+er7",
+                         received_at=time.time(), sending_facility="N\x00B", control_id="C\x001",
+                         dedupe_key="N\x00B|C\x001")
+    store = PostgresStore(pg_dsn)
+    await store.open()
+    try:
+        [acc] = await store.write(lambda c: messages.insert_many(c, [msg], dedupe_window=60))
+        again = await store.write(lambda c: messages.insert_many(c, [msg], dedupe_window=60))
+        stored = await store.read(lambda c: messages.get(c, acc.message_id))
+    finally:
+        await store.close()
+    assert again[0].duplicate and again[0].message_id == acc.message_id
+    assert stored is not None and stored.raw == raw
+    assert (stored.sending_facility, stored.control_id) == ("N\ufffdB", "C\ufffd1")
