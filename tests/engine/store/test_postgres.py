@@ -150,3 +150,11 @@ async def test_a_nul_in_a_header_field_is_stored_and_the_raw_message_kept_exactl
     assert again[0].duplicate and again[0].message_id == acc.message_id
     assert stored is not None and stored.raw == raw
     assert (stored.sending_facility, stored.control_id) == ("N\ufffdB", "C\ufffd1")
+
+
+def test_the_postgresql_insert_path_shares_the_sqlite_paths_constants() -> None:
+    """pg_inserts cannot import inserts (inserts imports it): its copies must not drift."""
+    from engine.store import inserts, pg_inserts
+
+    assert (pg_inserts.KEY_SEP, pg_inserts.REUSED) == (inserts.KEY_SEP, inserts.REUSED)
+    assert pg_inserts.MAX_ROWS == inserts._CHUNKS[0]
