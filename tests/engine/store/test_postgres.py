@@ -158,3 +158,29 @@ def test_the_postgresql_insert_path_shares_the_sqlite_paths_constants() -> None:
 
     assert (pg_inserts.KEY_SEP, pg_inserts.REUSED) == (inserts.KEY_SEP, inserts.REUSED)
     assert pg_inserts.MAX_ROWS == inserts._CHUNKS[0]
+
+
+async def test_a_store_opened_while_postgresql_is_down_waits_for_it(postgres_server: Any,
+                                                                   pg_dsn: str) -> None:
+    """A node starting before the database (or during a failover) waits for it, within `open_wait`."""
+    postgres_server.stop()
+    store = PostgresStore(pg_dsn, open_wait=30)
+    try:
+        opening = asyncio.create_task(store.open())
+        await asyncio.sleep(1.0)
+        assert not opening.done()
+    finally:
+        postgres_server.start()
+    await asyncio.wait_for(opening, 30)
+    try:
+        [acc] = await store.write(lambda c: messages.insert_many(c, [inbound("W1")], dedupe_window=60))
+        assert not acc.duplicate
+    finally:
+        await store.close()
+
+
+async def test_a_store_that_cannot_reach_postgresql_in_time_fails_to_open_as_unavailable(
+        postgres_server: Any) -> None:
+    dead = postgres_server.dsn("postgres").replace(f":{postgres_server.port}/", ":1/")  # nothing listens
+    with pytest.raises(StoreUnavailable, match="cannot open store"):
+        await PostgresStore(dead, open_wait=0.5).open()
