@@ -13,7 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -124,8 +124,6 @@ class Outbound(ABC):
     """Most records per request; 1 = one `send` per record."""
     batch_wait: float = 0.0
     """Seconds a record may wait for others to fill a batch."""
-    DDL: ClassVar[str] = ""
-    """Tables the destination keeps in the engine's store; the delivery service adds them to the schema."""
 
     def __init__(self, *, name: str, settings: Mapping[str, Any]) -> None:
         self.name = name
@@ -140,7 +138,8 @@ class Outbound(ABC):
     def use_store(self, *, store: Store, registry: DatasetRegistry | None,  # noqa: B027 - optional hook
                   facility: str) -> None:
         """The engine's store, dataset registry and facility code, for a destination that keeps its own
-        tables (`DDL`), such as export. Called once, before `start`; the others ignore it."""
+        tables (a migration in engine/store/migrations adds them to the schema), such as export. Called
+        once, before `start`; the others ignore it."""
 
     def describe(self) -> dict[str, Any]:
         """The destination's own part of its `/status` entry (e.g. an export's periods); {} by default."""

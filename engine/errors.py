@@ -111,6 +111,15 @@ class TamperedPayloadError(PayloadCipherError):
         super().__init__(key_id, f"stored content sealed with key id {key_id} cannot be decrypted: {detail}")
 
 
+class StoreUnavailable(StoreError):
+    """Raised when the store's server cannot be reached (PostgreSQL down, connection lost); transient:
+    the store reconnects by itself with backoff, and the caller answers "try again" (never a positive ACK)."""
+
+
+class MigrationError(StoreError):
+    """Raised when a schema migration cannot be applied, or the store is newer than this engine knows."""
+
+
 # --- mapping ------------------------------------------------------------------------------------
 
 

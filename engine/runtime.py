@@ -32,11 +32,11 @@ from engine.metrics import Metrics
 from engine.pipeline import Pipeline
 from engine.quality.service import QualityReports
 from engine.reload import ReloadResult
-from engine.store import access_audit, messages
+from engine.store import messages
 from engine.store.access_audit import AccessAudit
-from engine.store.cipher import load_cipher
+from engine.store.backends import build_store
+from engine.store.base import Store
 from engine.store.ingest import IngestBatcher
-from engine.store.sqlite import CORE_DDL, SqliteStore, Store
 from engine.types import ChannelState, MessageState, RouteResult, StoredMessage
 
 if TYPE_CHECKING:
@@ -68,9 +68,7 @@ class Engine:
         from engine.mapping import load_router  # the mapping room; heavy imports kept off CLI start-up
 
         self.metrics = Metrics()
-        self.store: Store = store or SqliteStore(config.engine.store.path,
-                                                 max_size=config.engine.store.max_size,
-                                                 cipher=load_cipher(config.engine.store.encryption))
+        self.store: Store = store or build_store(config.engine.store)
         self._live = LiveState(config=config, router=load_router(config, metrics=self.metrics))
         config_dir = config.file.resolve().parent
         self.ingest = IngestBatcher(self.store, dedupe_window=config.engine.store.dedupe_window,
@@ -154,13 +152,10 @@ class Engine:
 
     # --- lifecycle --------------------------------------------------------------------------------
 
-    def ddl(self) -> list[str]:
-        return [CORE_DDL, messages.DDL, access_audit.DDL, *self.delivery.ddl()]
-
     async def start(self) -> None:
         """Open the store, recover, start delivery, then channels, then the admin API."""
         self.started_at = time.time()
-        await self.store.open(self.ddl())
+        await self.store.open()
         self.channels.seed_counts(await self.store.read(messages.counts_by_channel))
         mapper = None
         if self.mapping_pool is not None:

@@ -11,7 +11,7 @@ older ones are summed into per-hour rows, kept for `HOUR_ROWS_FOR` (35 days). `s
 the 1 h / 24 h charts from minute rows and the 7 d / 30 d charts from hour rows (plus the recent minutes
 summed per hour), with the minute in progress included.
 
-The table is this module's own (`DDL`), created when the history starts.
+Its table comes with the store's schema (migration 0001).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import structlog
 
 from channels.base import ChannelContext
 from engine.errors import StoreError
-from engine.store.connection import Connection
+from engine.store.connection import Connection, Dialect, dialect_of
 from engine.store.sqlite import Store
 
 MINUTE = 60
@@ -43,17 +43,8 @@ RANGES: dict[str, tuple[int, int]] = {"1h": (HOUR, MINUTE), "24h": (24 * HOUR, M
                                       "7d": (7 * 24 * HOUR, HOUR), "30d": (30 * 24 * HOUR, HOUR)}
 """Chart range → (span, step) in seconds."""
 
-DDL = """
-CREATE TABLE IF NOT EXISTS traffic_history (
-    step INTEGER NOT NULL,
-    at REAL NOT NULL,
-    received INTEGER NOT NULL,
-    failed INTEGER NOT NULL,
-    dead INTEGER NOT NULL,
-    PRIMARY KEY (step, at)
-) WITHOUT ROWID
-"""
-"""One row per minute (`step` 60) or hour (`step` 3600) starting at `at` (epoch seconds)."""
+# Table: traffic_history, one row per minute (`step` 60) or hour (`step` 3600) starting at `at` (epoch
+# seconds) (engine/store/migrations/0001_schema.*.sql).
 
 log = structlog.get_logger("yonglink.history")
 
@@ -73,9 +64,12 @@ class Bucket:
 def record(conn: Connection, *, step: int, at: float, received: int, failed: int, dead: int) -> None:
     """Add a bucket's counts (a restart mid-minute writes the same minute twice: received and failed
     add up; dead, counted from the dead-letter table for the whole minute, is the larger)."""
+    larger = "max" if dialect_of(conn) is Dialect.SQLITE else "greatest"  # the larger of two values
     conn.execute("INSERT INTO traffic_history (step, at, received, failed, dead) VALUES (?,?,?,?,?)"
-                 " ON CONFLICT (step, at) DO UPDATE SET received = received + excluded.received,"
-                 " failed = failed + excluded.failed, dead = max(dead, excluded.dead)",
+                 " ON CONFLICT (step, at) DO UPDATE"
+                 " SET received = traffic_history.received + excluded.received,"
+                 " failed = traffic_history.failed + excluded.failed,"
+                 f" dead = {larger}(traffic_history.dead, excluded.dead)",
                  (step, at, received, failed, dead))
 
 
@@ -83,13 +77,23 @@ def roll_up(conn: Connection, *, now: float) -> None:
     """Sum minute rows older than `MINUTE_ROWS_FOR` (whole hours) into hour rows; drop old hour rows."""
     cutoff = math.floor((now - MINUTE_ROWS_FOR) / HOUR) * HOUR
     conn.execute("INSERT INTO traffic_history (step, at, received, failed, dead)"
-                 " SELECT ?, CAST(at / ? AS INTEGER) * ?, sum(received), sum(failed), sum(dead)"
+                 f" SELECT ?, {_hour_of(conn)}, sum(received), sum(failed), sum(dead)"
                  " FROM traffic_history WHERE step = ? AND at < ? GROUP BY 2 ORDER BY 2"
-                 " ON CONFLICT (step, at) DO UPDATE SET received = received + excluded.received,"
-                 " failed = failed + excluded.failed, dead = dead + excluded.dead",
+                 " ON CONFLICT (step, at) DO UPDATE"
+                 " SET received = traffic_history.received + excluded.received,"
+                 " failed = traffic_history.failed + excluded.failed,"
+                 " dead = traffic_history.dead + excluded.dead",
                  (HOUR, HOUR, HOUR, MINUTE, cutoff))
     conn.execute("DELETE FROM traffic_history WHERE step = ? AND at < ?", (MINUTE, cutoff))
     conn.execute("DELETE FROM traffic_history WHERE step = ? AND at < ?", (HOUR, now - HOUR_ROWS_FOR))
+
+
+def _hour_of(conn: Connection) -> str:
+    """The start of the hour of `at` (two parameters: the hour, twice). SQLite's CAST to INTEGER
+    truncates; PostgreSQL's rounds (`at` 59 minutes into an hour would land in the next), so it floors."""
+    if dialect_of(conn) is Dialect.SQLITE:
+        return "CAST(at / ? AS INTEGER) * ?"
+    return "floor(at / ?) * ?"
 
 
 def read_points(conn: Connection, *, since: float, step: int) -> list[list[float]]:
@@ -100,7 +104,7 @@ def read_points(conn: Connection, *, since: float, step: int) -> list[list[float
                             " WHERE step = ? AND at >= ? ORDER BY at", (MINUTE, since)).fetchall()
     else:
         rows = conn.execute(
-            "SELECT CAST(at / ? AS INTEGER) * ? AS h, sum(received), sum(failed), sum(dead)"
+            f"SELECT {_hour_of(conn)} AS h, sum(received), sum(failed), sum(dead)"
             " FROM traffic_history WHERE at >= ? GROUP BY h ORDER BY h", (HOUR, HOUR, since)).fetchall()
     return [[float(r[0]), r[1], r[2], r[3]] for r in rows]
 
@@ -127,8 +131,7 @@ class TrafficHistory:
         return out
 
     async def start(self) -> None:
-        """Create the table, take the counters as the baseline, and sample on a timer."""
-        await self.store.write(lambda conn: conn.execute(DDL), durable=False)
+        """Take the counters as the baseline, and sample on a timer."""
         self._last = self._counts()
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="yonglink-traffic-history")

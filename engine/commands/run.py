@@ -36,7 +36,6 @@ def run(args: argparse.Namespace) -> int:
     from engine.errors import ConfigError, ListenError, StoreError
     from engine.logs import configure_logging
     from engine.store.cipher import load_cipher
-    from engine.store.sqlite import SqliteStore
 
     try:
         config = load_config(args.config)
@@ -56,7 +55,9 @@ def run(args: argparse.Namespace) -> int:
         runner: Any = uvloop.run
     except ImportError:  # uvloop is optional (not on Windows)
         runner = asyncio.run
-    store = SqliteStore(config.engine.store.path, max_size=config.engine.store.max_size, cipher=cipher)
+    from engine.store.backends import build_store
+
+    store = build_store(config.engine.store, cipher=cipher)
     try:
         store.claim()  # first: a second engine on this store exits before loading routes and schemas
         from engine.runtime import Engine

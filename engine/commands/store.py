@@ -67,8 +67,9 @@ def rekey(args: argparse.Namespace) -> int:
 async def _with_store(args: argparse.Namespace, action: Any) -> int:
     from engine.config import load_config
     from engine.errors import ConfigError, StoreError
+    from engine.store.backends import build_store
     from engine.store.cipher import load_cipher
-    from engine.store.sqlite import SqliteStore
+    from engine.store.connection import Dialect
 
     try:
         config = load_config(args.config)
@@ -76,21 +77,23 @@ async def _with_store(args: argparse.Namespace, action: Any) -> int:
     except ConfigError as exc:
         print(f"yonglink: {exc}", file=sys.stderr)
         return 1
+    sqlite = config.engine.store.backend is Dialect.SQLITE
     path = config.engine.store.path
-    if not path.exists():
+    if sqlite and not path.exists():
         print(f"yonglink: no store at {path}", file=sys.stderr)
         return 1
-    # beside a running engine; secure_delete: a re-sealed row's old bytes are zeroed, not left in free space
-    store = SqliteStore(path, engine_lock=False, cipher=cipher, secure_delete=True)
+    # beside a running engine; secure_delete (SQLite): a re-sealed row's old bytes are zeroed, not left in
+    # free space. PostgreSQL keeps old row versions until VACUUM: docs/security.md says to run it.
+    store = build_store(config.engine.store, engine_lock=False, cipher=cipher, secure_delete=True)
     try:
-        await store.open([])
+        await store.open()
         code: int = await action(args, store)
     except StoreError as exc:
         print(f"yonglink: {exc}", file=sys.stderr)
         return 2
     finally:
         await store.close()
-    if args.func is rekey:
+    if args.func is rekey and sqlite:
         _truncate_wal(path)
     return code
 

@@ -18,72 +18,11 @@ from engine.ids import new_id
 from engine.store.connection import Connection
 from engine.types import DeadLetterKind, DeliveryState
 
-DDL = """
-CREATE TABLE IF NOT EXISTS deliveries (
-    seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    message_id TEXT NOT NULL,
-    destination TEXT NOT NULL,
-    route_id TEXT NOT NULL,
-    dataset TEXT,
-    channel TEXT,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL,
-    created_at REAL NOT NULL,
-    first_attempt_at REAL,
-    last_attempt_at REAL,
-    last_error TEXT,
-    last_response TEXT,
-    order_value TEXT,
-    content_type TEXT NOT NULL,
-    payload BLOB,
-    UNIQUE (message_id, route_id, destination)
-);
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(destination, next_attempt_at) WHERE state = 'queued';
-CREATE INDEX IF NOT EXISTS deliveries_fifo ON deliveries(destination, seq) WHERE state = 'queued';
-CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries(destination) WHERE state = 'dead';
-CREATE INDEX IF NOT EXISTS deliveries_sent ON deliveries(last_attempt_at)
-    WHERE state = 'sent' AND payload IS NOT NULL;
-CREATE TABLE IF NOT EXISTS delivery_attempts (
-    delivery_id TEXT NOT NULL,
-    attempt INTEGER NOT NULL,
-    at REAL NOT NULL,
-    result TEXT NOT NULL,
-    error TEXT,
-    response TEXT,
-    PRIMARY KEY (delivery_id, attempt)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS dead_letters (
-    seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    kind TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    channel TEXT,
-    destination TEXT,
-    route_id TEXT,
-    dataset TEXT,
-    delivery_id TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    first_attempt_at REAL,
-    last_attempt_at REAL,
-    created_at REAL NOT NULL,
-    error TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS dead_letters_time ON dead_letters(created_at);
-CREATE INDEX IF NOT EXISTS dead_letters_message ON dead_letters(message_id);
-CREATE TABLE IF NOT EXISTS dlq_audit (
-    seq INTEGER PRIMARY KEY,
-    at REAL NOT NULL,
-    action TEXT NOT NULL,
-    who TEXT NOT NULL,
-    dead_letter_id TEXT,
-    message_id TEXT,
-    destination TEXT,
-    detail TEXT
-);
-"""
-"""Delivery and dead-letter tables (SQLite; the portable subset apart from partial indexes)."""
+# Tables: deliveries, delivery_attempts, dead_letters, dlq_audit (engine/store/migrations/0001_schema.*.sql).
+
+ATTEMPT_REPLACES = (" ON CONFLICT (delivery_id, attempt) DO UPDATE SET at = excluded.at,"
+                    " result = excluded.result, error = excluded.error, response = excluded.response")
+"""An attempt logged again replaces the earlier row (SQLite and PostgreSQL alike); every column is given."""
 
 _DELIVERY_COLUMNS = ("seq, id, message_id, destination, route_id, dataset, channel, attempts, created_at, "
                      "first_attempt_at, order_value, content_type, payload, next_attempt_at")
@@ -277,8 +216,9 @@ def claim_heads(conn: Connection, destination: str, window: int,
 def _log_attempt(conn: Connection, delivery_id: str, attempt: int, now: float, result: str,
                  error: str | None, response: str | None) -> None:
     """One row per attempt, so a message's path shows every try with its time and outcome."""
-    conn.execute("INSERT OR REPLACE INTO delivery_attempts"
-                 " (delivery_id, attempt, at, result, error, response) VALUES (?,?,?,?,?,?)",
+    conn.execute("INSERT INTO delivery_attempts"
+                 " (delivery_id, attempt, at, result, error, response) VALUES (?,?,?,?,?,?)"
+                 + ATTEMPT_REPLACES,
                  (delivery_id, attempt, now, result, error[:500] if error else None,
                   response[:500] if response else None))
 
@@ -304,8 +244,9 @@ def mark_sent_many(conn: Connection, sent: Sequence[tuple[str, int, str]], *, no
         for delivery_id, attempts, response in chunk:
             log_values += (delivery_id, attempts, now, response[:500] or None)
             upd_values += (delivery_id, attempts, response[:2000])
-        conn.execute("INSERT OR REPLACE INTO delivery_attempts (delivery_id, attempt, at, result, response)"
-                     " VALUES " + ",".join(["(?,?,?,'sent',?)"] * len(chunk)), log_values)
+        conn.execute("INSERT INTO delivery_attempts (delivery_id, attempt, at, result, error, response)"
+                     " VALUES " + ",".join(["(?,?,?,'sent',NULL,?)"] * len(chunk)) + ATTEMPT_REPLACES,
+                     log_values)
         conn.execute("WITH v(id, attempts, response) AS (VALUES " + ",".join(["(?,?,?)"] * len(chunk)) + ")"
                      " UPDATE deliveries SET state = 'sent', attempts = v.attempts, last_attempt_at = ?,"
                      " first_attempt_at = coalesce(first_attempt_at, ?), last_response = v.response,"
@@ -370,7 +311,8 @@ def destination_counts(conn: Connection) -> dict[str, dict[str, Any]]:
     """
     out: dict[str, dict[str, Any]] = {}
     for dest, n, retrying, oldest in conn.execute(
-            "SELECT destination, count(*), sum(attempts > 0), min(created_at) FROM deliveries"
+            "SELECT destination, count(*), sum(CASE WHEN attempts > 0 THEN 1 ELSE 0 END), min(created_at)"
+            " FROM deliveries"
             " WHERE state = 'queued' GROUP BY destination"):
         out.setdefault(dest, _blank()).update(queued=n, retrying=retrying or 0, oldest_queued=oldest)
     for dest, n in conn.execute("SELECT destination, count(*) FROM deliveries WHERE state = 'dead'"

@@ -2,7 +2,7 @@
 
 A message with a content hash (`InboundMessage.content_hash`) is stored with the dedupe key
 ``<key>\x1f<hash>`` (`stored_key`): the `messages_lookup (control_id, dedupe_key)` index (see
-`engine.store.messages.DDL`) then finds a retry (same key, same content: a duplicate) and, by the range
+migration 0001) then finds a retry (same key, same content: a duplicate) and, by the range
 ``<key>\x1f`` .. ``<key>\x20``, an earlier message whose key was reused for other content (stored as a
 new message, flagged `control_id_reused` in its metadata: issue #16, a reused control id was AA'd and
 discarded). Rows stored before content hashes existed keep the bare key and still count as duplicates
@@ -15,11 +15,13 @@ import functools
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from engine.ids import new_id
+from engine.store import pg_inserts
+from engine.store.connection import Connection, Dialect, dialect_of
 from engine.types import Acceptance, InboundMessage, MessageState
 
 KEY_SEP = "\x1f"
@@ -41,11 +43,11 @@ Seal = Callable[[bytes], bytes]
 """What the raw bytes are stored as: the store cipher's `seal` (engine/store/cipher.py); None keeps them."""
 
 
-def insert(conn: sqlite3.Connection, msg: InboundMessage, *, dedupe_window: float,
+def insert(conn: Connection, msg: InboundMessage, *, dedupe_window: float,
            state: MessageState = MessageState.RECEIVED, error: str | None = None,
            seal: Seal | None = None) -> Acceptance:
     """Store one message, or report the earlier copy when it is a duplicate within the window (see
-    `DDL`); a `rejected` message is always stored, never deduplicated."""
+    the module docstring); a `rejected` message is always stored, never deduplicated."""
     if state is MessageState.RECEIVED:
         plan = InsertPlan([msg], dedupe_window=dedupe_window, seal=seal)
         return plan.acceptances(plan.run(conn))[0]
@@ -65,7 +67,7 @@ _INSERT = ("INSERT INTO messages (id, channel, received_at, peer, content_type, 
            " raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
 
 
-def insert_many(conn: sqlite3.Connection, msgs: Sequence[InboundMessage], *, dedupe_window: float,
+def insert_many(conn: Connection, msgs: Sequence[InboundMessage], *, dedupe_window: float,
                 unroutable: Sequence[bool] | None = None, seal: Seal | None = None) -> list[Acceptance]:
     """`insert` for a burst of messages (same answers as inserting each in order); see `InsertPlan`."""
     plan = InsertPlan(msgs, dedupe_window=dedupe_window, unroutable=unroutable, seal=seal)
@@ -142,11 +144,17 @@ class InsertPlan:
         """`run` writes with one INSERT (it may read afterwards, to find what it skipped)."""
         return len(self.rows) <= _CHUNKS[0]
 
-    def run(self, conn: sqlite3.Connection) -> dict[int, str]:
+    def run(self, conn: Connection) -> dict[int, str]:
         """Insert the rows (in the writer's transaction); {row: earlier stored id} for those skipped.
 
         One read finds the stored messages the keyed rows may repeat (`_stored`: duplicates are
-        skipped, a reused control id flags its row), then one multi-row INSERT writes the rest."""
+        skipped, a reused control id flags its row), then one multi-row INSERT writes the rest. On
+        PostgreSQL the duplicate check is a constraint across nodes instead (`_run_postgres`)."""
+        if dialect_of(conn) is Dialect.POSTGRES:
+            return self._run_postgres(conn)
+        return self._run_sqlite(cast(sqlite3.Connection, conn))
+
+    def _run_sqlite(self, conn: sqlite3.Connection) -> dict[int, str]:
         skipped = self._stored(conn) if any(row[16] is not None for row in self.rows) else {}
         rows = [row for n, row in enumerate(self.rows) if n not in skipped] if skipped else self.rows
         at = 0
@@ -188,6 +196,13 @@ class InsertPlan:
                 metadata = {**(orjson.loads(row[14]) if row[14] else {}), REUSED: first}
                 self.rows[n] = (*row[:14], orjson.dumps(metadata).decode(), *row[15:])
                 self.reused.add(n)
+        return skipped
+
+    def _run_postgres(self, conn: Connection) -> dict[int, str]:
+        """The duplicate check as a constraint across nodes (engine/store/pg_inserts.py)."""
+        skipped, flagged = pg_inserts.run(conn, self.rows, self.dedupe_window)
+        if flagged:
+            self.reused.update(n for n, row in enumerate(self.rows) if row[0] in flagged)
         return skipped
 
     def acceptances(self, skipped: dict[int, str]) -> list[Acceptance]:

@@ -16,66 +16,32 @@ import orjson
 
 from engine.errors import PayloadCipherError
 from engine.store.cipher import PLAIN, PayloadCipher
-from engine.store.connection import Connection
+from engine.store.connection import Connection, Dialect, dialect_of
 from engine.store.filters import Filters
 from engine.store.inserts import NO_ROUTE, REUSED, InsertPlan, insert, insert_many, stored_key
 from engine.types import MessageState, RouteResult, StoredMessage
 
-DDL = """
-CREATE TABLE IF NOT EXISTS messages (
-    seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    channel TEXT NOT NULL,
-    received_at REAL NOT NULL,
-    peer TEXT,
-    content_type TEXT NOT NULL,
-    charset TEXT,
-    sending_application TEXT,
-    sending_facility TEXT,
-    control_id TEXT,
-    message_type TEXT,
-    dedupe_key TEXT,
-    state TEXT NOT NULL,
-    error TEXT,
-    processed_at REAL,
-    metadata TEXT,
-    raw BLOB
-);
-DROP INDEX IF EXISTS messages_dedupe;
-DROP INDEX IF EXISTS messages_control_id;
-CREATE INDEX IF NOT EXISTS messages_lookup ON messages(control_id, dedupe_key);
-CREATE INDEX IF NOT EXISTS messages_channel_time ON messages(channel, received_at);
-CREATE INDEX IF NOT EXISTS messages_unprocessed ON messages(seq) WHERE state = 'received';
-CREATE TABLE IF NOT EXISTS results (
-    message_id TEXT NOT NULL,
-    route_id TEXT NOT NULL,
-    dataset TEXT,
-    record TEXT,
-    filtered TEXT,
-    error TEXT,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (message_id, route_id)
-);
-"""
-"""Tables of the message log (SQLite syntax; the portable subset apart from partial indexes).
-
-One index, `messages_lookup (control_id, dedupe_key)`, serves both the duplicate check (`control_id IS
-? AND dedupe_key = ?`: a sender's retry carries the same MSH-10 and key) and the ops search by control
-id. Control ids arrive in no particular order, so every index on them dirties a page per message per
-commit; measured with 32 senders (16,000 1.5 KB rows, groups of 32, synchronous=FULL), two such
-indexes committed 11,200 rows/s and this one 15,000-17,700. Earlier databases lose their two
-indexes and gain this one at the first start (a one-time rebuild).
-
-Inserts (dedupe, reused control ids) are in `engine.store.inserts`.
-"""
+# Tables: `messages`, `results` (engine/store/migrations/0001_schema.*.sql).
+#
+# One index, `messages_lookup (control_id, dedupe_key)`, serves both the duplicate check (`control_id IS
+# ? AND dedupe_key = ?`: a sender's retry carries the same MSH-10 and key) and the ops search by control
+# id. Control ids arrive in no particular order, so every index on them dirties a page per message per
+# commit; measured with 32 senders (16,000 1.5 KB rows, groups of 32, synchronous=FULL), two such
+# indexes committed 11,200 rows/s and this one 15,000-17,700. Inserts (dedupe, reused control ids) are
+# in `engine.store.inserts`.
 
 _COLUMNS = ("id, channel, received_at, peer, content_type, charset, sending_application, "
             "sending_facility, control_id, message_type, state, error, processed_at, metadata")
 
 
-__all__ = ["DDL", "NO_ROUTE", "REUSED", "InsertPlan", "MessageQuery", "insert", "insert_many", "stored_key"]
+__all__ = ["NO_ROUTE", "REUSED", "InsertPlan", "MessageQuery", "insert", "insert_many", "stored_key"]
 """The write side (`insert`, `InsertPlan`...) lives in `engine.store.inserts`; re-exported here."""
 
+
+_RESULT_REPLACES = (" ON CONFLICT (message_id, route_id) DO UPDATE SET dataset = excluded.dataset,"
+                    " record = excluded.record, filtered = excluded.filtered, error = excluded.error,"
+                    " created_at = excluded.created_at")
+"""A route's result recorded again replaces the earlier one (SQLite and PostgreSQL alike)."""
 
 def record_outcome(conn: Connection, message_id: str, state: MessageState, error: str | None,
                    results: Sequence[RouteResult], *, now: float | None = None) -> bool:
@@ -111,9 +77,9 @@ def record_outcomes(conn: Connection,
                 for message_id, _, _, results in chunk if message_id in done for r in results]
         for at in range(0, len(rows), _OUTCOME_CHUNK):
             part = rows[at:at + _OUTCOME_CHUNK]
-            conn.execute("INSERT OR REPLACE INTO results (message_id, route_id, dataset, record, filtered,"
-                         " error, created_at) VALUES " + ",".join(["(?,?,?,?,?,?,?)"] * len(part)),
-                         [v for row in part for v in row])
+            conn.execute("INSERT INTO results (message_id, route_id, dataset, record, filtered,"
+                         " error, created_at) VALUES " + ",".join(["(?,?,?,?,?,?,?)"] * len(part))
+                         + _RESULT_REPLACES, [v for row in part for v in row])
         recorded |= done
     return recorded
 
@@ -231,4 +197,6 @@ def prune(conn: Connection, *, older_than: float) -> int:
     """Drop raw bytes of processed messages older than the retention age; the metadata row stays."""
     cur = conn.execute("UPDATE messages SET raw = NULL WHERE received_at < ? AND raw IS NOT NULL"
                        " AND state IN ('mapped', 'filtered')", (older_than,))
+    if dialect_of(conn) is Dialect.POSTGRES:  # keys held past the retention age are long out of the window
+        conn.execute("DELETE FROM dedupe_keys WHERE received_at < ?", (older_than,))
     return cur.rowcount

@@ -20,7 +20,7 @@ from typing import Any
 
 from engine.errors import PayloadCipherError
 from engine.store.cipher import HEADER_BYTES, MAGIC, TEXT_PREFIX, Keyring, sealed_key_id
-from engine.store.connection import Connection
+from engine.store.connection import Connection, Dialect, dialect_of
 from engine.store.sqlite import Store
 
 DEFAULT_BATCH = 500
@@ -70,6 +70,9 @@ def _prefix(keyring: Keyring, col: Column) -> Any:
 
 
 def _exists(conn: Connection, table: str) -> bool:
+    if dialect_of(conn) is Dialect.POSTGRES:
+        return conn.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema()"
+                            " AND table_name = ?", (table,)).fetchone() is not None
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
                         (table,)).fetchone() is not None
 
