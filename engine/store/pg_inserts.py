@@ -1,12 +1,12 @@
 """Inbound messages into the message log on PostgreSQL: the duplicate check as a constraint across nodes.
 
 SQLite has one writer, so `inserts.InsertPlan` can look up "no stored copy in the window" and then
-insert, in the same transaction. Several nodes on one PostgreSQL cannot: two nodes storing the same
-retry at once would both see no copy. Here each keyed message first claims its (control id, dedupe
-key, content hash) in `dedupe_keys` (migration 0001, PostgreSQL): `INSERT ... ON CONFLICT DO UPDATE ... WHERE the held key is
-older than the window RETURNING`. A key held within the window returns nothing, so the message is not
-inserted and is answered as a duplicate of the holder; the primary key serialises two nodes racing on the
-same key (the second waits for the first's commit, then sees its row), so exactly one row is stored.
+insert, in the same transaction. Several nodes on one PostgreSQL cannot: two nodes storing the same retry
+at once would both see no copy. Here each keyed message first claims its (control id, dedupe key, content
+hash) in `dedupe_keys` (migration 0001, PostgreSQL): `INSERT ... ON CONFLICT DO UPDATE ... WHERE the held
+key is older than the window RETURNING`. A key held within the window returns nothing, so the message is
+not inserted and is answered as a duplicate of the holder; the primary key serialises two nodes racing on
+the same key (the second waits for the first's commit, then sees its row), so exactly one row is stored.
 
 A reused control id (same key, other content, within the window: issue #16) is flagged in the metadata
 from `dedupe_keys` too, the same as SQLite does from `messages`.
