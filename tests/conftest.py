@@ -55,9 +55,12 @@ async def engine_factory(request: pytest.FixtureRequest,
 
     async def start(config: Config) -> Engine:
         if dsn is not None:
+            from engine.store.cipher import load_cipher
             from engine.store.postgres import PostgresStore
 
-            engine = Engine(config, store=PostgresStore(dsn))
+            # the config's store section names SQLite; its encryption applies to this store all the same
+            cipher = load_cipher(config.engine.store.encryption)
+            engine = Engine(config, store=PostgresStore(dsn, cipher=cipher))
         else:
             engine = Engine(config)
         await engine.start()

@@ -190,8 +190,8 @@ async def test_rotation_old_rows_stay_readable_with_the_previous_key_and_rekey_m
     assert code == 0 and stored["messages.raw"] == {old_id: 1, new_id: 1}
     # rekey beside the running engine
     code, out = await store_cli("rekey", "--config", cfg, "--json", "--batch", "1")
-    assert code == 0 and json.loads(out)["resealed"] == {"messages.raw": 1, "deliveries.payload": 1,
-                                                         "results.record": 1}
+    resealed = {column: n for column, n in json.loads(out)["resealed"].items() if n}  # export_records: 0
+    assert code == 0 and resealed == {"messages.raw": 1, "deliveries.payload": 1, "results.record": 1}
     code, out = await store_cli("keys", "--config", cfg, "--json")
     assert set(json.loads(out)["stored"]["messages.raw"]) == {new_id}
     await engine.stop()

@@ -242,6 +242,9 @@ async def test_stored_copies_decide_by_key_and_content_hash_whatever_the_row_was
     also of a row stored before content hashes existed (bare key); other content under the same key is
     new and flagged `control_id_reused` with the stored id; rejected rows and other control ids never
     match."""
+    if store.dialect is Dialect.POSTGRES:
+        pytest.skip("rows with a bare key (stored before content hashes existed) are in older SQLite stores"
+                    " only; PostgreSQL dedupes such keys by key alone (engine/store/pg_inserts.py)")
     now = time.time()
 
     def hashed(cid: str, digest: str | None, at: float = now) -> InboundMessage:
