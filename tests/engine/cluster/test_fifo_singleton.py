@@ -7,18 +7,15 @@ another node's heartbeat would (the PostgreSQL implementation is in test_postgre
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import delivery_support as S
 import orjson
+from cluster_nodes import queue_routed
 
 from engine.cluster import LocalCluster, fifo_singleton
 from engine.config import Config
 from engine.runtime import Engine
-from engine.store import messages
-from engine.types import HL7V2, InboundMessage, RouteResult
 
 CONFIG = """
 engine:
@@ -59,24 +56,6 @@ class HandedCluster(LocalCluster):
             fn(name, False)
 
 
-async def queue(engine: Engine, records: list[dict[str, Any]]) -> None:
-    """Commit routed records and hand their rows over as the pipeline does (`record_many`, then
-    `hand_over` after the commit)."""
-    now = time.time()
-
-    def op(conn: Any) -> Any:
-        routed = []
-        for rec in records:
-            acc = messages.insert(conn, InboundMessage(channel="lab", raw=b"MSH|^~\\&|LIS|NBH\r",
-                                                       content_type=HL7V2, received_at=now), dedupe_window=0)
-            stored = messages.get(conn, acc.message_id)
-            routed.append((stored, [RouteResult(route_id="r", dataset="person", record=rec,
-                                                destinations=("platform",))]))
-        return engine.delivery.record_many(conn, routed, now)
-
-    engine.delivery.hand_over(await engine.store.write(op))
-
-
 async def start(make_config: Callable[[str], Config], url: str, cluster: HandedCluster) -> Engine:
     engine = Engine(make_config(CONFIG % url), cluster=cluster)
     await engine.start()
@@ -89,7 +68,7 @@ async def test_rows_for_a_fifo_destination_another_node_sends_are_announced_not_
     cluster = HandedCluster()
     engine = await start(make_config, sink.url, cluster)
     try:
-        await queue(engine, [{"patient": "p1", "n": i} for i in range(3)])
+        await queue_routed(engine, [{"patient": "p1", "n": i} for i in range(3)], "platform")
         assert cluster.announced == ["platform"]  # the holder is told at once, after the commit
         engine.delivery.workers["platform"].wake()  # and this node's worker, woken, still sends nothing
         await asyncio.sleep(0.3)  # what a worker that ignored the singleton would send in this time
