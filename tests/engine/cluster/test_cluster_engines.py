@@ -73,6 +73,7 @@ async def test_a_dead_nodes_queued_deliveries_are_sent_by_the_other_with_the_sam
     try:
         a = await cluster("node-a", sink.url)
         b = await cluster("node-b", sink.url)
+        assert a.cluster.holds("retention") and not b.cluster.holds("retention")
         await queue_routed(a, [{"patient": f"p{i}"} for i in range(5)], "platform")
         await S.wait_for(lambda: len(sink.requests) >= 5, timeout=BOUND)  # node-a tries, and fails
         tried_by_a = {r.key for r in sink.requests}
@@ -86,6 +87,8 @@ async def test_a_dead_nodes_queued_deliveries_are_sent_by_the_other_with_the_sam
             return {(state, owner) for _, state, owner in await deliveries(b)} == {("sent", "node-b")}
 
         await S.wait_for(all_sent_by_b, timeout=BOUND)
+        [me] = [n for n in b.status()["cluster"]["nodes"] if n["id"] == "node-b"]
+        assert {"retention", "recovery", "history"} <= set(me["singletons"])  # node-a's, until it died
     finally:
         await sink.stop()
 
@@ -149,3 +152,21 @@ async def test_a_reload_on_one_node_changes_the_other_nodes_config_version_in_st
         await S.wait_for(b_runs_the_new_version, timeout=BOUND)
     finally:
         await sink.stop()
+
+
+async def test_a_config_with_a_postgres_store_makes_a_node_whose_rows_carry_its_id(
+        pg_dsn: str, make_config: Callable[[str], Config], engine_factory: Callable[[Config], Any]) -> None:
+    """`yonglink run` builds the engine from the config alone: the store's connections carry the node id
+    and lease that the `owner` / `lease_until` column defaults read."""
+    text = (CONFIG % {"heartbeat": "1s", "lease": "5s", "options": "", "url": "http://127.0.0.1:9"}).replace(
+        "store: {path: var/unused.db}", f"store: {{backend: postgres, dsn: '{pg_dsn}'}}").replace(
+        "cluster: {", "cluster: {node_id: ward-7, ")
+    engine: Engine = await engine_factory(make_config(text))
+    status = engine.status()["cluster"]
+    assert (status["backend"], status["node_id"]) == ("postgres", "ward-7")
+    await queue_routed(engine, [{"patient": "p1"}], "platform")
+    [(owner, lease_left)] = await S.rows(
+        engine, "SELECT owner, lease_until - extract(epoch from clock_timestamp()) FROM deliveries")
+    assert owner == "ward-7" and 0 < lease_left <= 5
+    [(message_owner,)] = await S.rows(engine, "SELECT owner FROM messages")
+    assert message_owner == "ward-7"
