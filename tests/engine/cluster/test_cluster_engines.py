@@ -1,5 +1,6 @@
 """Two engine nodes in this process on one real PostgreSQL (tests/support/postgres.py), the same config:
-a dead node's deliveries are sent by the other with the same delivery ids; a FIFO destination keeps each
+a dead node's deliveries are sent by the other with the same delivery ids, and the messages it ACKed but
+never mapped are mapped by the other; a FIFO destination keeps each
 key's order when the node sending it dies; rows queued on one node wake the FIFO sender on the other by
 NOTIFY, with no heartbeat in between; a reload on one node reaches the other's `/status`.
 """
@@ -7,6 +8,7 @@ NOTIFY, with no heartbeat in between; a reload on one node reaches the other's `
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,8 @@ from cluster_nodes import die, queue_routed, start_node
 
 from engine.config import Config
 from engine.runtime import Engine
+from engine.store import messages
+from engine.types import HL7V2, InboundMessage
 
 CONFIG = """
 engine:
@@ -170,3 +174,24 @@ async def test_a_config_with_a_postgres_store_makes_a_node_whose_rows_carry_its_
     assert owner == "ward-7" and 0 < lease_left <= 5
     [(message_owner,)] = await S.rows(engine, "SELECT owner FROM messages")
     assert message_owner == "ward-7"
+
+
+async def test_messages_a_dead_node_acked_but_never_mapped_are_mapped_by_another_node(
+        cluster: Callable[..., Any]) -> None:
+    a = await cluster("node-a", "http://127.0.0.1:9")
+    b = await cluster("node-b", "http://127.0.0.1:9")
+    a.pipeline.hold("lab", True)  # node-a takes messages in (its ACK is sent) but dies before mapping
+
+    def op(conn: Any) -> list[str]:
+        return [messages.insert(conn, InboundMessage(channel="lab", raw=b"MSH|^~\\&|LIS|NBH\r",
+                                                     content_type=HL7V2, received_at=time.time()),
+                                dedupe_window=0).message_id for _ in range(3)]
+
+    ids = await a.store.write(op)
+    await die(a)
+
+    async def mapped_by_b() -> bool:
+        found = await S.rows(b, "SELECT state, owner FROM messages")
+        return sorted(found) == [("filtered", "node-b")] * len(ids)  # no route here: filtered, not lost
+
+    await S.wait_for(mapped_by_b, timeout=BOUND)
