@@ -89,7 +89,7 @@ class Engine:
         self.pipeline = Pipeline(store=self.store, route=self._route, deliveries=self.delivery,
                                  on_outcome=self._on_outcome, subscriptions=self.subscriptions,
                                  owner=self.cluster.owner)
-        self.dead_letters = DeadLetterService(store=self.store, wake=self._wake_everywhere,
+        self.dead_letters = DeadLetterService(store=self.store, wake=self.delivery.wake,
                                               resubmit=self.pipeline.submit,
                                               refresh=self.delivery.refresh_soon)
         self.messages = MessageTrail(self.store)
@@ -186,13 +186,6 @@ class Engine:
                           admin_url=self.admin.url if self.admin is not None else None,
                           channels=tuple(name for name, rt in self.channels.items()
                                          if rt.state is ChannelState.STARTED))
-
-    def _wake_everywhere(self, destinations: set[str]) -> None:
-        """Rows were re-queued (DLQ replay): wake this node's workers and, in a cluster, the other
-        nodes' (a replayed row stays with the node that owned it)."""
-        self.delivery.wake(destinations)
-        if destinations:
-            self.cluster.notify_wake(destinations)
 
     async def _reload_from_peer(self, version: str) -> None:
         """Another node reloaded (`yonglink_reload`): re-read this node's own config file too."""
