@@ -74,6 +74,7 @@ class PostgresCluster(Cluster):
         self.listening = asyncio.Event()
         """Set while the listen connection is open (tests wait for it before expecting a wake-up)."""
         self.beats = 0
+        self._failing_since: float | None = None  # first failed heartbeat of the current outage
         self.reaped = 0
         self.adopted = 0
 
@@ -163,6 +164,10 @@ class PostgresCluster(Cluster):
             self._nodes = await nodes.listing(conn, forget_after=self.lease * FORGET_AFTER_LEASES)
             self._listed_at = time.monotonic()
             self.beats += 1
+            if self._failing_since is not None:
+                log.warning("cluster heartbeat back", node=self.node_id,
+                            down_seconds=round(time.time() - self._failing_since, 1))
+                self._failing_since = None
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # psycopg.Error, OSError: the database is away; try again next beat
@@ -182,8 +187,10 @@ class PostgresCluster(Cluster):
             return conn
 
     async def _drop_session(self, *, reason: str | None) -> None:
-        """Forget the session connection; every singleton is lost with it."""
-        if reason is not None:
+        """Forget the session connection; every singleton is lost with it. A failed heartbeat is logged
+        once per outage (the next one that works says so), not every heartbeat."""
+        if reason is not None and self._failing_since is None:
+            self._failing_since = time.time()
             log.error("cluster heartbeat failed; singletons released until the database answers",
                       error=reason)
         lost, self._held = self._held, set()
