@@ -65,6 +65,7 @@ class PostgresCluster(Cluster):
         self._session: AsyncConnection[Any] | None = None
         self._connecting = asyncio.Lock()  # one session connection, whether a beat or a notify opens it
         self._registered = False  # this session wrote this node's whole row
+        self._steady_since: float | None = None  # monotonic time of this session's first good heartbeat
         self._report: Callable[[], SelfReport] = lambda: SelfReport(config_version="", admin_url=None)
         self._state = NodeState.STARTING
         self._started_at = time.time()
@@ -162,12 +163,17 @@ class PostgresCluster(Cluster):
                 self._registered = True
             await leases.renew(conn, self.node_id, self.lease)
             await self._contend(conn)
-            woken = await leases.reap(conn, self.node_id, self.lease)
+            # Take over what looks abandoned only after a lease of steady heartbeats: after a database
+            # outage every live node renews its leases at its first heartbeat, and one that came back
+            # first must not take the rows of another that has not beaten yet (sent twice). Rows a node
+            # released at a clean stop are taken at once.
+            steady = self._steady_since is not None and time.monotonic() - self._steady_since >= self.lease
+            woken = await leases.reap(conn, self.node_id, self.lease, released_only=not steady)
             if woken:
                 self.reaped += 1
                 log.warning("took over deliveries of a node that is gone", destinations=sorted(woken))
                 self._wake_local(woken)
-            if self.holds(Singleton.RECOVERY):
+            if self.holds(Singleton.RECOVERY) and steady:
                 adopted = await leases.adopt_orphans(conn, self.node_id, self.lease)
                 if adopted:
                     self.adopted += adopted
@@ -177,6 +183,8 @@ class PostgresCluster(Cluster):
             self._nodes = await nodes.listing(conn, forget_after=self.lease * FORGET_AFTER_LEASES)
             self._listed_at = time.monotonic()
             self.beats += 1
+            if self._steady_since is None:
+                self._steady_since = time.monotonic()
             if self._failing_since is not None:
                 log.warning("cluster heartbeat back", node=self.node_id,
                             down_seconds=round(time.time() - self._failing_since, 1))
@@ -222,6 +230,7 @@ class PostgresCluster(Cluster):
             self._failing_since = time.time()
             log.error("cluster heartbeat failed; singletons released until the database answers",
                       error=reason)
+        self._steady_since = None
         lost, self._held = self._held, set()
         for name in sorted(lost):
             self._holdings_changed(name, False)
