@@ -25,6 +25,8 @@ from engine.cluster.postgres import PostgresCluster
 from engine.errors import NodeIdInUse
 from engine.store.migrations import apply_postgres
 
+pytestmark = pytest.mark.postgres
+
 HEARTBEAT = 0.2
 LEASE = 1.0
 BOUND = 10 * LEASE
