@@ -21,7 +21,7 @@ import pytest
 from engine.cluster import Singleton, fifo_singleton
 from engine.cluster.base import SelfReport
 from engine.cluster.leases import with_session_options
-from engine.cluster.postgres import PostgresCluster
+from engine.cluster.postgres import BEAT_TIMEOUT, PostgresCluster
 from engine.errors import NodeIdInUse
 from engine.store.migrations import apply_postgres
 
@@ -257,3 +257,17 @@ async def test_a_node_restarted_with_its_id_after_its_process_died_starts_at_onc
             assert conn.execute("SELECT pid FROM nodes WHERE id = 'ward-7'").fetchone() == (os.getpid(),)
     finally:
         await node.stop()
+
+
+async def test_a_node_whose_heartbeat_hangs_gives_its_singletons_up(
+        nodes: Callable[..., Any], schema: str) -> None:
+    """A heartbeat stuck on the database (here: a lock another session holds on the node's row) fails
+    after BEAT_TIMEOUT: the node closes its session, PostgreSQL frees its locks, another node takes them."""
+    a = await nodes("node-a")
+    b = await nodes("node-b")
+    assert a.holds(Singleton.RETENTION)
+    with psycopg.connect(schema) as blocker:
+        blocker.execute("SELECT 1 FROM nodes WHERE id = 'node-a' FOR UPDATE")  # held until rollback
+        await eventually(lambda: b.holds(Singleton.RETENTION), within=3 * BEAT_TIMEOUT)
+        assert not a.holds(Singleton.RETENTION)
+        blocker.rollback()
