@@ -11,9 +11,9 @@ An outbound destination sends one `DeliveryItem` and returns a `DeliveryResult`,
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
 
@@ -124,6 +124,9 @@ class Outbound(ABC):
     """Most records per request; 1 = one `send` per record."""
     batch_wait: float = 0.0
     """Seconds a record may wait for others to fill a batch."""
+    SCHEDULED: ClassVar[bool] = False
+    """True for a destination with scheduled work of its own (export periods) that one node of a cluster
+    does at a time: it receives `use_leader`."""
 
     def __init__(self, *, name: str, settings: Mapping[str, Any]) -> None:
         self.name = name
@@ -140,6 +143,11 @@ class Outbound(ABC):
         """The engine's store, dataset registry and facility code, for a destination that keeps its own
         tables (a migration in engine/store/migrations adds them to the schema), such as export. Called
         once, before `start`; the others ignore it."""
+
+    def use_leader(self, is_leader: Callable[[], bool]) -> None:  # noqa: B027 - optional hook
+        """For `SCHEDULED` destinations: `is_leader()` is True while this node does the scheduled work
+        (always, on one node; in a cluster, while it holds the destination's singleton, engine/cluster/).
+        Called once, before `start`."""
 
     def describe(self) -> dict[str, Any]:
         """The destination's own part of its `/status` entry (e.g. an export's periods); {} by default."""
