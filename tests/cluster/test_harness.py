@@ -1,0 +1,75 @@
+"""The cluster harness itself, without PostgreSQL: engine nodes (one SQLite file each, so nothing is shared
+and this is not yet a cluster) behind the private HAProxy that docs/cluster.md describes.
+
+These prove the parts the cluster stories stand on: MLLP through HAProxy's TCP frontend reaches a node
+and gets its AA, `balance leastconn` spreads connections over the nodes, and the `/readyz` health check
+takes a node whose channel is stopped out of rotation so new connections go to the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from cluster import Cluster, Node, send_load
+
+pytestmark = pytest.mark.cluster
+
+
+def stored_control_ids(node: Node) -> set[str]:
+    """The control ids in a node's own SQLite store (read-only; the engine keeps running)."""
+    conn = sqlite3.connect(f"file:{node.root / 'node.db'}?mode=ro", uri=True)
+    try:
+        return {row[0] for row in conn.execute("SELECT control_id FROM messages")}
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+async def two_nodes(tmp_path: Path) -> AsyncIterator[Cluster]:
+    cluster = Cluster(tmp_path, nodes=2)
+    try:
+        yield await cluster.start()
+    finally:
+        cluster.close()
+
+
+async def test_mllp_through_haproxy_gets_aa_from_the_nodes_and_leastconn_spreads_the_connections(
+        two_nodes: Cluster) -> None:
+    ids = [f"H{i}" for i in range(40)]
+    outcome = await send_load(two_nodes.haproxy.mllp_port, ids, connections=4)
+
+    assert sorted(outcome.acked) == sorted(ids) and not outcome.negative and outcome.lost == 0
+    first, second = (stored_control_ids(n) for n in two_nodes.nodes)
+    assert first | second == set(ids) and not first & second
+    assert first and second, "leastconn: four concurrent connections land on both nodes"
+
+
+async def test_a_node_whose_channel_is_stopped_fails_readyz_and_haproxy_sends_new_connections_elsewhere(
+        two_nodes: Cluster) -> None:
+    node1, node2 = two_nodes.nodes
+    assert node1.admin("/channels/lab/stop", "POST")["channel"]["state"] == "stopped"
+    assert node1.admin("/readyz")["ready"] is False
+    await asyncio.to_thread(two_nodes.haproxy.wait_state, "node1", "DOWN")
+
+    ids = [f"D{i}" for i in range(20)]
+    outcome = await send_load(two_nodes.haproxy.mllp_port, ids, connections=2)
+
+    assert sorted(outcome.acked) == sorted(ids) and outcome.lost == 0
+    assert stored_control_ids(node2) >= set(ids) and not stored_control_ids(node1) & set(ids)
+
+
+async def test_a_killed_node_is_taken_out_and_comes_back_after_a_restart_on_its_ports(
+        two_nodes: Cluster) -> None:
+    node1 = two_nodes.nodes[0]
+    two_nodes.kill(node1)
+    await asyncio.to_thread(two_nodes.haproxy.wait_state, "node1", "DOWN")
+    outcome = await send_load(two_nodes.haproxy.mllp_port, [f"K{i}" for i in range(10)], connections=2)
+    assert len(outcome.acked) == 10
+
+    await two_nodes.start_node(node1)
+    await asyncio.to_thread(two_nodes.haproxy.wait_state, "node1", "UP")
+    assert node1.admin("/readyz")["ready"] is True
