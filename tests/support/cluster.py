@@ -41,7 +41,9 @@ POSTGRES_STORE = "{backend: postgres, dsn: \"${YONGLINK_PG_DSN}\"}"
 class Postgres(Protocol):
     """What the cluster needs of tests/support/postgres.py's private server."""
 
-    def restart(self) -> None: ...
+    def stop(self, mode: str = "fast") -> None: ...
+
+    def start(self) -> None: ...
 
 
 def adt(control_id: str, *, patient: str = "0001234567", name: str = "TEST^PATIENT") -> bytes:
@@ -154,10 +156,14 @@ class Cluster:
         except subprocess.TimeoutExpired:
             self.kill(node)
 
-    async def restart_postgres(self) -> None:
+    async def restart_postgres(self, mode: str = "immediate", down: float = 0.5) -> None:
+        """Stop PostgreSQL (`immediate`: as a crash, no checkpoint, every session cut), stay down for
+        `down` seconds, start it again on the same port and data."""
         if self.postgres is None:
             raise RuntimeError("this cluster has no PostgreSQL")
-        await asyncio.to_thread(self.postgres.restart)
+        await asyncio.to_thread(self.postgres.stop, mode)
+        await asyncio.sleep(down)
+        await asyncio.to_thread(self.postgres.start)
 
     def close(self) -> None:
         for node in self.nodes:
