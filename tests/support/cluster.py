@@ -115,6 +115,7 @@ class Cluster:
         self.root = root
         self.env = dict(env or {})
         self.postgres = postgres
+        self.dsn = self.env.get("YONGLINK_PG_DSN", "")
         self.nodes = [Node(f"node{i + 1}", root / f"node{i + 1}") for i in range(nodes)]
         for node in self.nodes:
             node.root.mkdir(parents=True, exist_ok=True)
@@ -164,6 +165,17 @@ class Cluster:
         await asyncio.to_thread(self.postgres.stop, mode)
         await asyncio.sleep(down)
         await asyncio.to_thread(self.postgres.start)
+
+    async def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        """Rows of one SQL statement on the cluster's PostgreSQL database (what the nodes share)."""
+
+        def run() -> list[tuple[Any, ...]]:
+            import psycopg
+
+            with psycopg.connect(self.dsn, connect_timeout=5) as conn:
+                return conn.execute(sql, args).fetchall()  # type: ignore[arg-type]
+
+        return await asyncio.to_thread(run)
 
     def close(self) -> None:
         for node in self.nodes:
