@@ -11,7 +11,7 @@ An outbound destination sends one `DeliveryItem` and returns a `DeliveryResult`,
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -126,6 +126,9 @@ class Outbound(ABC):
     """Seconds a record may wait for others to fill a batch."""
     DDL: ClassVar[str] = ""
     """Tables the destination keeps in the engine's store; the delivery service adds them to the schema."""
+    SCHEDULED: ClassVar[bool] = False
+    """True for a destination with scheduled work of its own (export periods) that one node of a cluster
+    does at a time: it receives `use_leader`."""
 
     def __init__(self, *, name: str, settings: Mapping[str, Any]) -> None:
         self.name = name
@@ -141,6 +144,11 @@ class Outbound(ABC):
                   facility: str) -> None:
         """The engine's store, dataset registry and facility code, for a destination that keeps its own
         tables (`DDL`), such as export. Called once, before `start`; the others ignore it."""
+
+    def use_leader(self, is_leader: Callable[[], bool]) -> None:  # noqa: B027 - optional hook
+        """For `SCHEDULED` destinations: `is_leader()` is True while this node does the scheduled work
+        (always, on one node; in a cluster, while it holds the destination's singleton, engine/cluster/).
+        Called once, before `start`."""
 
     def describe(self) -> dict[str, Any]:
         """The destination's own part of its `/status` entry (e.g. an export's periods); {} by default."""

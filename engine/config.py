@@ -122,6 +122,19 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """`engine.cluster`: this node's id and the timings of heartbeats and leases (engine/cluster/).
+
+    Only a PostgreSQL store makes a cluster; on SQLite the one node holds everything and these only
+    name it in `/status`."""
+
+    node_id: str | None = None
+    """None: `<hostname>-<pid>` (engine/cluster/nodes.py `default_node_id`)."""
+    heartbeat: float = 2.0
+    lease: float = 15.0
+
+
+@dataclass(frozen=True, slots=True)
 class EngineSection:
     """`engine`: process-wide settings."""
 
@@ -133,6 +146,7 @@ class EngineSection:
     facility: str = "YONGLINK"
     mapping_workers: int = 0
     """Processes that map messages (engine/mapping/pool.py); 0 maps on the event loop itself."""
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -451,6 +465,16 @@ def _engine_section(eng: Mapping[str, Any], base: Path, lines: Mapping[KeyPath, 
                         tokens={k: v for k, v in (ad.get("tokens") or {}).items() if v},
                         allowed_hosts=tuple(ad.get("allowed_hosts") or ()),
                         loopback_raw=bool(ad.get("loopback_raw", False)))
+    cl = eng.get("cluster", {}) or {}
+    cluster = ClusterConfig(
+        node_id=cl.get("node_id") or None,
+        heartbeat=located(parse_duration, cl.get("heartbeat", 2.0), "cluster", "heartbeat"),
+        lease=located(parse_duration, cl.get("lease", 15.0), "cluster", "lease"))
+    if cluster.lease <= cluster.heartbeat:
+        raise ConfigError(f"engine.cluster.lease ({cluster.lease:g} s) must be longer than"
+                          f" engine.cluster.heartbeat ({cluster.heartbeat:g} s)", file=file,
+                          line=_nearest_line(lines, ("engine", "cluster", "lease")),
+                          key="engine.cluster.lease")
     lg = eng.get("log", {}) or {}
     log = LogConfig(format=lg.get("format", "auto"), level=lg.get("level", "info"),
                     redact=lg.get("redact", True))
@@ -460,4 +484,5 @@ def _engine_section(eng: Mapping[str, Any], base: Path, lines: Mapping[KeyPath, 
         tables_dir=base / eng["tables"] if "tables" in eng else None,
         facility=eng.get("facility", "YONGLINK"),
         mapping_workers=int(eng.get("mapping_workers", 0)),
+        cluster=cluster,
     )

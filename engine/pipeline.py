@@ -77,8 +77,12 @@ class Pipeline:
     def __init__(self, *, store: Store, route: RouteFn, deliveries: DeliveryRecorder,
                  on_outcome: Callable[[StoredMessage, MessageState, list[RouteResult]], None],
                  subscriptions: Subscriptions | None = None, queue_size: int = DEFAULT_QUEUE_SIZE,
-                 batch: int = DEFAULT_BATCH, sweep_interval: float = DEFAULT_SWEEP_INTERVAL) -> None:
+                 batch: int = DEFAULT_BATCH, sweep_interval: float = DEFAULT_SWEEP_INTERVAL,
+                 owner: str | None = None) -> None:
         self.store = store
+        self.owner = owner
+        """In a cluster, this node's id: recovery maps the `received` messages this node owns (its own,
+        and those the recovery singleton took over from a gone node, engine/cluster/); None: all."""
         self.route = route
         self.deliveries = deliveries
         self.on_outcome = on_outcome
@@ -101,6 +105,11 @@ class Pipeline:
             self._queue.put_nowait(msg)
         except asyncio.QueueFull:
             self._rescan = True
+        self._wakeup.set()
+
+    def rescan(self) -> None:
+        """Read `received` messages back from the store now (e.g. a gone node's, just taken over)."""
+        self._rescan = True
         self._wakeup.set()
 
     def hold(self, channel: str, held: bool) -> None:
@@ -194,7 +203,7 @@ class Pipeline:
         after = 0
         while True:
             rows = await self.store.read(functools.partial(messages.unprocessed, after_seq=after,
-                                                           limit=self.batch))
+                                                           limit=self.batch, owner=self.owner))
             if not rows:
                 return
             self.backlog_scans += 1

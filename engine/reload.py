@@ -81,6 +81,8 @@ def restart_required(old: Config, new: Config) -> list[str]:
         out.append("engine.log")
     if o.mapping_workers != n.mapping_workers:
         out.append("engine.mapping_workers")
+    if o.cluster != n.cluster:
+        out.append("engine.cluster")
     return out
 
 

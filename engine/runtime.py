@@ -21,6 +21,8 @@ import structlog
 from channels import inbound_types, outbound_types
 from engine import __version__, reload
 from engine.channel_runtime import CONTROL_ACTIONS, ChannelParts, ChannelRuntime, ChannelSet, os_reason
+from engine.cluster import Cluster, LocalCluster, default_node_id
+from engine.cluster.base import SelfReport
 from engine.config import ChannelConfig, Config
 from engine.delivery.dead_letter_service import DeadLetterService
 from engine.delivery.message_trail import MessageTrail
@@ -62,12 +64,13 @@ class LiveState:
 class Engine:
     """Everything yonglink runs, started and stopped in dependency order."""
 
-    def __init__(self, config: Config, *, store: Store | None = None) -> None:
+    def __init__(self, config: Config, *, store: Store | None = None, cluster: Cluster | None = None) -> None:
         from engine.mapping import load_router  # the mapping room; heavy imports kept off CLI start-up
 
         self.metrics = Metrics()
         self.store: Store = store or SqliteStore(config.engine.store.path,
                                                  max_size=config.engine.store.max_size)
+        self.cluster: Cluster = cluster or self._cluster(config)
         self._live = LiveState(config=config, router=load_router(config, metrics=self.metrics))
         config_dir = config.file.resolve().parent
         self.ingest = IngestBatcher(self.store, dedupe_window=config.engine.store.dedupe_window,
@@ -76,12 +79,14 @@ class Engine:
                                         metrics=self.metrics, outbound_types=outbound_types(),
                                         config_dir=config_dir,
                                         retention_days=config.engine.store.retention_days,
-                                        registry=self._datasets, facility=config.engine.facility)
+                                        registry=self._datasets, facility=config.engine.facility,
+                                        cluster=self.cluster)
         # Destinations cannot change live (reload.refusal), so their subscriptions are built once.
         self.subscriptions = Subscriptions(config.destinations)
         self.pipeline = Pipeline(store=self.store, route=self._route, deliveries=self.delivery,
-                                 on_outcome=self._on_outcome, subscriptions=self.subscriptions)
-        self.dead_letters = DeadLetterService(store=self.store, wake=self.delivery.wake,
+                                 on_outcome=self._on_outcome, subscriptions=self.subscriptions,
+                                 owner=self.cluster.owner)
+        self.dead_letters = DeadLetterService(store=self.store, wake=self._wake_everywhere,
                                               resubmit=self.pipeline.submit,
                                               refresh=self.delivery.refresh_soon)
         self.messages = MessageTrail(self.store)
@@ -146,6 +151,33 @@ class Engine:
             found = DatasetRegistry.load(self.config.engine.schemas_dir)
         return found
 
+    @staticmethod
+    def _cluster(config: Config) -> Cluster:
+        """The cluster this node belongs to: on SQLite, itself alone (engine/cluster/local.py)."""
+        cl = config.engine.cluster
+        return LocalCluster(node_id=cl.node_id or default_node_id(), heartbeat=cl.heartbeat, lease=cl.lease)
+
+    def _self_report(self) -> SelfReport:
+        """What this node tells the cluster at each heartbeat."""
+        return SelfReport(config_version=self.config.version,
+                          admin_url=self.admin.url if self.admin is not None else None,
+                          channels=tuple(name for name, rt in self.channels.items()
+                                         if rt.state is ChannelState.STARTED))
+
+    def _wake_everywhere(self, destinations: set[str]) -> None:
+        """Rows were re-queued (DLQ replay): wake this node's workers and, in a cluster, the other
+        nodes' (a replayed row stays with the node that owned it)."""
+        self.delivery.wake(destinations)
+        if destinations:
+            self.cluster.notify_wake(destinations)
+
+    async def _reload_from_peer(self, version: str) -> None:
+        """Another node reloaded (`yonglink_reload`): re-read this node's own config file too."""
+        if version == self.config.version:
+            return
+        log.info("reload announced by another node", version=version)
+        await self.reload(announce=False)
+
     def _channel(self, parts: ChannelParts, config: ChannelConfig) -> ChannelRuntime:
         return ChannelRuntime(parts, config, facility=self.config.engine.facility)
 
@@ -159,6 +191,9 @@ class Engine:
         self.started_at = time.time()
         await self.store.open(self.ddl())
         self.channels.seed_counts(await self.store.read(messages.counts_by_channel))
+        self.cluster.on_reload(self._reload_from_peer)
+        self.cluster.on_orphans(self.pipeline.rescan)
+        await self.cluster.start(self._self_report)
         mapper = None
         if self.mapping_pool is not None:
             try:
@@ -207,6 +242,7 @@ class Engine:
         await self._bounded("delivery", self.delivery.stop())
         if self.admin is not None:
             await self._bounded("admin API", self.admin.stop())
+        await self._bounded("cluster", self.cluster.stop())  # leases and singletons go to other nodes
         await self.store.close()
         self._stopped.set()
         log.info("engine stopped")
@@ -257,6 +293,7 @@ class Engine:
             "channels": [c.describe() for c in self.channels.values()],
             "destinations": self.delivery.status(),
             "topology": self.topology(),
+            "cluster": self.cluster.describe(),
             "quality": self.router.quality_snapshot(),
         }
 
@@ -276,11 +313,16 @@ class Engine:
 
     # --- reload -----------------------------------------------------------------------------------
 
-    async def reload(self) -> ReloadResult:
-        """Re-read the config file and its routes; apply them if valid, else change nothing."""
+    async def reload(self, *, announce: bool = True) -> ReloadResult:
+        """Re-read the config file and its routes; apply them if valid, else change nothing.
+
+        With `announce`, a reload that changed the version is announced to the other nodes of the
+        cluster, which re-read their own config files (`_reload_from_peer`)."""
         async with self._reload_lock:
             result = await self._reload()
         self.last_reload = result
+        if announce and result.ok and result.version and result.version != result.previous_version:
+            self.cluster.notify_reload(result.version)
         if result.ok:
             log.info("config reloaded", version=result.version, previous=result.previous_version,
                      added=result.channels_added, removed=result.channels_removed,

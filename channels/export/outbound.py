@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
@@ -47,6 +47,8 @@ class ExportOutbound(Outbound):
 
     DDL: ClassVar[str] = records.DDL
     """Tables this destination keeps in the engine's store (run by the delivery service's `ddl()`)."""
+    SCHEDULED: ClassVar[bool] = True
+    """Periods are written by one node of a cluster at a time (`use_leader`)."""
     batch_size = 256
     batch_wait = 0.05
 
@@ -57,6 +59,12 @@ class ExportOutbound(Outbound):
         self.last_error: str | None = None
         self.last_error_at: float | None = None
         self._task: asyncio.Task[None] | None = None
+        self._is_leader: Callable[[], bool] = lambda: True
+
+    def use_leader(self, is_leader: Callable[[], bool]) -> None:
+        """In a cluster, only the node holding this export's singleton writes and prunes periods; every
+        node collects records into the shared store (engine/cluster/)."""
+        self._is_leader = is_leader
 
     def use_store(self, *, store: Store, registry: DatasetRegistry | None, facility: str) -> None:
         """The delivery service hands over the engine's store before `start` (channels/base.py)."""
@@ -128,6 +136,9 @@ class ExportOutbound(Outbound):
         next_prune = time.time() + 60.0
         while True:
             now = time.time()
+            if not self._is_leader():  # another node writes the periods; look again shortly
+                await asyncio.sleep(MAX_SLEEP / 10)
+                continue
             try:
                 await self.exporter.export_due(now)
                 if now >= next_prune:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from engine.channel_runtime import ChannelRuntime
+    from engine.cluster import Cluster
     from engine.config import Config
     from engine.delivery.dead_letter_service import DeadLetterService
     from engine.delivery.message_trail import MessageTrail
@@ -56,6 +57,10 @@ class EngineApi(Protocol):
     @property
     def store(self) -> Store:
         """The store: the console's traffic history keeps its own table there (traffic_history.py)."""
+
+    @property
+    def cluster(self) -> Cluster:
+        """This node's view of the cluster: singletons (the traffic history's roll-up is one)."""
 
     @property
     def last_reload(self) -> ReloadResult | None:

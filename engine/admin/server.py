@@ -21,6 +21,7 @@ Access lines go through structlog: DEBUG for reads (the console polls every 2 s)
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from pathlib import PurePath
@@ -37,6 +38,7 @@ from engine.admin.auth import AccessPolicy, Handler, auth_middleware, authorized
 from engine.admin.counter_history import History
 from engine.admin.traffic_history import TrafficHistory
 from engine.channel_runtime import CONTROL_ACTIONS
+from engine.cluster import Singleton
 from engine.config import AdminConfig
 from engine.errors import StoreError
 from engine.logs import mask_error
@@ -148,7 +150,8 @@ class AdminServer:
         quality_api.add_routes(self.app, engine.quality)
         history = History(channels=engine.channels, destinations=engine.delivery.status)
         traffic = TrafficHistory(channels=engine.channels, store=engine.store,
-                                 dead_between=engine.dead_letters.count_between)
+                                 dead_between=engine.dead_letters.count_between,
+                                 rolls_up=functools.partial(engine.cluster.holds, Singleton.HISTORY))
         console.add_routes(self.app, history, traffic,  # `/`, `/console/…` (public: no data), `/history…`
                            token_configured=token_configured)
         self._runner: web.AppRunner | None = None

@@ -109,8 +109,11 @@ class TrafficHistory:
     """Samples the channels' counters; writes a row per minute; answers chart series by range."""
 
     def __init__(self, *, channels: Mapping[str, ChannelContext], store: Store, dead_between: CountBetween,
-                 sample_every: float = SAMPLE_EVERY) -> None:
+                 sample_every: float = SAMPLE_EVERY, rolls_up: Callable[[], bool] = lambda: True) -> None:
         self.channels = channels
+        self.rolls_up = rolls_up
+        """True while this node does the hourly roll-up (in a cluster, the `history` singleton holder:
+        the rows are shared, every node adds its own minutes to them)."""
         self.store = store
         self.dead_between = dead_between
         self.sample_every = sample_every
@@ -187,7 +190,7 @@ class TrafficHistory:
 
     async def _write(self, bucket: Bucket, end: float, now: float) -> None:
         dead = await self.dead_between(bucket.at, end)
-        roll = now >= self._next_roll_up
+        roll = now >= self._next_roll_up and self.rolls_up()
         if roll:
             self._next_roll_up = now + HOUR
 

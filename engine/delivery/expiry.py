@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from engine.delivery.outbox import Pending, add_dead_letter
+from engine.delivery.outbox import Pending, add_dead_letter, owned
 from engine.store.connection import Connection
 from engine.types import DeadLetterKind
 
@@ -38,16 +38,17 @@ def _expire(conn: Connection, row: Pending, *, now: float, error: str) -> bool:
 
 def expire_queued(conn: Connection, *, destination: str, created_before: float,
                   held: Sequence[Pending], exclude: Collection[str], now: float, error: str,
-                  limit: int = SWEEP_LIMIT) -> tuple[int, bool]:
+                  limit: int = SWEEP_LIMIT, owner: str | None = None) -> tuple[int, bool]:
     """Dead-letter `held` (expired rows the worker holds in memory) and up to `limit` queued rows of
     `destination` created before `created_before` that are not in `exclude` (rows in memory or in
     flight). Answers the number dead-lettered and whether more expired rows may remain in the store."""
     done = sum(_expire(conn, row, now=now, error=error) for row in held)
+    mine, param = owned(owner)  # in a cluster, only this node's rows (another node holds its own)
     rows = conn.execute(
         "SELECT seq, id, message_id, destination, route_id, dataset, channel, attempts, created_at,"
         " first_attempt_at, order_value, content_type, next_attempt_at FROM deliveries"
-        " WHERE destination = ? AND state = 'queued' AND created_at < ? ORDER BY seq LIMIT ?",
-        (destination, created_before, limit + len(exclude))).fetchall()
+        f" WHERE destination = ? AND state = 'queued' AND created_at < ?{mine} ORDER BY seq LIMIT ?",
+        (destination, created_before, *param, limit + len(exclude))).fetchall()
     found = [Pending(seq=r[0], id=r[1], message_id=r[2], destination=r[3], route_id=r[4], dataset=r[5],
                      channel=r[6], attempts=r[7], created_at=r[8], first_attempt_at=r[9], order_value=r[10],
                      content_type=r[11], payload=b"", next_attempt_at=r[12])

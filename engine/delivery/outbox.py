@@ -211,10 +211,22 @@ def add_dead_letter(conn: Connection, *, kind: DeadLetterKind, message_id: str, 
 # --- claims and outcomes from the workers -------------------------------------------------------
 
 
-def next_due(conn: Connection, destination: str, after: float) -> float | None:
+def owned(owner: str | None) -> tuple[str, tuple[str, ...]]:
+    """The SQL condition (and its parameter) limiting a claim to `owner`'s rows; nothing when None.
+
+    In a cluster (engine/cluster/) each node sends the rows it owns: those its pipeline created and
+    those whose lease it took over from a gone node. One node alone owns everything: no condition, so
+    the single-node SQL is the same as before clusters.
+    """
+    return ("", ()) if owner is None else (" AND owner = ?", (owner,))
+
+
+def next_due(conn: Connection, destination: str, after: float, *, owner: str | None = None) -> float | None:
     """The earliest retry time after `after` (when the worker should look again), or None."""
+    mine, param = owned(owner)
     row = conn.execute("SELECT min(next_attempt_at) FROM deliveries WHERE destination = ?"
-                       " AND state = 'queued' AND next_attempt_at > ?", (destination, after)).fetchone()
+                       f" AND state = 'queued' AND next_attempt_at > ?{mine}",
+                       (destination, after, *param)).fetchone()
     return row[0] if row else None
 
 
@@ -223,30 +235,32 @@ ClaimKey = tuple[float, int]
 
 
 def claim_due(conn: Connection, destination: str, now: float, limit: int,
-              exclude: Collection[str], after: ClaimKey | None = None,
+              exclude: Collection[str], after: ClaimKey | None = None, owner: str | None = None,
               ) -> tuple[list[Pending], float | None, ClaimKey | None]:
     """Due deliveries by due time (a retrying row never holds back fresher ones), skipping in-flight ids.
 
     Answers the rows, the next retry time, and the key to continue from when the page was full
     (None: no more due rows). With `after` the read starts behind that key (keyset paging through a
-    backlog) instead of re-reading the rows the worker already holds.
+    backlog) instead of re-reading the rows the worker already holds. With `owner`, only that node's
+    rows (`owned`).
     """
+    mine, param = owned(owner)
     if after is None:
         rows = conn.execute(
             f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE destination = ? AND state = 'queued'"
-            " AND next_attempt_at <= ? ORDER BY next_attempt_at, seq LIMIT ?",
-            (destination, now, limit + len(exclude))).fetchall()
+            f" AND next_attempt_at <= ?{mine} ORDER BY next_attempt_at, seq LIMIT ?",
+            (destination, now, *param, limit + len(exclude))).fetchall()
         full = len(rows) >= limit + len(exclude)
     else:
         rows = conn.execute(
             f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE destination = ? AND state = 'queued'"
-            " AND next_attempt_at <= ? AND (next_attempt_at, seq) > (?, ?)"
+            f" AND next_attempt_at <= ? AND (next_attempt_at, seq) > (?, ?){mine}"
             " ORDER BY next_attempt_at, seq LIMIT ?",
-            (destination, now, after[0], after[1], limit)).fetchall()
+            (destination, now, after[0], after[1], *param, limit)).fetchall()
         full = len(rows) >= limit
     out = [_pending(r) for r in rows if r[1] not in exclude][:limit]
     last = (rows[-1][13], rows[-1][0]) if full and rows else None
-    return out, next_due(conn, destination, now), last
+    return out, next_due(conn, destination, now, owner=owner), last
 
 
 def claim_heads(conn: Connection, destination: str, window: int,

@@ -11,6 +11,7 @@ payloads and raw messages after `engine.store.retention_days`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ import orjson
 import structlog
 
 from channels.base import Outbound
+from engine.cluster import Cluster, LocalCluster, Singleton, default_node_id, export_singleton, fifo_singleton
 from engine.config import DestinationConfig
 from engine.delivery import outbox
 from engine.delivery.worker import DestinationWorker
@@ -66,12 +68,16 @@ class DeliveryService:
     Receives what it uses: the destinations, the store, the metrics, the connector classes by config
     `type` (channels/__init__.py `outbound_types`), the directory relative paths resolve against, the
     retention age, and `registry`, which supplies the dataset registry for `keys: de` destinations.
+    `cluster` (engine/cluster/) says which rows this node claims, whether it prunes (a singleton), which
+    FIFO and export destinations it runs, and carries wake-ups between nodes.
     """
 
     def __init__(self, *, destinations: Sequence[DestinationConfig], store: Store, metrics: Metrics,
                  outbound_types: Mapping[str, type[Outbound]], config_dir: Path, retention_days: float,
-                 registry: Callable[[], DatasetRegistry], facility: str = "YONGLINK") -> None:
+                 registry: Callable[[], DatasetRegistry], facility: str = "YONGLINK",
+                 cluster: Cluster | None = None) -> None:
         self.store = store
+        self.cluster = cluster or LocalCluster(node_id=default_node_id())
         self.facility = facility
         self.metrics = metrics
         self.outbound_types = outbound_types
@@ -176,15 +182,22 @@ class DeliveryService:
                 worker.wake()
 
     def hand_over(self, rows: Sequence[outbox.Pending]) -> None:
-        """After the commit of `record_many`: give each destination's worker its new rows in memory."""
+        """After the commit of `record_many`: give each destination's worker its new rows in memory;
+        a FIFO destination another node sends is woken there (`Cluster.notify_wake`)."""
         self._dirty.set()
         by_destination: dict[str, list[outbox.Pending]] = {}
         for row in rows:
             by_destination.setdefault(row.destination, []).append(row)
+        elsewhere = []
         for name, found in by_destination.items():
             worker = self.workers.get(name)
             if worker is not None:
+                if worker.may_send is not None and not worker.may_send():
+                    elsewhere.append(name)
+                    continue
                 worker.offer(found)
+        if elsewhere:
+            self.cluster.notify_wake(elsewhere)
 
     def refresh_soon(self) -> None:
         """Counts changed outside the workers (replay, purge): refresh `/status` promptly."""
@@ -207,14 +220,33 @@ class DeliveryService:
                 outbound.use_store(store=self.store, registry=self.registry(), facility=self.facility)
                 overrides = (dest.options.get("retry") or {}).get("status_overrides") or {}
                 outbound.use_status_overrides({int(k): str(v) for k, v in overrides.items()})
+                if outbound.SCHEDULED:  # e.g. export periods: written by one node of a cluster
+                    self.cluster.want(export_singleton(name))
+                    outbound.use_leader(functools.partial(self.cluster.holds, export_singleton(name)))
             worker = DestinationWorker(config=dest, outbound=outbound, store=self.store,
                                        metrics=self.metrics, connector_error=error,
-                                       on_change=self._dirty.set)
+                                       on_change=self._dirty.set, owner=self.cluster.owner,
+                                       may_send=self._fifo_gate(dest))
             self.workers[name] = worker
             await worker.start()
+        self.cluster.on_wake(self.wake)
+        self.cluster.on_holdings(self._holdings_changed)
         self._sent_at_start = await self.store.read(outbox.sent_counts)
         await self._refresh()
         self._house = asyncio.create_task(self._housekeeping(), name="yonglink-delivery-housekeeping")
+
+    def _fifo_gate(self, dest: DestinationConfig) -> Callable[[], bool] | None:
+        """A FIFO destination is sent by the node holding its singleton (its order holds across nodes)."""
+        if dest.options.get("ordering", "parallel") != "fifo":
+            return None
+        self.cluster.want(fifo_singleton(dest.name))
+        return functools.partial(self.cluster.holds, fifo_singleton(dest.name))
+
+    def _holdings_changed(self, name: str, held: bool) -> None:
+        """A FIFO singleton came to this node: claim that destination's queue now."""
+        kind, _, destination = name.partition(":")
+        if held and kind == "fifo":
+            self.wake({destination})
 
     async def stop(self) -> None:
         if self._house is not None:
@@ -235,7 +267,7 @@ class DeliveryService:
             started = time.monotonic()
             try:
                 await self._refresh()
-                if time.time() >= next_prune:
+                if time.time() >= next_prune and self.cluster.holds(Singleton.RETENTION):
                     next_prune = time.time() + PRUNE_EVERY
                     await self.prune()
             except StoreError as exc:

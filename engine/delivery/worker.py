@@ -82,8 +82,14 @@ class DestinationWorker:
 
     def __init__(self, *, config: DestinationConfig, outbound: Outbound | None, store: Store,
                  metrics: Metrics, rng: random.Random | None = None,
-                 connector_error: str | None = None, on_change: Callable[[], None] | None = None) -> None:
+                 connector_error: str | None = None, on_change: Callable[[], None] | None = None,
+                 owner: str | None = None, may_send: Callable[[], bool] | None = None) -> None:
         opts: Mapping[str, Any] = config.options
+        self.owner = owner
+        """In a cluster, this node's id: the store is claimed for its rows only (outbox.owned)."""
+        self.may_send = may_send
+        """FIFO in a cluster: True while this node holds the destination's singleton (engine/cluster/);
+        the holder sends every queued row of the destination, in order, whoever created it."""
         self.name = config.name
         self.type = config.type
         self.outbound = outbound
@@ -223,7 +229,8 @@ class DestinationWorker:
                 try:
                     rows, self._next_at, self._cursor = await self.store.write(
                         partial(outbox.claim_due, destination=self.name, now=time.time(), limit=page,
-                                exclude=frozenset(self.inflight), after=self._cursor), durable=False)
+                                exclude=frozenset(self.inflight), after=self._cursor, owner=self.owner),
+                        durable=False)
                 except StoreError:
                     self._store_backoff.failed("cannot claim deliveries; retrying", 0)
                     self._more, self._cursor = True, None
@@ -303,7 +310,7 @@ class DestinationWorker:
             try:
                 count, more = await self.store.write(partial(
                     expiry.expire_queued, destination=self.name, created_before=cutoff, held=held,
-                    exclude=frozenset(self.inflight), now=now, error=error))
+                    exclude=frozenset(self.inflight), now=now, error=error, owner=self.owner))
             except StoreError:
                 self._log.error("cannot dead-letter expired deliveries; they stay queued", count=len(held))
                 for row in held:  # back to the memory queue (`_push` skips ids it still holds)
@@ -327,6 +334,10 @@ class DestinationWorker:
     async def _run_fifo(self) -> None:
         while True:
             self._event.clear()
+            if self.may_send is not None and not self.may_send():
+                self.blocked = {}  # another node sends this destination; `wake()` when it is ours
+                await self._sleep(None)
+                continue
             now = time.time()
             busy = frozenset(self.busy_keys)
             try:

@@ -143,12 +143,17 @@ def get(conn: Connection, message_id: str, *, with_raw: bool = True) -> StoredMe
 
 
 def unprocessed(conn: Connection, *, after_seq: int = 0, limit: int = 500,
-                channels: Iterable[str] | None = None) -> list[tuple[int, StoredMessage]]:
-    """Messages still `received` (accepted but not yet mapped), oldest first, for recovery."""
+                channels: Iterable[str] | None = None, owner: str | None = None,
+                ) -> list[tuple[int, StoredMessage]]:
+    """Messages still `received` (accepted but not yet mapped), oldest first, for recovery.
+
+    With `owner` (a cluster node's id, engine/cluster/), only the messages that node took in or took
+    over from a gone node; None (one node): all of them, with the SQL as before clusters."""
+    mine, param = ("", ()) if owner is None else (" AND owner = ?", (owner,))
     rows = conn.execute(
-        f"SELECT {_COLUMNS}, raw, seq FROM messages WHERE state = 'received' AND seq > ?"
+        f"SELECT {_COLUMNS}, raw, seq FROM messages WHERE state = 'received' AND seq > ?{mine}"
         " ORDER BY seq LIMIT ?",
-        (after_seq, limit)).fetchall()
+        (after_seq, *param, limit)).fetchall()
     allowed = set(channels) if channels is not None else None
     return [(row[15], _row_to_message(row, row[14])) for row in rows
             if allowed is None or row[1] in allowed]
