@@ -38,7 +38,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -46,7 +46,9 @@ sys.path.insert(0, str(REPO / "tests" / "support"))
 
 from cluster import POSTGRES_STORE, SQLITE_STORE, Node, render_config  # noqa: E402
 from engine_process import run_engine_logged  # noqa: E402
-from postgres import PrivatePostgres  # noqa: E402
+
+if TYPE_CHECKING:
+    from postgres import PrivatePostgres
 
 TICKS = os.sysconf("SC_CLK_TCK")
 RAW_BYTES = 1500
@@ -247,26 +249,33 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=24, help="MLLP connections, split over the nodes")
     parser.add_argument("--nodes", default="1,2,3")
     parser.add_argument("--modes", default="ingest,e2e")
+    parser.add_argument("--stores", default="postgres,sqlite", help="postgres (1-3 nodes), sqlite (1 node)")
     args = parser.parse_args()
     ingest = _module("mllp_ingest")
     modes = args.modes.split(",")
     base = REPO / "var"
     base.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
+    stores = args.stores.split(",")
     with tempfile.TemporaryDirectory(dir=base, prefix="bench-cluster-") as tmp_name:
         tmp = Path(tmp_name)
         os.chmod(tmp, 0o755)
-        pg = PrivatePostgres()
+        pg = None
+        if "postgres" in stores:
+            from postgres import PrivatePostgres
+
+            pg = PrivatePostgres()
         sink, sink_port = ingest._spawn([sys.executable, str(REPO / "bench" / "end_to_end.py"),
                                          "--sink", "0"])
         sink_url = f"http://127.0.0.1:{sink_port}"
         try:
-            pg.start()
-            print(f"PostgreSQL {pg.bin.parent.name} private server (fsync on, synchronous_commit on); "
-                  f"{args.seconds:g}s load per run, {args.connections} MLLP connections split over the "
-                  f"nodes; cpus {os.cpu_count()}; load average {os.getloadavg()[0]:.2f} at start", flush=True)
+            if pg is not None:
+                pg.start()
+                print(f"PostgreSQL {pg.bin.parent.name}, a private server (fsync on, synchronous_commit on)")
+            print(f"{args.seconds:g}s load per run, {args.connections} MLLP connections split over the nodes;"
+                  f" cpus {os.cpu_count()}; load average {os.getloadavg()[0]:.2f} at start", flush=True)
             for mode in modes:
-                for nodes in (int(n) for n in args.nodes.split(",")):
+                for nodes in (int(n) for n in args.nodes.split(",")) if pg is not None else ():
                     dsn = pg.create_database()
                     row = run_engine(tmp, store=POSTGRES_STORE, nodes=nodes, mode=mode,
                                      connections=args.connections, seconds=args.seconds,
@@ -276,14 +285,16 @@ def main() -> int:
                     rows.append(row)
                     _print_row(row, header=len(rows) == 1)
                     pg.drop_database(dsn)
-                row = run_engine(tmp, store=SQLITE_STORE, nodes=1, mode=mode,
-                                 connections=args.connections, seconds=args.seconds, env={},
-                                 sink_url=sink_url, sink_port=sink_port, pg=None)
-                rows.append(row)
-                _print_row(row, header=False)
+                if "sqlite" in stores:
+                    row = run_engine(tmp, store=SQLITE_STORE, nodes=1, mode=mode,
+                                     connections=args.connections, seconds=args.seconds, env={},
+                                     sink_url=sink_url, sink_port=sink_port, pg=None)
+                    rows.append(row)
+                    _print_row(row, header=len(rows) == 1)
         finally:
             ingest.terminate(sink)
-            pg.close()
+            if pg is not None:
+                pg.close()
     print(f"load average {os.getloadavg()[0]:.2f} at the end (2-core box: everything above shares them)")
     return 0
 
