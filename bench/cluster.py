@@ -55,26 +55,42 @@ RAW_BYTES = 1500
 """The size of bench/mllp_ingest.py's ADT^A01 (the `raw` column pgbench writes)."""
 
 # The engine's writes for one message, as pgbench statements on the engine's own tables (the database the
-# engine just used, so the same indexes and constraints). engine/store/inserts.py (`_INSERT`: the row a
-# received message becomes), engine/store/messages.py (`record_outcomes`: the message's outcome),
-# engine/delivery/outbox.py (`enqueue_many`: the delivery row with its payload; `mark_sent_many`).
-_PGBENCH_INGEST = f"""\
-\\set n random(1, 1000000000000)
+# engine just used, so the same indexes and constraints), one message per script run:
+# ingest: engine/store/inserts.py `_INSERT` (the row a received message becomes; one commit).
+# e2e: that, then engine/store/messages.py `record_outcomes` (UPDATE messages, INSERT results) with
+# engine/delivery/outbox.py `enqueue_many` (INSERT deliveries with the record as payload) in a second
+# commit, and `mark_sent_many` (INSERT delivery_attempts, UPDATE deliveries) in a third: the engine's
+# three commits per message (each group-committed across messages in the engine, one message each here).
+_ID = "'pgb' || :client_id || '-' || :n"
+_DID = "'pgd' || :client_id || '-' || :n"
+_NOW = "extract(epoch from clock_timestamp())"
+_RECORD = ('{"envelope":{"dataset":"person","dataset_version":"1.0","source_org":"NBDYYY"},'
+           '"name":"SEQ000001","sex_code":"1","birth_date":"19850312","patient_id":"0001234567"}')
+_PGBENCH_INGEST = f"""\\set n random(1, 1000000000000)
 INSERT INTO messages (id, channel, received_at, peer, content_type, charset, sending_application, \
 sending_facility, control_id, message_type, dedupe_key, state, error, processed_at, metadata, raw) \
-VALUES ('pgb' || :client_id || '-' || :n, 'bench', extract(epoch from clock_timestamp()), '127.0.0.1', \
-'x-application/hl7-v2+er7', NULL, 'HIS', 'NBDYYY', 'pgb' || :n, 'ADT^A01', 'HIS|NBDYYY|pgb' || :n, \
-'received', NULL, NULL, NULL, convert_to(repeat('x', {RAW_BYTES}), 'UTF8'));
+VALUES ({_ID}, 'bench', {_NOW}, '127.0.0.1:40000', 'x-application/hl7-v2+er7', NULL, 'HIS', 'NBDYYY', \
+'pgb' || :n, 'ADT^A01', 'HIS|NBDYYY|pgb' || :n, 'received', NULL, NULL, NULL, \
+convert_to(repeat('x', {RAW_BYTES}), 'UTF8'));
 """
-_PGBENCH_E2E = _PGBENCH_INGEST + """\
-UPDATE messages SET state = 'mapped', processed_at = extract(epoch from clock_timestamp()) \
-WHERE id = 'pgb' || :client_id || '-' || :n;
-INSERT INTO deliveries (id, message_id, destination, route_id, dataset, state, attempts, next_attempt_at, \
-created_at, content_type, payload) VALUES ('pgd' || :client_id || '-' || :n, 'pgb' || :client_id || '-' \
-|| :n, 'sink', 'adt_person', 'person', 'queued', 0, extract(epoch from clock_timestamp()), \
-extract(epoch from clock_timestamp()), 'application/json', convert_to(repeat('r', 400), 'UTF8'));
-UPDATE deliveries SET state = 'sent', attempts = 1, sent_at = extract(epoch from clock_timestamp()) \
-WHERE id = 'pgd' || :client_id || '-' || :n;
+_PGBENCH_E2E = _PGBENCH_INGEST + f"""\
+BEGIN;
+UPDATE messages SET state = 'mapped', error = NULL, processed_at = {_NOW} \
+WHERE id = {_ID} AND state = 'received';
+INSERT INTO results (message_id, route_id, dataset, record, filtered, error, created_at) \
+VALUES ({_ID}, 'adt_person', 'person', '{_RECORD}', NULL, NULL, {_NOW});
+INSERT INTO deliveries (id, message_id, destination, route_id, dataset, channel, state, attempts, \
+next_attempt_at, created_at, order_value, content_type, payload) VALUES ({_DID}, {_ID}, 'sink', \
+'adt_person', 'person', 'lab', 'queued', 0, {_NOW}, {_NOW}, NULL, 'application/json', \
+convert_to('{_RECORD}', 'UTF8'));
+COMMIT;
+BEGIN;
+INSERT INTO delivery_attempts (delivery_id, attempt, at, result, response) \
+VALUES ({_DID}, 1, {_NOW}, 'sent', '{{"ok": true}}');
+UPDATE deliveries SET state = 'sent', attempts = 1, last_attempt_at = {_NOW}, \
+first_attempt_at = coalesce(first_attempt_at, {_NOW}), last_response = '{{"ok": true}}', last_error = NULL \
+WHERE id = {_DID} AND state = 'queued';
+COMMIT;
 """
 
 
