@@ -24,7 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.ids import new_id
-from engine.store import inserts, messages
+from engine.store import inserts, migrations
 
 
 class _Server:
@@ -32,7 +32,7 @@ class _Server:
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
-        self.conn.executescript(messages.DDL)
+        migrations.apply_sqlite(self.conn)
         self.loop = asyncio.get_running_loop()
         self.pending: list[tuple[Any, bytes, tuple[Any, ...]]] = []
         self.batches: queue.SimpleQueue[list[tuple[Any, bytes, tuple[Any, ...]]]] = queue.SimpleQueue()

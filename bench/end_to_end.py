@@ -131,15 +131,12 @@ def _prefill(db: Path, n: int) -> None:
     """N mapped messages, each with a queued delivery to `sink`, as a crash would leave them."""
     import sqlite3
 
-    from engine.delivery import outbox
     from engine.ids import new_id
-    from engine.store import messages
-    from engine.store.sqlite import CORE_DDL
+    from engine.store import migrations
 
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
-    for ddl in (CORE_DDL, messages.DDL, outbox.DDL):
-        conn.executescript(ddl)
+    migrations.apply_sqlite(conn)
     now = time.time()
     payload = json.dumps({"patient_id": "0001234567", "name": "x" * 8, "sex_code": "1"}).encode()
     conn.execute("BEGIN")

@@ -31,8 +31,7 @@ sys.path.insert(0, str(REPO))
 import orjson  # noqa: E402
 
 from engine.delivery import outbox  # noqa: E402
-from engine.store import messages  # noqa: E402
-from engine.store.sqlite import CORE_DDL  # noqa: E402
+from engine.store import messages, migrations  # noqa: E402
 from engine.types import InboundMessage, MessageState, RouteResult  # noqa: E402
 
 RAW = (REPO / "tests" / "samples" / "adt_a01_v251_utf8.hl7").read_bytes().replace(b"\n", b"\r")[:1500]
@@ -45,8 +44,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
-    for ddl in (CORE_DDL, messages.DDL, outbox.DDL):
-        conn.executescript(ddl)
+    migrations.apply_sqlite(conn)
     return conn
 
 

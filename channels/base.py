@@ -124,8 +124,6 @@ class Outbound(ABC):
     """Most records per request; 1 = one `send` per record."""
     batch_wait: float = 0.0
     """Seconds a record may wait for others to fill a batch."""
-    DDL: ClassVar[str] = ""
-    """Tables the destination keeps in the engine's store; the delivery service adds them to the schema."""
     SCHEDULED: ClassVar[bool] = False
     """True for a destination with scheduled work of its own (export periods) that one node of a cluster
     does at a time: it receives `use_leader`."""
@@ -143,7 +141,8 @@ class Outbound(ABC):
     def use_store(self, *, store: Store, registry: DatasetRegistry | None,  # noqa: B027 - optional hook
                   facility: str) -> None:
         """The engine's store, dataset registry and facility code, for a destination that keeps its own
-        tables (`DDL`), such as export. Called once, before `start`; the others ignore it."""
+        tables (a migration in engine/store/migrations adds them to the schema), such as export. Called
+        once, before `start`; the others ignore it."""
 
     def use_leader(self, is_leader: Callable[[], bool]) -> None:  # noqa: B027 - optional hook
         """For `SCHEDULED` destinations: `is_leader()` is True while this node does the scheduled work

@@ -82,6 +82,15 @@ class StoreFullError(StoreError):
     """Raised when a commit needs space the store does not have (`store.max_size` reached, or disk full)."""
 
 
+class StoreUnavailable(StoreError):
+    """Raised when the store's server cannot be reached (PostgreSQL down, connection lost); transient:
+    the store reconnects by itself with backoff, and the caller answers "try again" (never a positive ACK)."""
+
+
+class MigrationError(StoreError):
+    """Raised when a schema migration cannot be applied, or the store is newer than this engine knows."""
+
+
 # --- mapping ------------------------------------------------------------------------------------
 
 

@@ -33,10 +33,10 @@ from engine.metrics import Metrics
 from engine.pipeline import Pipeline
 from engine.quality.service import QualityReports
 from engine.reload import ReloadResult
-from engine.store import access_audit, messages
+from engine.store import messages
 from engine.store.access_audit import AccessAudit
 from engine.store.ingest import IngestBatcher
-from engine.store.sqlite import CORE_DDL, SqliteStore, Store
+from engine.store.sqlite import SqliteStore, Store
 from engine.types import ChannelState, MessageState, RouteResult, StoredMessage
 
 if TYPE_CHECKING:
@@ -183,13 +183,10 @@ class Engine:
 
     # --- lifecycle --------------------------------------------------------------------------------
 
-    def ddl(self) -> list[str]:
-        return [CORE_DDL, messages.DDL, access_audit.DDL, *self.delivery.ddl()]
-
     async def start(self) -> None:
         """Open the store, recover, start delivery, then channels, then the admin API."""
         self.started_at = time.time()
-        await self.store.open(self.ddl())
+        await self.store.open()
         self.channels.seed_counts(await self.store.read(messages.counts_by_channel))
         self.cluster.on_reload(self._reload_from_peer)
         self.cluster.on_orphans(self.pipeline.rescan)

@@ -63,3 +63,35 @@ def rabbitmq() -> Iterator[Any]:
         yield broker
     finally:
         broker.close()
+
+
+# --- private PostgreSQL (owned by the store room; see tests/support/postgres.py) ----------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A private PostgreSQL for the whole session (`.dsn(db)`, `.create_database()`, `.stop()`,
+    `.start()`). A server that cannot start FAILS the tests using it, with its log tail (never a skip).
+    Tests that stop it must start it again (in a `finally`)."""
+    import postgres  # tests/support/postgres.py (on pytest's pythonpath)
+
+    try:
+        server = postgres.PrivatePostgres()
+        server.start()
+    except Exception as exc:
+        pytest.fail(f"private PostgreSQL did not start: {exc}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def pg_dsn(postgres_server: Any) -> Iterator[str]:
+    """A fresh, empty database on the session's private PostgreSQL, dropped after the test."""
+    dsn: str = postgres_server.create_database()
+    try:
+        yield dsn
+    finally:
+        if postgres_server.accepting():
+            postgres_server.drop_database(dsn)

@@ -5,9 +5,9 @@ before the delivery counts as sent, so nothing routed here is lost. A background
 period once it has ended (channels/export/exporter.py) and, once an hour, applies `retention_days`.
 The period of a record is the time it reached this destination (after mapping), not a clinical time.
 
-The destination needs the engine's store (and the dataset registry, for CSV headers): it declares
-its `DDL` and takes them through `use_store` (the Outbound hook the delivery service calls before
-`start`, engine/delivery/service.py).
+The destination needs the engine's store (and the dataset registry, for CSV headers): its tables are
+part of the store's schema (migration 0001); it takes the store through `use_store` (the Outbound hook
+the delivery service calls before `start`, engine/delivery/service.py).
 """
 
 from __future__ import annotations
@@ -45,8 +45,6 @@ log = structlog.get_logger("yonglink.export")
 class ExportOutbound(Outbound):
     """Collects records durably; writes each period's files on the schedule."""
 
-    DDL: ClassVar[str] = records.DDL
-    """Tables this destination keeps in the engine's store (run by the delivery service's `ddl()`)."""
     SCHEDULED: ClassVar[bool] = True
     """Periods are written by one node of a cluster at a time (`use_leader`)."""
     batch_size = 256

@@ -15,38 +15,7 @@ from dataclasses import dataclass
 
 from engine.store.connection import Connection
 
-DDL = """
-CREATE TABLE IF NOT EXISTS export_records (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    destination TEXT NOT NULL,
-    delivery_id TEXT NOT NULL,
-    dataset TEXT NOT NULL,
-    org TEXT NOT NULL DEFAULT '',
-    collected_at REAL NOT NULL,
-    exported_at REAL,
-    payload BLOB NOT NULL,
-    UNIQUE (destination, delivery_id)
-);
-CREATE INDEX IF NOT EXISTS export_records_period ON export_records(destination, collected_at);
-CREATE INDEX IF NOT EXISTS export_records_pending ON export_records(destination, collected_at)
-    WHERE exported_at IS NULL;
-CREATE TABLE IF NOT EXISTS export_files (
-    destination TEXT NOT NULL,
-    dataset TEXT NOT NULL,
-    org TEXT NOT NULL DEFAULT '',
-    period_start REAL NOT NULL,
-    period_end REAL NOT NULL,
-    file TEXT NOT NULL,
-    records INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
-    written_at REAL NOT NULL,
-    PRIMARY KEY (destination, dataset, org, period_start)
-);
-CREATE TABLE IF NOT EXISTS export_cursor (
-    destination TEXT PRIMARY KEY,
-    next_period_start REAL NOT NULL
-);
-"""
+# Tables: export_records, export_files, export_cursor (engine/store/migrations/0001_schema.*.sql).
 
 
 @dataclass(frozen=True, slots=True)

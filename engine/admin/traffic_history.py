@@ -11,7 +11,7 @@ older ones are summed into per-hour rows, kept for `HOUR_ROWS_FOR` (35 days). `s
 the 1 h / 24 h charts from minute rows and the 7 d / 30 d charts from hour rows (plus the recent minutes
 summed per hour), with the minute in progress included.
 
-The table is this module's own (`DDL`), created when the history starts.
+Its table comes with the store's schema (migration 0001).
 """
 
 from __future__ import annotations
@@ -43,17 +43,8 @@ RANGES: dict[str, tuple[int, int]] = {"1h": (HOUR, MINUTE), "24h": (24 * HOUR, M
                                       "7d": (7 * 24 * HOUR, HOUR), "30d": (30 * 24 * HOUR, HOUR)}
 """Chart range → (span, step) in seconds."""
 
-DDL = """
-CREATE TABLE IF NOT EXISTS traffic_history (
-    step INTEGER NOT NULL,
-    at REAL NOT NULL,
-    received INTEGER NOT NULL,
-    failed INTEGER NOT NULL,
-    dead INTEGER NOT NULL,
-    PRIMARY KEY (step, at)
-) WITHOUT ROWID
-"""
-"""One row per minute (`step` 60) or hour (`step` 3600) starting at `at` (epoch seconds)."""
+# Table: traffic_history, one row per minute (`step` 60) or hour (`step` 3600) starting at `at` (epoch
+# seconds) (engine/store/migrations/0001_schema.*.sql).
 
 log = structlog.get_logger("yonglink.history")
 
@@ -130,8 +121,7 @@ class TrafficHistory:
         return out
 
     async def start(self) -> None:
-        """Create the table, take the counters as the baseline, and sample on a timer."""
-        await self.store.write(lambda conn: conn.execute(DDL), durable=False)
+        """Take the counters as the baseline, and sample on a timer."""
         self._last = self._counts()
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="yonglink-traffic-history")

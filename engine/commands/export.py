@@ -47,15 +47,14 @@ def export(args: argparse.Namespace) -> int:
 
 
 async def _replay(config: Any, dest: Any, when: str) -> int:
-    from channels.export import records
     from channels.export.exporter import PeriodExporter
     from engine.datasets.registry import DatasetRegistry
     from engine.delivery.service import resolve_paths
-    from engine.store.sqlite import CORE_DDL, SqliteStore
+    from engine.store.sqlite import SqliteStore
 
     settings = resolve_paths(dest.settings, config.file.resolve().parent)
     store = SqliteStore(config.engine.store.path, engine_lock=False)  # beside a running engine
-    await store.open([CORE_DDL, records.DDL])
+    await store.open()
     try:
         registry = DatasetRegistry.load(config.engine.schemas_dir)
         exporter = PeriodExporter(name=dest.name, settings=settings, store=store, registry=registry,

@@ -18,72 +18,7 @@ from engine.ids import new_id
 from engine.store.connection import Connection
 from engine.types import DeadLetterKind, DeliveryState
 
-DDL = """
-CREATE TABLE IF NOT EXISTS deliveries (
-    seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    message_id TEXT NOT NULL,
-    destination TEXT NOT NULL,
-    route_id TEXT NOT NULL,
-    dataset TEXT,
-    channel TEXT,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL,
-    created_at REAL NOT NULL,
-    first_attempt_at REAL,
-    last_attempt_at REAL,
-    last_error TEXT,
-    last_response TEXT,
-    order_value TEXT,
-    content_type TEXT NOT NULL,
-    payload BLOB,
-    UNIQUE (message_id, route_id, destination)
-);
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(destination, next_attempt_at) WHERE state = 'queued';
-CREATE INDEX IF NOT EXISTS deliveries_fifo ON deliveries(destination, seq) WHERE state = 'queued';
-CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries(destination) WHERE state = 'dead';
-CREATE INDEX IF NOT EXISTS deliveries_sent ON deliveries(last_attempt_at)
-    WHERE state = 'sent' AND payload IS NOT NULL;
-CREATE TABLE IF NOT EXISTS delivery_attempts (
-    delivery_id TEXT NOT NULL,
-    attempt INTEGER NOT NULL,
-    at REAL NOT NULL,
-    result TEXT NOT NULL,
-    error TEXT,
-    response TEXT,
-    PRIMARY KEY (delivery_id, attempt)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS dead_letters (
-    seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    kind TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    channel TEXT,
-    destination TEXT,
-    route_id TEXT,
-    dataset TEXT,
-    delivery_id TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    first_attempt_at REAL,
-    last_attempt_at REAL,
-    created_at REAL NOT NULL,
-    error TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS dead_letters_time ON dead_letters(created_at);
-CREATE INDEX IF NOT EXISTS dead_letters_message ON dead_letters(message_id);
-CREATE TABLE IF NOT EXISTS dlq_audit (
-    seq INTEGER PRIMARY KEY,
-    at REAL NOT NULL,
-    action TEXT NOT NULL,
-    who TEXT NOT NULL,
-    dead_letter_id TEXT,
-    message_id TEXT,
-    destination TEXT,
-    detail TEXT
-);
-"""
-"""Delivery and dead-letter tables (SQLite; the portable subset apart from partial indexes)."""
+# Tables: deliveries, delivery_attempts, dead_letters, dlq_audit (engine/store/migrations/0001_schema.*.sql).
 
 _DELIVERY_COLUMNS = ("seq, id, message_id, destination, route_id, dataset, channel, attempts, created_at, "
                      "first_attempt_at, order_value, content_type, payload, next_attempt_at")

@@ -92,12 +92,6 @@ class DeliveryService:
         self._registry: DatasetRegistry | None = None
         self._house: asyncio.Task[None] | None = None
 
-    def ddl(self) -> list[str]:
-        """The outbox tables, and those of configured connectors that keep their own (class `DDL`)."""
-        types = self.outbound_types
-        own = {types[d.type].DDL for d in self.destinations.values() if d.type in types}
-        return [outbox.DDL, *sorted(d for d in own if d)]
-
     # --- inside the pipeline's transaction --------------------------------------------------------
 
     def record(self, conn: Connection, message: StoredMessage, results: list[RouteResult],

@@ -1,6 +1,8 @@
-"""The store: the `Store` contract and its SQLite backend, the messages table, ingest batching, query
-filters."""
+"""The store: the `Store` contract, its SQLite and PostgreSQL backends, the schema migrations, the
+messages table, ingest batching, query filters."""
 
-from engine.store.sqlite import CORE_DDL, SqliteStore, Store
+from engine.store.base import Store
+from engine.store.connection import Dialect
+from engine.store.sqlite import SqliteStore
 
-__all__ = ["CORE_DDL", "SqliteStore", "Store"]
+__all__ = ["Dialect", "SqliteStore", "Store"]

@@ -21,20 +21,7 @@ from engine.store.connection import Connection
 from engine.store.filters import Filters
 from engine.store.sqlite import Store
 
-DDL = """
-CREATE TABLE IF NOT EXISTS access_audit (
-    seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    at REAL NOT NULL,
-    actor TEXT NOT NULL,
-    role TEXT NOT NULL,
-    remote TEXT,
-    action TEXT NOT NULL,
-    target TEXT,
-    detail TEXT
-);
-CREATE INDEX IF NOT EXISTS access_audit_at ON access_audit(at);
-"""
+# Table: access_audit (engine/store/migrations/0001_schema.*.sql).
 MAX_PAGE = 1000
 _COLUMNS = "id, at, actor, role, remote, action, target, detail"
 

@@ -6,10 +6,19 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from enum import Enum
 from typing import Any, Protocol
 
 Params = Sequence[Any] | Mapping[str, Any]
+
+
+class Dialect(Enum):
+    """The SQL a store speaks (`Store.dialect`): rooms whose SQL cannot be portable branch on it."""
+
+    SQLITE = "sqlite"
+    POSTGRES = "postgres"
 
 
 class Cursor(Protocol):
@@ -31,3 +40,9 @@ class Connection(Protocol):
     def execute(self, sql: str, parameters: Params = ..., /) -> Cursor: ...
 
     def executemany(self, sql: str, parameters: Iterable[Params], /) -> Cursor: ...
+
+
+def dialect_of(conn: Connection) -> Dialect:
+    """The dialect of the connection an op was given, for ops that have no `Store` at hand: SQLite's
+    own connection class, or else the PostgreSQL store's adapter (the only other `Connection`)."""
+    return Dialect.SQLITE if isinstance(conn, sqlite3.Connection) else Dialect.POSTGRES

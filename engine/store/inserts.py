@@ -2,7 +2,7 @@
 
 A message with a content hash (`InboundMessage.content_hash`) is stored with the dedupe key
 ``<key>\x1f<hash>`` (`stored_key`): the `messages_lookup (control_id, dedupe_key)` index (see
-`engine.store.messages.DDL`) then finds a retry (same key, same content: a duplicate) and, by the range
+migration 0001) then finds a retry (same key, same content: a duplicate) and, by the range
 ``<key>\x1f`` .. ``<key>\x20``, an earlier message whose key was reused for other content (stored as a
 new message, flagged `control_id_reused` in its metadata: issue #16, a reused control id was AA'd and
 discarded). Rows stored before content hashes existed keep the bare key and still count as duplicates
@@ -15,11 +15,12 @@ import functools
 import sqlite3
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from engine.ids import new_id
+from engine.store.connection import Connection, Dialect, dialect_of
 from engine.types import Acceptance, InboundMessage, MessageState
 
 KEY_SEP = "\x1f"
@@ -37,10 +38,10 @@ def stored_key(msg: InboundMessage) -> str | None:
     return f"{msg.dedupe_key}{KEY_SEP}{msg.content_hash}"
 
 
-def insert(conn: sqlite3.Connection, msg: InboundMessage, *, dedupe_window: float,
+def insert(conn: Connection, msg: InboundMessage, *, dedupe_window: float,
            state: MessageState = MessageState.RECEIVED, error: str | None = None) -> Acceptance:
     """Store one message, or report the earlier copy when it is a duplicate within the window (see
-    `DDL`); a `rejected` message is always stored, never deduplicated."""
+    the module docstring); a `rejected` message is always stored, never deduplicated."""
     if state is MessageState.RECEIVED:
         plan = InsertPlan([msg], dedupe_window=dedupe_window)
         return plan.acceptances(plan.run(conn))[0]
@@ -61,7 +62,7 @@ _IN_CHUNK = 500
 """Control ids looked up per query (SQLite's bound-variable limit is 999 on old builds)."""
 
 
-def insert_many(conn: sqlite3.Connection, msgs: Sequence[InboundMessage], *, dedupe_window: float,
+def insert_many(conn: Connection, msgs: Sequence[InboundMessage], *, dedupe_window: float,
                 unroutable: Sequence[bool] | None = None) -> list[Acceptance]:
     """`insert` for a burst of messages (same answers as inserting each in order); see `InsertPlan`."""
     plan = InsertPlan(msgs, dedupe_window=dedupe_window, unroutable=unroutable)
@@ -135,11 +136,16 @@ class InsertPlan:
         """`run` writes with one INSERT (it may read afterwards, to find what it skipped)."""
         return len(self.rows) <= _CHUNKS[0]
 
-    def run(self, conn: sqlite3.Connection) -> dict[int, str]:
+    def run(self, conn: Connection) -> dict[int, str]:
         """Insert the rows (in the writer's transaction); {row: earlier stored id} for those skipped.
 
         Rows the statement flagged as reusing a control id are added to `reused` (read back by rowid:
         the rows of this run are the last ones inserted)."""
+        if dialect_of(conn) is Dialect.POSTGRES:
+            return self._run_postgres(conn)
+        return self._run_sqlite(cast(sqlite3.Connection, conn))
+
+    def _run_sqlite(self, conn: sqlite3.Connection) -> dict[int, str]:
         rows = self.rows
         before = conn.total_changes
         at = 0
@@ -162,6 +168,9 @@ class InsertPlan:
         if inserted == len(rows):
             return {}
         return self._skipped(conn)
+
+    def _run_postgres(self, conn: Connection) -> dict[int, str]:
+        raise NotImplementedError("PostgreSQL inserts come with the PostgreSQL store")
 
     def _skipped(self, conn: sqlite3.Connection) -> dict[int, str]:
         ids = [row[0] for row in self.rows]

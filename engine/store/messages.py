@@ -19,59 +19,20 @@ from engine.store.filters import Filters
 from engine.store.inserts import NO_ROUTE, REUSED, InsertPlan, insert, insert_many, stored_key
 from engine.types import MessageState, RouteResult, StoredMessage
 
-DDL = """
-CREATE TABLE IF NOT EXISTS messages (
-    seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    channel TEXT NOT NULL,
-    received_at REAL NOT NULL,
-    peer TEXT,
-    content_type TEXT NOT NULL,
-    charset TEXT,
-    sending_application TEXT,
-    sending_facility TEXT,
-    control_id TEXT,
-    message_type TEXT,
-    dedupe_key TEXT,
-    state TEXT NOT NULL,
-    error TEXT,
-    processed_at REAL,
-    metadata TEXT,
-    raw BLOB
-);
-DROP INDEX IF EXISTS messages_dedupe;
-DROP INDEX IF EXISTS messages_control_id;
-CREATE INDEX IF NOT EXISTS messages_lookup ON messages(control_id, dedupe_key);
-CREATE INDEX IF NOT EXISTS messages_channel_time ON messages(channel, received_at);
-CREATE INDEX IF NOT EXISTS messages_unprocessed ON messages(seq) WHERE state = 'received';
-CREATE TABLE IF NOT EXISTS results (
-    message_id TEXT NOT NULL,
-    route_id TEXT NOT NULL,
-    dataset TEXT,
-    record TEXT,
-    filtered TEXT,
-    error TEXT,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (message_id, route_id)
-);
-"""
-"""Tables of the message log (SQLite syntax; the portable subset apart from partial indexes).
-
-One index, `messages_lookup (control_id, dedupe_key)`, serves both the duplicate check (`control_id IS
-? AND dedupe_key = ?`: a sender's retry carries the same MSH-10 and key) and the ops search by control
-id. Control ids arrive in no particular order, so every index on them dirties a page per message per
-commit; measured with 32 senders (16,000 1.5 KB rows, groups of 32, synchronous=FULL), two such
-indexes committed 11,200 rows/s and this one 15,000-17,700. Earlier databases lose their two
-indexes and gain this one at the first start (a one-time rebuild).
-
-Inserts (dedupe, reused control ids) are in `engine.store.inserts`.
-"""
+# Tables: `messages`, `results` (engine/store/migrations/0001_schema.*.sql).
+#
+# One index, `messages_lookup (control_id, dedupe_key)`, serves both the duplicate check (`control_id IS
+# ? AND dedupe_key = ?`: a sender's retry carries the same MSH-10 and key) and the ops search by control
+# id. Control ids arrive in no particular order, so every index on them dirties a page per message per
+# commit; measured with 32 senders (16,000 1.5 KB rows, groups of 32, synchronous=FULL), two such
+# indexes committed 11,200 rows/s and this one 15,000-17,700. Inserts (dedupe, reused control ids) are
+# in `engine.store.inserts`.
 
 _COLUMNS = ("id, channel, received_at, peer, content_type, charset, sending_application, "
             "sending_facility, control_id, message_type, state, error, processed_at, metadata")
 
 
-__all__ = ["DDL", "NO_ROUTE", "REUSED", "InsertPlan", "MessageQuery", "insert", "insert_many", "stored_key"]
+__all__ = ["NO_ROUTE", "REUSED", "InsertPlan", "MessageQuery", "insert", "insert_many", "stored_key"]
 """The write side (`insert`, `InsertPlan`...) lives in `engine.store.inserts`; re-exported here."""
 
 

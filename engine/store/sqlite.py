@@ -1,4 +1,4 @@
-"""The durable store: one writer with group commit, readers off the event loop.
+"""The SQLite store: one writer with group commit, readers off the event loop.
 
 Every write is a function of a DB-API connection, queued to one writer thread. The writer takes
 everything that arrived while the previous commit ran and runs it in one transaction (group commit),
@@ -6,8 +6,8 @@ with no timer: measured here, a 1-2 ms wait cuts single-connection throughput 6x
 touches SQLite; it awaits futures the writer resolves after COMMIT (so an ACK sent after `await
 store.write(...)` is always after a durable commit).
 
-The interface is `Store` (open/close/write/read/describe) so PostgreSQL can be added for multi-node
-deployments; the SQL of each room (messages, deliveries) is kept to the portable subset.
+The interface is `Store` (`engine.store.base`); PostgreSQL (`engine.store.postgres`) implements it
+for multi-node deployments. The schema is `engine.store.migrations`, applied at open.
 """
 
 from __future__ import annotations
@@ -18,20 +18,19 @@ import queue
 import sqlite3
 import threading
 import time
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 
-from engine.errors import StoreError, StoreFullError
+from engine.errors import MigrationError, StoreError, StoreFullError
+from engine.store import migrations
+from engine.store.base import ReadOp, Store, T, WriteOp
+from engine.store.connection import Dialect
 from engine.store.lock import StoreLock
 
-T = TypeVar("T")
-WriteOp = Callable[[sqlite3.Connection], T]
-"""A unit of work run inside the writer's transaction; it must not commit or roll back itself."""
+__all__ = ["SqliteStore", "Store", "WriteOp"]
 
 DEFAULT_MAX_BATCH = 4096
 """Most operations one group commit may hold; bounds transaction size and latency under backlog."""
@@ -41,49 +40,6 @@ CHECKPOINT_EVERY_SECONDS = 1.0
 """...or this long after the first commit not yet checkpointed, whichever comes first."""
 
 log = structlog.get_logger("yonglink.store")
-
-
-class Store(ABC):
-    """A durable store: `write` ops are committed before their future resolves."""
-
-    @abstractmethod
-    async def open(self, ddl: Sequence[str]) -> None:
-        """Create the database if needed and run the (idempotent) DDL of every room."""
-
-    @abstractmethod
-    async def close(self) -> None:
-        """Finish every queued write, then close."""
-
-    @abstractmethod
-    def write(self, op: WriteOp[T], *, durable: bool = True,
-              one_statement: bool = False) -> asyncio.Future[T]:
-        """Queue `op` for the next group commit; the future resolves after COMMIT (or with StoreError).
-
-        `one_statement=True` promises that `op` writes with a single SQL statement (it may read after
-        it), so when it is alone in its group it can run as its own transaction.
-
-        `durable=True` (what an ACK needs): the commit is on disk, surviving power loss. `durable=False`
-        is for work the engine can redo from durable state (a message's outcome: it stays `received`
-        and is mapped again; delivery bookkeeping: at-least-once): it survives a process crash, and a
-        power loss can only drop a suffix of such commits, never one before a later durable commit.
-        """
-
-    @abstractmethod
-    async def read(self, op: Callable[[sqlite3.Connection], T]) -> T:
-        """Run a read-only `op` on a reader connection, off the event loop."""
-
-    @abstractmethod
-    def describe(self) -> dict[str, Any]:
-        """Type, path and size, for `/status`."""
-
-    @abstractmethod
-    async def check_writable(self) -> bool:
-        """True when a trivial write commits (for `/readyz`)."""
-
-    @property
-    def full(self) -> bool:
-        """True after a commit failed for lack of space, until space is available again."""
-        return False
 
 
 class SqliteStore(Store):
@@ -110,6 +66,10 @@ class SqliteStore(Store):
         self.ops_committed = 0
         self.checkpoints = 0
         self.full_since: float | None = None  # set by the writer on SQLITE_FULL (see `_track_full`)
+
+    @property
+    def dialect(self) -> Dialect:
+        return Dialect.SQLITE
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -140,12 +100,12 @@ class SqliteStore(Store):
         if self.engine_lock:
             self._lock.acquire()
 
-    async def open(self, ddl: Sequence[str]) -> None:
+    async def open(self) -> None:
         self.claim()  # before anything touches the file: a second engine stops here
         _owner_only(self.path)  # raw patient data: the store and its -wal/-shm are private (0600)
         self._loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = self._loop.create_future()
-        self._thread = threading.Thread(target=self._run_writer, args=(list(ddl), ready),
+        self._thread = threading.Thread(target=self._run_writer, args=(ready,),
                                         name="yonglink-store-writer", daemon=True)
         self._thread.start()
         try:
@@ -173,14 +133,17 @@ class SqliteStore(Store):
         self._ops.put((op, fut, durable, one_statement))
         return fut
 
-    def _run_writer(self, ddl: list[str], ready: asyncio.Future[None]) -> None:
+    def _run_writer(self, ready: asyncio.Future[None]) -> None:
         loop = self._loop
         if loop is None:  # open() sets it before starting this thread
             return
         try:
             conn = self._connect()
-            for statement in ddl:
-                conn.executescript(statement)
+            migrations.apply_sqlite(conn)
+        except MigrationError as exc:
+            loop.call_soon_threadsafe(_settle, ready, StoreError(f"cannot open store {self.path}: {exc}"),
+                                      True)
+            return
         except sqlite3.Error as exc:
             loop.call_soon_threadsafe(_settle, ready, StoreError(f"cannot open store {self.path}: {exc}"),
                                       True)
@@ -310,7 +273,7 @@ class SqliteStore(Store):
             self._local.conn = conn
         return conn
 
-    async def read(self, op: Callable[[sqlite3.Connection], T]) -> T:
+    async def read(self, op: ReadOp[T]) -> T:
         def run() -> T:
             try:
                 return op(self._reader())
@@ -338,12 +301,6 @@ class SqliteStore(Store):
         except StoreError:
             return False
         return True
-
-
-CORE_DDL = """
-CREATE TABLE IF NOT EXISTS engine_meta (key TEXT PRIMARY KEY, value TEXT);
-"""
-"""Tables the store itself needs; each room adds its own DDL."""
 
 
 FILE_MODE = 0o600

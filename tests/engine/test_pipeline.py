@@ -12,7 +12,7 @@ from pathlib import Path
 from engine.delivery.outbox import Pending
 from engine.pipeline import Pipeline, Routed, decide
 from engine.store import messages
-from engine.store.sqlite import CORE_DDL, SqliteStore
+from engine.store.sqlite import SqliteStore
 from engine.types import InboundMessage, MessageState, RouteResult, StoredMessage
 
 
@@ -38,7 +38,7 @@ def route(msg: StoredMessage) -> list[RouteResult]:
 async def test_an_overflowing_memory_queue_falls_back_to_the_store_and_maps_each_message_once(
         tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "p.db")
-    await store.open([CORE_DDL, messages.DDL])
+    await store.open()
     recorder = Recorder()
     outcomes: Counter[str] = Counter()
     pipeline = Pipeline(store=store, route=route, deliveries=recorder, queue_size=4, batch=8,
@@ -82,7 +82,7 @@ async def test_a_received_message_nobody_submitted_is_mapped_by_the_periodic_swe
         tmp_path: Path) -> None:
     """Issue #16: a commit callback that failed left messages `received` until a restart."""
     store = SqliteStore(tmp_path / "p.db")
-    await store.open([CORE_DDL, messages.DDL])
+    await store.open()
     pipeline = Pipeline(store=store, route=route, deliveries=Recorder(), sweep_interval=0.05,
                         on_outcome=lambda m, s, r: None)
     pipeline.start()

@@ -12,6 +12,7 @@ import delivery_support as S
 from engine.admin.traffic_history import HOUR, MINUTE, TrafficHistory, read_points, record, roll_up
 from engine.config import Config
 from engine.runtime import Engine
+from engine.store import migrations
 
 CONFIG = """\
 engine:
@@ -81,10 +82,8 @@ async def test_the_history_survives_a_restart_of_the_engine(
 
 
 def test_minutes_older_than_a_day_are_summed_into_hours_and_long_ranges_read_hours() -> None:
-    from engine.admin.traffic_history import DDL
-
     conn = sqlite3.connect(":memory:")
-    conn.execute(DDL)
+    migrations.apply_sqlite(conn)
     old = T0 - 2 * 24 * HOUR
     for i in range(90):  # 1 h 30 min of old minutes, 1 received each
         record(conn, step=MINUTE, at=old + i * MINUTE, received=1, failed=0, dead=i % 2)

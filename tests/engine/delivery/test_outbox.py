@@ -5,11 +5,12 @@ from __future__ import annotations
 import sqlite3
 
 from engine.delivery import outbox
+from engine.store import migrations
 
 
 def fresh() -> sqlite3.Connection:
     conn = sqlite3.connect(":memory:", isolation_level=None)
-    conn.executescript(outbox.DDL)
+    migrations.apply_sqlite(conn)
     return conn
 
 

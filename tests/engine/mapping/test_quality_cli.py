@@ -11,7 +11,7 @@ import pytest
 from engine.cli import main
 from engine.mapping import build_router
 from engine.mapping.quality import dataset_fields, from_store, table
-from engine.store import messages
+from engine.store import messages, migrations
 from engine.types import HL7V2, InboundMessage, MessageState, StoredMessage
 
 SAMPLE = Path("tests/samples/adt_a01_v251_utf8.hl7")
@@ -22,7 +22,7 @@ def fill_store(path: Path) -> None:
     """A store holding two mapped messages' results, as the pipeline records them."""
     router = build_router(sorted(Path("mappings").glob("*.yaml")))
     conn = sqlite3.connect(path)
-    conn.executescript(messages.DDL)
+    migrations.apply_sqlite(conn)
     for raw, facility in ((SAMPLE.read_bytes(), "NBDYYY"), (BAD, "NBX")):
         inbound = InboundMessage(channel="c", raw=raw, content_type=HL7V2, received_at=1.7e9,
                                  sending_facility=facility)

@@ -23,7 +23,7 @@ from engine.mapping import load_router
 from engine.mapping.formats import BEIJING
 from engine.pipeline import decide
 from engine.quality import bulletin, dataset_fields, month_bounds, route_fields, to_csv, to_html
-from engine.store import messages
+from engine.store import messages, migrations
 from engine.types import HL7V2, InboundMessage, MessageState, StoredMessage
 
 ROUTE = """\
@@ -116,7 +116,7 @@ def project(tmp_path: Path) -> Path:
     )
     router = load_router(load_config(tmp_path / "config.yaml"))
     conn = sqlite3.connect(tmp_path / "y.db")
-    conn.executescript(messages.DDL)
+    migrations.apply_sqlite(conn)
     for when, facility, raw in TRAFFIC:
         received = at(when)
         inbound = InboundMessage(

@@ -13,8 +13,7 @@ import pytest
 
 from engine.config import Config
 from engine.runtime import Engine
-from engine.store import messages
-from engine.store.sqlite import CORE_DDL, SqliteStore
+from engine.store.sqlite import SqliteStore
 
 
 @pytest.fixture
@@ -34,7 +33,7 @@ def mode(path: Path) -> int:
 async def test_the_sqlite_database_and_its_wal_and_shm_are_created_0600(tmp_path: Path,
                                                                           open_umask: None) -> None:
     store = SqliteStore(tmp_path / "e.db")
-    await store.open([CORE_DDL, messages.DDL])
+    await store.open()
     try:
         await store.write(lambda c: c.execute("INSERT INTO engine_meta VALUES ('k', 'v')"))
         files = [tmp_path / name for name in ("e.db", "e.db-wal", "e.db-shm")]
@@ -48,7 +47,7 @@ async def test_a_database_an_older_version_left_0644_is_tightened_to_0600(tmp_pa
     path = tmp_path / "old.db"
     path.touch(mode=0o644)
     store = SqliteStore(path)
-    await store.open([CORE_DDL])
+    await store.open()
     await store.close()
     assert mode(path) == 0o600
 

@@ -6,9 +6,8 @@ import asyncio
 import time
 from pathlib import Path
 
-from engine.store import messages
 from engine.store.ingest import IngestBatcher
-from engine.store.sqlite import CORE_DDL, SqliteStore
+from engine.store.sqlite import SqliteStore
 from engine.types import Acceptance, InboundMessage
 
 
@@ -16,7 +15,7 @@ async def test_a_callback_that_raises_does_not_stop_the_others_of_its_commit(tmp
     """Issue #16: an ACK that could not be built (MSH-18 `idna`) raised inside the commit callback and
     the 27 other connections of that group commit never got their ACK."""
     store = SqliteStore(tmp_path / "i.db")
-    await store.open([CORE_DDL, messages.DDL])
+    await store.open()
     batcher = IngestBatcher(store, dedupe_window=60)
     landed: list[str] = []
     done = asyncio.get_running_loop().create_future()

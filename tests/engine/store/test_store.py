@@ -13,7 +13,7 @@ import pytest
 
 from engine.errors import StoreError
 from engine.store import messages
-from engine.store.sqlite import CORE_DDL, SqliteStore
+from engine.store.sqlite import SqliteStore
 from engine.types import InboundMessage, MessageState, RouteResult
 
 RAW = b"MSH|^~\\&|HIS|NBH|PLAT|NB|20240101120000||ADT^A01|C1|P|2.5.1\rPID|1||123\r"
@@ -28,7 +28,7 @@ def inbound(control_id: str, *, facility: str = "NBH", at: float | None = None) 
 @pytest.fixture
 async def store(tmp_path: Path):  # type: ignore[no-untyped-def]
     s = SqliteStore(tmp_path / "s.db")
-    await s.open([CORE_DDL, messages.DDL])
+    await s.open()
     yield s
     await s.close()
 
@@ -75,9 +75,9 @@ async def test_one_failing_op_fails_alone_and_its_batch_neighbours_commit(store:
 
 async def test_a_full_store_refuses_the_write_with_store_error(tmp_path: Path) -> None:
     """max_size caps the database: a write past it fails (so the channel must not ACK positively)."""
-    s = SqliteStore(tmp_path / "small.db", max_size=64 * 1024)
-    await s.open([CORE_DDL, messages.DDL])
-    big = InboundMessage(channel="c", raw=b"x" * 100_000, content_type="t", received_at=time.time())
+    s = SqliteStore(tmp_path / "small.db", max_size=256 * 1024)
+    await s.open()
+    big = InboundMessage(channel="c", raw=b"x" * 400_000, content_type="t", received_at=time.time())
     with pytest.raises(StoreError, match="full"):
         await s.write(lambda c: messages.insert(c, big, dedupe_window=0))
     await s.close()
@@ -164,7 +164,7 @@ async def test_the_writer_checkpoints_the_wal_itself_by_count_and_by_time(tmp_pa
     from engine.store.sqlite import CHECKPOINT_EVERY_COMMITS, CHECKPOINT_EVERY_SECONDS
 
     s = SqliteStore(tmp_path / "ck.db")
-    await s.open([CORE_DDL, messages.DDL])
+    await s.open()
     try:
         for i in range(CHECKPOINT_EVERY_COMMITS):
             await s.write(lambda c, i=i: messages.insert(c, inbound(f"K{i}"), dedupe_window=60))
