@@ -1,4 +1,4 @@
-"""Fixtures of the cluster stories: a private PostgreSQL for the session, an HTTP sink, three nodes."""
+"""Fixtures of the cluster stories: the session's private PostgreSQL, an HTTP sink, three nodes."""
 
 from __future__ import annotations
 
@@ -12,19 +12,19 @@ from cluster_story import CLUSTER_SETTINGS, missing
 from delivery_support import Sink
 
 
-@pytest.fixture(scope="session")
-def private_postgres() -> Iterator[Any]:
+@pytest.fixture
+def cluster_postgres(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The session's private PostgreSQL (tests/conftest.py `postgres_server`), running again after the
+    test even if the test stopped it and failed before starting it."""
     reason = missing()
     if reason:
         pytest.skip(reason)
-    from postgres import PrivatePostgres
-
-    server = PrivatePostgres()
+    server = request.getfixturevalue("postgres_server")
     try:
-        server.start()
         yield server
     finally:
-        server.close()
+        if not server.accepting():
+            server.start()
 
 
 @pytest.fixture
@@ -37,18 +37,20 @@ async def sink() -> AsyncIterator[Sink]:
 
 
 @pytest.fixture
-def make_cluster(tmp_path: Path, private_postgres: Any) -> Iterator[Any]:
+def make_cluster(tmp_path: Path, cluster_postgres: Any) -> Iterator[Any]:
     """Build (not start) three nodes on a fresh database with short leases; closed after the test."""
     made: list[Cluster] = []
 
     def make(body: str, *, nodes: int = 3) -> Cluster:
-        dsn = private_postgres.create_database()
+        dsn = cluster_postgres.create_database()
         cluster = Cluster(tmp_path / f"cluster{len(made)}", nodes=nodes, store=POSTGRES_STORE,
                           engine=CLUSTER_SETTINGS, body=body, env={"YONGLINK_PG_DSN": dsn},
-                          postgres=private_postgres)
+                          postgres=cluster_postgres)
         made.append(cluster)
         return cluster
 
     yield make
     for cluster in made:
         cluster.close()
+        if cluster_postgres.accepting():
+            cluster_postgres.drop_database(cluster.dsn)

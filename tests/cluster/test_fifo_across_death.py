@@ -21,7 +21,7 @@ from cluster import Cluster, Node, adt, send_load
 from cluster_story import LEASE, person_route_to_sink
 from delivery_support import Sink, wait_for
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.postgres]
 
 PATIENTS = 4
 PER_PATIENT = 60

@@ -19,7 +19,7 @@ from cluster import send_load
 from cluster_story import LEASE, person_route_to_sink
 from delivery_support import Sink, wait_for
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.postgres]
 
 MESSAGES = 300
 KILL_AFTER = 80

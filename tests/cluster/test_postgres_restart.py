@@ -17,7 +17,7 @@ from cluster import send_load
 from cluster_story import person_route_to_sink
 from delivery_support import Sink, wait_for
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.postgres]
 
 MESSAGES = 300
 RESTART_AFTER = 60
