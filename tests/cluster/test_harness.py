@@ -73,3 +73,40 @@ async def test_a_killed_node_is_taken_out_and_comes_back_after_a_restart_on_its_
     await two_nodes.start_node(node1)
     await asyncio.to_thread(two_nodes.haproxy.wait_state, "node1", "UP")
     assert node1.admin("/readyz")["ready"] is True
+
+
+async def test_a_hung_node_is_taken_out_and_the_senders_it_held_go_on_through_the_others(
+        two_nodes: Cluster) -> None:
+    """SIGSTOP: the process lives and keeps its sockets; `/readyz` times out, HAProxy marks it DOWN and
+    closes the MLLP connections it held (`on-marked-down shutdown-sessions`), senders resend elsewhere."""
+    node1, node2 = two_nodes.nodes
+    ids = [f"G{i}" for i in range(120)]
+    enough = asyncio.Event()
+    load = asyncio.create_task(send_load(two_nodes.haproxy.mllp_port, ids, connections=4, started=enough,
+                                         after=20))
+    await asyncio.wait_for(enough.wait(), 30)
+    two_nodes.hang(node1)
+    try:
+        await asyncio.to_thread(two_nodes.haproxy.wait_state, "node1", "DOWN")
+        outcome = await asyncio.wait_for(load, 60)
+    finally:
+        two_nodes.hang(node1, resume=True)
+
+    assert sorted(outcome.acked) == sorted(ids), two_nodes.log_tails()
+    assert outcome.lost > 0, "the hung node held connections with frames in flight"
+    assert set(ids) - stored_control_ids(node1) <= stored_control_ids(node2)
+
+
+async def test_a_haproxy_restart_mid_load_costs_resends_not_messages(two_nodes: Cluster) -> None:
+    ids = [f"P{i}" for i in range(120)]
+    enough = asyncio.Event()
+    load = asyncio.create_task(send_load(two_nodes.haproxy.mllp_port, ids, connections=4, started=enough,
+                                         after=30))
+    await asyncio.wait_for(enough.wait(), 30)
+    await asyncio.to_thread(two_nodes.haproxy.stop)  # SIGKILL: every connection through it drops
+    await asyncio.to_thread(two_nodes.haproxy.start)
+    outcome = await asyncio.wait_for(load, 60)
+
+    assert sorted(outcome.acked) == sorted(ids) and outcome.lost > 0
+    stored = [stored_control_ids(n) for n in two_nodes.nodes]
+    assert set(ids) <= stored[0] | stored[1]

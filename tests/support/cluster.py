@@ -147,6 +147,12 @@ class Cluster:
             os.killpg(node.proc.pid, signal.SIGKILL)
         node.proc.wait(10)
 
+    def hang(self, node: Node, *, resume: bool = False) -> None:
+        """SIGSTOP the node's process group (alive, holding its sockets and sessions, answering nothing),
+        or SIGCONT it again with `resume`."""
+        if node.proc is not None:
+            os.killpg(node.proc.pid, signal.SIGCONT if resume else signal.SIGSTOP)
+
     async def stop_node(self, node: Node) -> None:
         """SIGTERM: the node's orderly stop (channels first, commits in flight finish)."""
         if node.proc is None or node.proc.poll() is not None:
@@ -179,7 +185,7 @@ class Cluster:
 
     def close(self) -> None:
         for node in self.nodes:
-            self.kill(node)
+            self.kill(node)  # SIGKILL also ends a stopped (hung) process
         self.haproxy.stop()
 
     def log_tails(self, lines: int = 15) -> str:
