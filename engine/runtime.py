@@ -122,6 +122,11 @@ class Engine:
         return self._live.router
 
     @property
+    def stopped(self) -> bool:
+        """True once `stop()` has finished."""
+        return self._stopped.is_set()
+
+    @property
     def live(self) -> LiveState:
         return self._live
 

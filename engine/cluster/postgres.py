@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import os
 import socket
@@ -65,6 +66,7 @@ class PostgresCluster(Cluster):
         self._state = NodeState.STARTING
         self._started_at = time.time()
         self._nodes: list[NodeInfo] = []
+        self._listed_at = time.monotonic()  # when `_nodes` was read: their ages grow from there
         self._beat_task: asyncio.Task[None] | None = None
         self._listen_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -158,6 +160,7 @@ class PostgresCluster(Cluster):
                     for fn in self._on_orphans:
                         fn()
             self._nodes = await nodes.listing(conn, forget_after=self.lease * FORGET_AFTER_LEASES)
+            self._listed_at = time.monotonic()
             self.beats += 1
         except asyncio.CancelledError:
             raise
@@ -273,7 +276,8 @@ class PostgresCluster(Cluster):
     # --- status ------------------------------------------------------------------------------------
 
     def describe(self) -> dict[str, Any]:
-        listed = {n.id: n for n in self._nodes}
+        since = time.monotonic() - self._listed_at
+        listed = {n.id: dataclasses.replace(n, heartbeat_age=n.heartbeat_age + since) for n in self._nodes}
         listed[self.node_id] = self._me()  # this node as it is now, not as of its last heartbeat
         return {"node_id": self.node_id, "backend": "postgres", "heartbeat": self.heartbeat,
                 "lease": self.lease, "listening": self.listening.is_set(),

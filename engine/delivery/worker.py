@@ -366,6 +366,8 @@ class DestinationWorker:
             while self._store_backoff.blocked(self.store.full) and not self._stopping:
                 await self._store_backoff.wait()
             for row in run:
+                if self.may_send is not None and not self.may_send():
+                    break  # another node sends this destination now: its order is theirs to keep
                 if row.next_attempt_at > time.time() or not await self._deliver([row], recorded=True):
                     break
         finally:

@@ -1,0 +1,62 @@
+"""Engine nodes on one PostgreSQL, in this process (engine/cluster/ tests): start a node with its own id,
+store and cluster; commit routed records and hand them over as the pipeline does.
+
+A node "dies" with `die()`: its cluster connections close without releasing leases or marking the node
+stopped (what `kill -9` leaves), then the rest of the engine stops. The 3-node stories with real
+processes, HAProxy and `kill -9` are tests/cluster/ (clustertest).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from engine.cluster.leases import with_session_options
+from engine.cluster.postgres import PostgresCluster
+from engine.config import Config
+from engine.runtime import Engine
+from engine.store import messages
+from engine.types import HL7V2, InboundMessage, RouteResult
+
+
+async def start_node(config: Config, dsn: str, node_id: str) -> Engine:
+    """An engine that is node `node_id` of the cluster on `dsn` (heartbeat and lease from the config)."""
+    from engine.store.postgres import PostgresStore
+
+    cl = config.engine.cluster
+    store = PostgresStore(with_session_options(dsn, node_id, cl.lease))
+    cluster = PostgresCluster(node_id=node_id, dsn=dsn, heartbeat=cl.heartbeat, lease=cl.lease)
+    engine = Engine(config, store=store, cluster=cluster)
+    await engine.start()
+    return engine
+
+
+async def die(engine: Engine) -> None:
+    """The node stops being part of the cluster at once and leaves its leases to expire."""
+    cluster = engine.cluster
+    if not isinstance(cluster, PostgresCluster):
+        raise TypeError("die() is for PostgreSQL nodes")
+    await cluster.abandon()
+    await engine.stop()
+
+
+async def queue_routed(engine: Engine, records: Sequence[dict[str, Any]], destination: str) -> list[str]:
+    """Commit messages with routed records and their delivery rows in one transaction, then hand the rows
+    over, exactly as the pipeline does (`record_many`, then `hand_over` after the commit); message ids."""
+    now = time.time()
+
+    def op(conn: Any) -> tuple[list[str], Any]:
+        ids, routed = [], []
+        for rec in records:
+            acc = messages.insert(conn, InboundMessage(channel="lab", raw=b"MSH|^~\\&|LIS|NBH\r",
+                                                       content_type=HL7V2, received_at=now), dedupe_window=0)
+            stored = messages.get(conn, acc.message_id)
+            ids.append(acc.message_id)
+            routed.append((stored, [RouteResult(route_id="r", dataset="person", record=rec,
+                                                destinations=(destination,))]))
+        return ids, engine.delivery.record_many(conn, routed, now)
+
+    ids, rows = await engine.store.write(op)
+    engine.delivery.hand_over(rows)
+    return ids
