@@ -27,6 +27,7 @@ from referencing import Registry, Resource
 
 from engine.errors import ConfigError
 from engine.resources import DATASET_SCHEMAS_DIR, SCHEMAS_DIR, TABLES_DIR
+from engine.store.connection import Dialect
 
 DEFAULT_TABLES_DIR = TABLES_DIR
 """Code tables used when `engine.tables` is not set (package data, engine/resources.py)."""
@@ -88,7 +89,10 @@ class StoreConfig:
     """`engine.store`: where and how messages are made durable."""
 
     path: Path
-    type: str = "sqlite"
+    backend: Dialect = Dialect.SQLITE
+    """The database: an SQLite file at `path`, or PostgreSQL at `dsn` (several nodes may share it)."""
+    dsn: str | None = None
+    readers: int = 2
     dedupe_window: float = DEFAULT_DEDUPE_WINDOW
     max_size: int | None = None
     retention_days: float = DEFAULT_RETENTION_DAYS
@@ -441,6 +445,27 @@ def content_version(text: str, routes: Sequence[Path], tables_dir: Path) -> str:
     return digest.hexdigest()[:12]
 
 
+_SQLITE_ONLY = ("path", "max_size", "type")
+"""`engine.store` keys that mean nothing to PostgreSQL (its size is the database administrator's)."""
+
+
+def _check_store_keys(st: Mapping[str, Any], backend: Dialect, lines: Mapping[KeyPath, int],
+                      file: str) -> None:
+    """`engine.store` keys that contradict the backend: a clear error rather than a key silently ignored."""
+    def fail(key: str, message: str) -> None:
+        raise ConfigError(message, file=file, key=f"engine.store.{key}",
+                          line=_nearest_line(lines, ("engine", "store", key)))
+
+    if backend is Dialect.POSTGRES:
+        if not st.get("dsn"):
+            fail("backend", "backend postgres needs engine.store.dsn (e.g. dsn: ${YONGLINK_PG_DSN})")
+        for key in _SQLITE_ONLY:
+            if key in st:
+                fail(key, f"{key} is for backend sqlite; backend postgres uses dsn")
+    elif "dsn" in st:
+        fail("dsn", "dsn is for backend postgres; set engine.store.backend: postgres, or use path for sqlite")
+
+
 def _engine_section(eng: Mapping[str, Any], base: Path, lines: Mapping[KeyPath, int],
                     file: str) -> EngineSection:
     def located(fn: Any, value: Any, *path: str) -> Any:
@@ -451,9 +476,13 @@ def _engine_section(eng: Mapping[str, Any], base: Path, lines: Mapping[KeyPath, 
                               line=_nearest_line(lines, ("engine", *path))) from None
 
     st = eng.get("store", {}) or {}
+    backend = Dialect(st.get("backend", st.get("type", "sqlite")))
+    _check_store_keys(st, backend, lines, file)
     store = StoreConfig(
         path=base / st.get("path", "var/yonglink.db"),
-        type=st.get("type", "sqlite"),
+        backend=backend,
+        dsn=st.get("dsn"),
+        readers=int(st.get("readers", 2)),
         dedupe_window=located(parse_duration, st.get("dedupe_window", DEFAULT_DEDUPE_WINDOW),
                               "store", "dedupe_window"),
         max_size=located(parse_size, st["max_size"], "store", "max_size") if "max_size" in st else None,

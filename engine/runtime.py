@@ -35,8 +35,9 @@ from engine.quality.service import QualityReports
 from engine.reload import ReloadResult
 from engine.store import messages
 from engine.store.access_audit import AccessAudit
+from engine.store.backends import build_store
+from engine.store.base import Store
 from engine.store.ingest import IngestBatcher
-from engine.store.sqlite import SqliteStore, Store
 from engine.types import ChannelState, MessageState, RouteResult, StoredMessage
 
 if TYPE_CHECKING:
@@ -68,8 +69,7 @@ class Engine:
         from engine.mapping import load_router  # the mapping room; heavy imports kept off CLI start-up
 
         self.metrics = Metrics()
-        self.store: Store = store or SqliteStore(config.engine.store.path,
-                                                 max_size=config.engine.store.max_size)
+        self.store: Store = store or build_store(config.engine.store)
         self.cluster: Cluster = cluster or self._cluster(config)
         self._live = LiveState(config=config, router=load_router(config, metrics=self.metrics))
         config_dir = config.file.resolve().parent

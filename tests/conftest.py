@@ -95,3 +95,17 @@ def pg_dsn(postgres_server: Any) -> Iterator[str]:
     finally:
         if postgres_server.accepting():
             postgres_server.drop_database(dsn)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Any]:
+    """Makes an unopened store of each backend in turn (the store contract runs on both): SQLite in
+    tmp_path, or PostgreSQL in a fresh database of the private server. Calling it again gives a second
+    store on the same database (a restart)."""
+    from engine.store.postgres import PostgresStore
+    from engine.store.sqlite import SqliteStore
+
+    if request.param == "sqlite":
+        return lambda: SqliteStore(tmp_path / "store.db")
+    dsn = request.getfixturevalue("pg_dsn")
+    return lambda: PostgresStore(dsn)

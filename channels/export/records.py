@@ -42,8 +42,8 @@ class Written:
 def collect(conn: Connection, destination: str, rows: Sequence[Collected], now: float) -> None:
     """Keep records for the period holding `now` (a delivery id seen before is ignored)."""
     conn.executemany(
-        "INSERT OR IGNORE INTO export_records (destination, delivery_id, dataset, org, collected_at, payload)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO export_records (destination, delivery_id, dataset, org, collected_at, payload)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (destination, delivery_id) DO NOTHING",
         [(destination, r.delivery_id, r.dataset, r.org, now, r.payload) for r in rows])
 
 
@@ -114,8 +114,11 @@ def mark_written(conn: Connection, destination: str, start: float, end: float,
                  files: Sequence[Written], now: float, *, advance_to: float | None) -> None:
     """After the records are marked: list the period's files and move the cursor past it."""
     conn.executemany(
-        "INSERT OR REPLACE INTO export_files (destination, dataset, org, period_start, period_end, file,"
-        " records, sha256, written_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO export_files (destination, dataset, org, period_start, period_end, file,"
+        " records, sha256, written_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (destination, dataset, org, period_start) DO UPDATE SET"
+        " period_end = excluded.period_end, file = excluded.file, records = excluded.records,"
+        " sha256 = excluded.sha256, written_at = excluded.written_at",
         [(destination, f.dataset, f.org, start, end, f.file, f.records, f.sha256, now) for f in files])
     if advance_to is not None:
         set_cursor(conn, destination, advance_to)

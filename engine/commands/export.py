@@ -50,10 +50,10 @@ async def _replay(config: Any, dest: Any, when: str) -> int:
     from channels.export.exporter import PeriodExporter
     from engine.datasets.registry import DatasetRegistry
     from engine.delivery.service import resolve_paths
-    from engine.store.sqlite import SqliteStore
+    from engine.store.backends import build_store
 
     settings = resolve_paths(dest.settings, config.file.resolve().parent)
-    store = SqliteStore(config.engine.store.path, engine_lock=False)  # beside a running engine
+    store = build_store(config.engine.store, engine_lock=False)  # beside a running engine
     await store.open()
     try:
         registry = DatasetRegistry.load(config.engine.schemas_dir)

@@ -49,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
         runner: Any = uvloop.run
     except ImportError:  # uvloop is optional (not on Windows)
         runner = asyncio.run
-    from engine.store.sqlite import SqliteStore
+    from engine.store.backends import build_store
 
-    store = SqliteStore(config.engine.store.path, max_size=config.engine.store.max_size)
+    store = build_store(config.engine.store)
     try:
         store.claim()  # first: a second engine on this store exits before loading routes and schemas
         from engine.runtime import Engine

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from engine.delivery.outbox import Pending, add_dead_letter, owned
+from engine.delivery.outbox import ATTEMPT_REPLACES, Pending, add_dead_letter, owned
 from engine.store.connection import Connection
 from engine.types import DeadLetterKind
 
@@ -27,8 +27,9 @@ def _expire(conn: Connection, row: Pending, *, now: float, error: str) -> bool:
     if cur.rowcount == 0:
         return False
     # the path's closing step: numbered after the real attempts, result `dead`, no request was made
-    conn.execute("INSERT OR REPLACE INTO delivery_attempts (delivery_id, attempt, at, result, error)"
-                 " VALUES (?,?,?,'dead',?)", (row.id, row.attempts + 1, now, error[:500]))
+    conn.execute("INSERT INTO delivery_attempts (delivery_id, attempt, at, result, error, response)"
+                 " VALUES (?,?,?,'dead',?,NULL)" + ATTEMPT_REPLACES,
+                 (row.id, row.attempts + 1, now, error[:500]))
     add_dead_letter(conn, kind=DeadLetterKind.DELIVERY, message_id=row.message_id, error=error[:2000],
                     now=now, channel=row.channel, destination=row.destination, route_id=row.route_id,
                     dataset=row.dataset, delivery_id=row.id, attempts=row.attempts,

@@ -20,6 +20,10 @@ from engine.types import DeadLetterKind, DeliveryState
 
 # Tables: deliveries, delivery_attempts, dead_letters, dlq_audit (engine/store/migrations/0001_schema.*.sql).
 
+ATTEMPT_REPLACES = (" ON CONFLICT (delivery_id, attempt) DO UPDATE SET at = excluded.at,"
+                    " result = excluded.result, error = excluded.error, response = excluded.response")
+"""An attempt logged again replaces the earlier row (SQLite and PostgreSQL alike); every column is given."""
+
 _DELIVERY_COLUMNS = ("seq, id, message_id, destination, route_id, dataset, channel, attempts, created_at, "
                      "first_attempt_at, order_value, content_type, payload, next_attempt_at")
 _DEAD_COLUMNS = ("id, kind, message_id, channel, destination, route_id, dataset, delivery_id, attempts, "
@@ -223,8 +227,9 @@ def claim_heads(conn: Connection, destination: str, window: int,
 def _log_attempt(conn: Connection, delivery_id: str, attempt: int, now: float, result: str,
                  error: str | None, response: str | None) -> None:
     """One row per attempt, so a message's path shows every try with its time and outcome."""
-    conn.execute("INSERT OR REPLACE INTO delivery_attempts"
-                 " (delivery_id, attempt, at, result, error, response) VALUES (?,?,?,?,?,?)",
+    conn.execute("INSERT INTO delivery_attempts"
+                 " (delivery_id, attempt, at, result, error, response) VALUES (?,?,?,?,?,?)"
+                 + ATTEMPT_REPLACES,
                  (delivery_id, attempt, now, result, error[:500] if error else None,
                   response[:500] if response else None))
 
@@ -250,8 +255,9 @@ def mark_sent_many(conn: Connection, sent: Sequence[tuple[str, int, str]], *, no
         for delivery_id, attempts, response in chunk:
             log_values += (delivery_id, attempts, now, response[:500] or None)
             upd_values += (delivery_id, attempts, response[:2000])
-        conn.execute("INSERT OR REPLACE INTO delivery_attempts (delivery_id, attempt, at, result, response)"
-                     " VALUES " + ",".join(["(?,?,?,'sent',?)"] * len(chunk)), log_values)
+        conn.execute("INSERT INTO delivery_attempts (delivery_id, attempt, at, result, error, response)"
+                     " VALUES " + ",".join(["(?,?,?,'sent',NULL,?)"] * len(chunk)) + ATTEMPT_REPLACES,
+                     log_values)
         conn.execute("WITH v(id, attempts, response) AS (VALUES " + ",".join(["(?,?,?)"] * len(chunk)) + ")"
                      " UPDATE deliveries SET state = 'sent', attempts = v.attempts, last_attempt_at = ?,"
                      " first_attempt_at = coalesce(first_attempt_at, ?), last_response = v.response,"

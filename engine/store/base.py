@@ -36,6 +36,10 @@ class Store(ABC):
         """Create the database if needed and apply the pending schema migrations
         (`engine.store.migrations`)."""
 
+    def claim(self) -> None:  # noqa: B027 - optional hook
+        """Take what makes this engine the only one on the store, where the backend has such a thing
+        (SQLite: the one-engine lock, raising StoreError naming the holder); nothing by default."""
+
     @abstractmethod
     async def close(self) -> None:
         """Finish every queued write, then close."""

@@ -20,6 +20,7 @@ from typing import Any, cast
 import orjson
 
 from engine.ids import new_id
+from engine.store import pg_inserts
 from engine.store.connection import Connection, Dialect, dialect_of
 from engine.types import Acceptance, InboundMessage, MessageState
 
@@ -170,7 +171,11 @@ class InsertPlan:
         return self._skipped(conn)
 
     def _run_postgres(self, conn: Connection) -> dict[int, str]:
-        raise NotImplementedError("PostgreSQL inserts come with the PostgreSQL store")
+        """The duplicate check as a constraint across nodes (engine/store/pg_inserts.py)."""
+        skipped, flagged = pg_inserts.run(conn, self.rows, self.dedupe_window)
+        if flagged:
+            self.reused.update(n for n, row in enumerate(self.rows) if row[0] in flagged)
+        return skipped
 
     def _skipped(self, conn: sqlite3.Connection) -> dict[int, str]:
         ids = [row[0] for row in self.rows]

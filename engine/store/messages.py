@@ -36,6 +36,11 @@ __all__ = ["NO_ROUTE", "REUSED", "InsertPlan", "MessageQuery", "insert", "insert
 """The write side (`insert`, `InsertPlan`...) lives in `engine.store.inserts`; re-exported here."""
 
 
+_RESULT_REPLACES = (" ON CONFLICT (message_id, route_id) DO UPDATE SET dataset = excluded.dataset,"
+                    " record = excluded.record, filtered = excluded.filtered, error = excluded.error,"
+                    " created_at = excluded.created_at")
+"""A route's result recorded again replaces the earlier one (SQLite and PostgreSQL alike)."""
+
 def record_outcome(conn: Connection, message_id: str, state: MessageState, error: str | None,
                    results: Sequence[RouteResult], *, now: float | None = None) -> bool:
     """Set the processed state and keep each route's result; False if it was already processed.
@@ -69,9 +74,9 @@ def record_outcomes(conn: Connection,
                 for message_id, _, _, results in chunk if message_id in done for r in results]
         for at in range(0, len(rows), _OUTCOME_CHUNK):
             part = rows[at:at + _OUTCOME_CHUNK]
-            conn.execute("INSERT OR REPLACE INTO results (message_id, route_id, dataset, record, filtered,"
-                         " error, created_at) VALUES " + ",".join(["(?,?,?,?,?,?,?)"] * len(part)),
-                         [v for row in part for v in row])
+            conn.execute("INSERT INTO results (message_id, route_id, dataset, record, filtered,"
+                         " error, created_at) VALUES " + ",".join(["(?,?,?,?,?,?,?)"] * len(part))
+                         + _RESULT_REPLACES, [v for row in part for v in row])
         recorded |= done
     return recorded
 

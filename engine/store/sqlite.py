@@ -297,7 +297,8 @@ class SqliteStore(Store):
     async def check_writable(self) -> bool:
         try:
             await self.write(lambda conn: conn.execute(
-                "INSERT OR REPLACE INTO engine_meta(key, value) VALUES ('ready_probe', datetime('now'))"))
+                "INSERT INTO engine_meta (key, value) VALUES ('ready_probe', datetime('now'))"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value"))
         except StoreError:
             return False
         return True

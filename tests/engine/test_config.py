@@ -141,7 +141,8 @@ def test_an_unknown_key_like_no_other_lists_the_allowed_ones(tmp_path: Path) -> 
     err = error_of(tmp_path, MINIMAL.replace("    path: var/test.db\n",
                                              "    path: var/test.db\n    zzz: 1\n"))
     assert (err.line, err.key) == (4, "engine.store.zzz")
-    assert "unknown key (allowed: dedupe_window, max_size, path, retention_days, type)" in str(err)
+    assert ("unknown key (allowed: backend, dedupe_window, dsn, max_size, path, readers, retention_days,"
+            " type)") in str(err)
 
 
 def test_a_misspelt_value_suggests_the_closest_allowed_one(tmp_path: Path) -> None:
@@ -219,3 +220,39 @@ def test_a_channel_naming_an_unknown_route_suggests_the_closest(tmp_path: Path) 
     err = caught.value
     assert (err.file, err.line) == (str(tmp_path / "config.yaml"), 10)
     assert "channel 'his-adt' names unknown route 'adt_persn', did you mean adt_person?" in str(err)
+
+
+# --- engine.store.backend ------------------------------------------------------------------------------
+
+
+def test_a_postgres_store_takes_its_dsn_from_the_environment(tmp_path: Path) -> None:
+    store_section = "    backend: postgres\n    dsn: ${YONGLINK_PG_DSN}\n    readers: 4\n"
+    file = write(tmp_path, MINIMAL.replace("    path: var/test.db\n", store_section))
+    config = load_config(file, env={"YONGLINK_PG_DSN": "postgresql://yl@db.example/yonglink"})
+    store = config.engine.store
+    assert (store.backend.value, store.dsn, store.readers) == (
+        "postgres", "postgresql://yl@db.example/yonglink", 4)
+
+
+def test_the_store_backend_is_sqlite_unless_told(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL), env={})
+    assert config.engine.store.backend.value == "sqlite" and config.engine.store.dsn is None
+
+
+@pytest.mark.parametrize(("old", "new", "line", "key", "hint"), [
+    ("    path: var/test.db\n", "    backend: postgres\n", 3, "engine.store.backend",
+     "backend postgres needs engine.store.dsn"),
+    ("    path: var/test.db\n", "    backend: postgres\n    dsn: postgresql:///y\n    max_size: 1GiB\n", 5,
+     "engine.store.max_size", "max_size is for backend sqlite; backend postgres uses dsn"),
+    ("    path: var/test.db\n", "    backend: postgres\n    dsn: postgresql:///y\n    path: y.db\n", 5,
+     "engine.store.path", "path is for backend sqlite"),
+    ("    path: var/test.db\n", "    path: var/test.db\n    dsn: postgresql:///y\n", 4, "engine.store.dsn",
+     "dsn is for backend postgres; set engine.store.backend: postgres"),
+    ("    path: var/test.db\n", "    backend: postgress\n", 3, "engine.store.backend",
+     "'postgress' is not allowed, did you mean postgres?"),
+])
+def test_store_keys_that_contradict_the_backend_are_named_with_their_line(
+        tmp_path: Path, old: str, new: str, line: int, key: str, hint: str) -> None:
+    err = error_of(tmp_path, MINIMAL.replace(old, new))
+    assert (err.line, err.key) == (line, key)
+    assert hint in str(err)

@@ -13,6 +13,8 @@ import pytest
 
 from engine.errors import StoreError
 from engine.store import messages
+from engine.store.base import Store
+from engine.store.connection import Dialect
 from engine.store.sqlite import SqliteStore
 from engine.types import InboundMessage, MessageState, RouteResult
 
@@ -26,14 +28,15 @@ def inbound(control_id: str, *, facility: str = "NBH", at: float | None = None) 
 
 
 @pytest.fixture
-async def store(tmp_path: Path):  # type: ignore[no-untyped-def]
-    s = SqliteStore(tmp_path / "s.db")
+async def store(new_store: Callable[[], Store]):  # type: ignore[no-untyped-def]
+    """An open store of each backend (tests/conftest.py `new_store`): the contract holds on both."""
+    s = new_store()
     await s.open()
     yield s
     await s.close()
 
 
-async def test_concurrent_writes_are_grouped_into_few_commits_and_all_stored(store: SqliteStore) -> None:
+async def test_concurrent_writes_are_grouped_into_few_commits_and_all_stored(store: Store) -> None:
     """500 concurrent inserts all commit, in fewer transactions than inserts (group commit)."""
     accs = await asyncio.gather(*[store.write(lambda c, i=i: messages.insert(c, inbound(f"M{i}"),
                                                                                dedupe_window=60))
@@ -44,7 +47,7 @@ async def test_concurrent_writes_are_grouped_into_few_commits_and_all_stored(sto
     assert count == 500
 
 
-async def test_same_facility_and_control_id_within_window_is_a_duplicate(store: SqliteStore) -> None:
+async def test_same_facility_and_control_id_within_window_is_a_duplicate(store: Store) -> None:
     first = await store.write(lambda c: messages.insert(c, inbound("X1"), dedupe_window=60))
     again = await store.write(lambda c: messages.insert(c, inbound("X1"), dedupe_window=60))
     other_facility = await store.write(lambda c: messages.insert(c, inbound("X1", facility="OTHER"),
@@ -53,13 +56,13 @@ async def test_same_facility_and_control_id_within_window_is_a_duplicate(store: 
     assert not other_facility.duplicate
 
 
-async def test_a_repeat_outside_the_window_is_stored_again(store: SqliteStore) -> None:
+async def test_a_repeat_outside_the_window_is_stored_again(store: Store) -> None:
     await store.write(lambda c: messages.insert(c, inbound("OLD", at=time.time() - 120), dedupe_window=60))
     later = await store.write(lambda c: messages.insert(c, inbound("OLD"), dedupe_window=60))
     assert not later.duplicate
 
 
-async def test_one_failing_op_fails_alone_and_its_batch_neighbours_commit(store: SqliteStore) -> None:
+async def test_one_failing_op_fails_alone_and_its_batch_neighbours_commit(store: Store) -> None:
     def bad(conn):  # type: ignore[no-untyped-def]
         conn.execute("INSERT INTO no_such_table VALUES (1)")
 
@@ -83,7 +86,7 @@ async def test_a_full_store_refuses_the_write_with_store_error(tmp_path: Path) -
     await s.close()
 
 
-async def test_unprocessed_lists_received_messages_oldest_first(store: SqliteStore) -> None:
+async def test_unprocessed_lists_received_messages_oldest_first(store: Store) -> None:
     a = await store.write(lambda c: messages.insert(c, inbound("A"), dedupe_window=60))
     b = await store.write(lambda c: messages.insert(c, inbound("B"), dedupe_window=60))
     await store.write(lambda c: messages.record_outcome(c, a.message_id, MessageState.MAPPED, None, []))
@@ -93,23 +96,27 @@ async def test_unprocessed_lists_received_messages_oldest_first(store: SqliteSto
 
 
 async def test_an_ack_waits_for_a_full_sync_commit_and_redoable_work_may_use_normal(
-        store: SqliteStore) -> None:
-    """synchronous is FULL (2) for any batch holding a durable write, NORMAL (1) only for redoable ones."""
+        store: Store) -> None:
+    """SQLite: synchronous is FULL (2) for any batch holding a durable write, NORMAL (1) only for
+    redoable ones. PostgreSQL: synchronous_commit on / off the same way."""
+    full, normal = (2, 1) if store.dialect is Dialect.SQLITE else ("on", "off")
 
     def mode(conn):  # type: ignore[no-untyped-def]
-        return conn.execute("PRAGMA synchronous").fetchone()[0]
+        if store.dialect is Dialect.SQLITE:
+            return conn.execute("PRAGMA synchronous").fetchone()[0]
+        return conn.execute("SHOW synchronous_commit").fetchone()[0]
 
-    assert await store.write(mode) == 2
-    assert await store.write(mode, durable=False) == 1
+    assert await store.write(mode) == full
+    assert await store.write(mode, durable=False) == normal
     gate = threading.Event()
     blocker = store.write(lambda conn: gate.wait(5), durable=False)  # holds the writer ...
     queued = [store.write(mode, durable=False), store.write(mode), store.write(mode, durable=False)]
     gate.set()  # ... so these three are queued together and form the next group commit
     await blocker
-    assert await asyncio.gather(*queued) == [2, 2, 2]  # the durable op makes the whole batch FULL
+    assert await asyncio.gather(*queued) == [full] * 3  # the durable op makes the whole batch FULL
 
 
-async def test_a_burst_insert_answers_exactly_as_one_insert_per_message(store: SqliteStore) -> None:
+async def test_a_burst_insert_answers_exactly_as_one_insert_per_message(store: Store) -> None:
     """insert_many: a repeat inside the burst or of an earlier message is a duplicate; old ones are not."""
     now = time.time()
     earlier = await store.write(lambda c: messages.insert(c, inbound("E1", at=now - 10), dedupe_window=60))
@@ -124,7 +131,7 @@ async def test_a_burst_insert_answers_exactly_as_one_insert_per_message(store: S
     assert count == 2 + 4
 
 
-async def test_a_burst_larger_than_one_statement_finds_duplicates_in_each(store: SqliteStore) -> None:
+async def test_a_burst_larger_than_one_statement_finds_duplicates_in_each(store: Store) -> None:
     """300 messages go in as several INSERT statements (256 rows, then smaller ones): repeats of stored
     messages and repeats without a control id (an HTTP idempotency key) are found in every one."""
     now = time.time()
@@ -147,7 +154,7 @@ async def test_a_burst_larger_than_one_statement_finds_duplicates_in_each(store:
     assert count == 2 + len(burst) - len(dups)
 
 
-async def test_messages_of_a_channel_no_route_selects_are_stored_filtered_at_once(store: SqliteStore) -> None:
+async def test_messages_of_a_channel_no_route_selects_are_stored_filtered_at_once(store: Store) -> None:
     now = time.time()
     accs = await store.write(lambda c: messages.insert_many(
         c, [inbound("U1", at=now), inbound("R1", at=now)], dedupe_window=60, unroutable=[True, False]))
@@ -186,7 +193,7 @@ def keyed(key: str, *, at: float) -> InboundMessage:
                           dedupe_key=key)
 
 
-async def test_a_lone_one_statement_write_commits_by_itself_and_fails_alone(store: SqliteStore) -> None:
+async def test_a_lone_one_statement_write_commits_by_itself_and_fails_alone(store: Store) -> None:
     """`one_statement=True`: run as its own transaction (no BEGIN/COMMIT); a failing one is a StoreError
     and leaves nothing behind, and the writer goes on."""
     def insert_meta(key: str) -> Callable[[sqlite3.Connection], None]:
@@ -195,7 +202,7 @@ async def test_a_lone_one_statement_write_commits_by_itself_and_fails_alone(stor
     commits = store.commits
     await store.write(insert_meta("a"), one_statement=True)
     assert store.commits == commits + 1
-    with pytest.raises(StoreError, match="UNIQUE"):
+    with pytest.raises(StoreError, match=r"(?i)unique"):
         await store.write(insert_meta("a"), one_statement=True)
     await store.write(insert_meta("b"), one_statement=True)
     keys = await store.read(lambda c: [r[0] for r in c.execute(
@@ -204,7 +211,7 @@ async def test_a_lone_one_statement_write_commits_by_itself_and_fails_alone(stor
 
 
 async def test_outcomes_of_a_batch_are_recorded_once_each_and_processed_ones_are_left_alone(
-        store: SqliteStore) -> None:
+        store: Store) -> None:
     """record_outcomes over 450 messages (three statements of 200): each gets its state and results;
     one already processed keeps its first outcome and is not reported as recorded."""
     now = time.time()
