@@ -56,7 +56,8 @@ RAW_BYTES = 1500
 
 # The engine's writes for one message, as pgbench statements on the engine's own tables (the database the
 # engine just used, so the same indexes and constraints), one message per script run:
-# ingest: engine/store/inserts.py `_INSERT` (the row a received message becomes; one commit).
+# ingest: the engine's own statement, engine/store/pg_inserts.py `_statement(1)` (claim the dedupe key in
+# `dedupe_keys`, insert the `messages` row; one commit), its parameters filled with pgbench expressions.
 # e2e: that, then engine/store/messages.py `record_outcomes` (UPDATE messages, INSERT results) with
 # engine/delivery/outbox.py `enqueue_many` (INSERT deliveries with the record as payload) in a second
 # commit, and `mark_sent_many` (INSERT delivery_attempts, UPDATE deliveries) in a third: the engine's
@@ -66,14 +67,29 @@ _DID = "'pgd' || :client_id || '-' || :n"
 _NOW = "extract(epoch from clock_timestamp())"
 _RECORD = ('{"envelope":{"dataset":"person","dataset_version":"1.0","source_org":"NBDYYY"},'
            '"name":"SEQ000001","sex_code":"1","birth_date":"19850312","patient_id":"0001234567"}')
-_PGBENCH_INGEST = f"""\\set n random(1, 1000000000000)
-INSERT INTO messages (id, channel, received_at, peer, content_type, charset, sending_application, \
-sending_facility, control_id, message_type, dedupe_key, state, error, processed_at, metadata, raw) \
-VALUES ({_ID}, 'bench', {_NOW}, '127.0.0.1:40000', 'x-application/hl7-v2+er7', NULL, 'HIS', 'NBDYYY', \
-'pgb' || :n, 'ADT^A01', 'HIS|NBDYYY|pgb' || :n, 'received', NULL, NULL, NULL, \
-convert_to(repeat('x', {RAW_BYTES}), 'UTF8'));
-"""
-_PGBENCH_E2E = _PGBENCH_INGEST + f"""\
+_WINDOW = 86400.0
+"""engine.store.dedupe_window's default (24 h)."""
+
+
+def _pgbench_ingest() -> str:
+    """engine/store/pg_inserts.py's INSERT for one message, `?` by `?` (`InsertPlan.rows` order, then the
+    bare key, the window's start, the content hash, and the window)."""
+    from engine.store import pg_inserts
+
+    key = "'NBDYYY' || chr(31) || 'pgb' || :client_id || '-' || :n"
+    values = [_ID, "'bench'", _NOW, "'127.0.0.1:40000'", "'x-application/hl7-v2+er7'", "NULL", "'HIS'",
+              "'NBDYYY'", "'pgb' || :client_id || '-' || :n", "'ADT^A01'", f"{key} || chr(31) || 'h'",
+              "'received'", "NULL", "NULL", "NULL", f"convert_to(repeat('x', {RAW_BYTES}), 'UTF8')", key,
+              f"{_NOW} - {_WINDOW}", "'h'", str(_WINDOW)]
+    parts = pg_inserts._statement(1).split("?")
+    if len(parts) != len(values) + 1:
+        raise RuntimeError(f"engine/store/pg_inserts.py's statement has {len(parts) - 1} parameters, "
+                           f"this bench fills {len(values)}: update bench/cluster.py")
+    text = parts[0] + "".join(f"({v}){rest}" for v, rest in zip(values, parts[1:], strict=True))
+    return "\\set n random(1, 1000000000000)\n" + text + ";\n"
+
+
+_PGBENCH_E2E_REST = f"""\
 BEGIN;
 UPDATE messages SET state = 'mapped', error = NULL, processed_at = {_NOW} \
 WHERE id = {_ID} AND state = 'received';
@@ -241,7 +257,7 @@ def _stored(pg: PrivatePostgres | None, env: dict[str, str], members: list[Node]
 def pgbench(pg: PrivatePostgres, dsn: str, mode: str, clients: int, seconds: float, tmp: Path) -> float:
     """tps of pgbench running the engine's statements for one message per transaction (see the top)."""
     script = tmp / f"pgbench-{mode}.sql"
-    script.write_text(_PGBENCH_E2E if mode == "e2e" else _PGBENCH_INGEST, encoding="utf-8")
+    script.write_text(_pgbench_ingest() + (_PGBENCH_E2E_REST if mode == "e2e" else ""), encoding="utf-8")
     database = dsn.rsplit("/", 1)[1]
     done = subprocess.run([str(pg.bin / "pgbench"), "-n", "-h", "127.0.0.1", "-p", str(pg.port), "-U",
                            "yonglink", "-c", str(clients), "-j", "2", "-T", str(max(1, round(seconds))),
