@@ -9,6 +9,7 @@ What a reload replaces - the config and the router built from it - is one `LiveS
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import sys
 import time
@@ -23,7 +24,8 @@ from engine import __version__, reload
 from engine.channel_runtime import CONTROL_ACTIONS, ChannelParts, ChannelRuntime, ChannelSet, os_reason
 from engine.cluster import Cluster, LocalCluster, default_node_id
 from engine.cluster.base import SelfReport
-from engine.config import ChannelConfig, Config
+from engine.cluster.leases import with_session_options
+from engine.config import ChannelConfig, Config, StoreConfig
 from engine.delivery.dead_letter_service import DeadLetterService
 from engine.delivery.message_trail import MessageTrail
 from engine.delivery.service import DeliveryService
@@ -37,6 +39,7 @@ from engine.store import messages
 from engine.store.access_audit import AccessAudit
 from engine.store.backends import build_store
 from engine.store.base import Store
+from engine.store.connection import Dialect
 from engine.store.ingest import IngestBatcher
 from engine.types import ChannelState, MessageState, RouteResult, StoredMessage
 
@@ -69,8 +72,8 @@ class Engine:
         from engine.mapping import load_router  # the mapping room; heavy imports kept off CLI start-up
 
         self.metrics = Metrics()
-        self.store: Store = store or build_store(config.engine.store)
         self.cluster: Cluster = cluster or self._cluster(config)
+        self.store: Store = store or build_store(self._store_config(config, self.cluster))
         self._live = LiveState(config=config, router=load_router(config, metrics=self.metrics))
         config_dir = config.file.resolve().parent
         self.ingest = IngestBatcher(self.store, dedupe_window=config.engine.store.dedupe_window,
@@ -158,9 +161,24 @@ class Engine:
 
     @staticmethod
     def _cluster(config: Config) -> Cluster:
-        """The cluster this node belongs to: on SQLite, itself alone (engine/cluster/local.py)."""
-        cl = config.engine.cluster
-        return LocalCluster(node_id=cl.node_id or default_node_id(), heartbeat=cl.heartbeat, lease=cl.lease)
+        """The cluster this node belongs to: the nodes sharing its PostgreSQL store, or on SQLite itself
+        alone (engine/cluster/local.py)."""
+        cl, st = config.engine.cluster, config.engine.store
+        node_id = cl.node_id or default_node_id()
+        if st.backend is Dialect.POSTGRES and st.dsn:
+            from engine.cluster.postgres import PostgresCluster  # psycopg only when it is used
+
+            return PostgresCluster(node_id=node_id, dsn=st.dsn, heartbeat=cl.heartbeat, lease=cl.lease)
+        return LocalCluster(node_id=node_id, heartbeat=cl.heartbeat, lease=cl.lease)
+
+    @staticmethod
+    def _store_config(config: Config, cluster: Cluster) -> StoreConfig:
+        """`engine.store`, with this node's id and lease in the PostgreSQL connections' session settings:
+        the `owner` / `lease_until` column defaults read them (engine/cluster/leases.py)."""
+        st = config.engine.store
+        if st.backend is Dialect.POSTGRES and st.dsn and cluster.owner is not None:
+            return dataclasses.replace(st, dsn=with_session_options(st.dsn, cluster.owner, cluster.lease))
+        return st
 
     def _self_report(self) -> SelfReport:
         """What this node tells the cluster at each heartbeat."""
