@@ -91,6 +91,12 @@ class DeliveryService:
         self._dirty = asyncio.Event()
         self._registry: DatasetRegistry | None = None
         self._house: asyncio.Task[None] | None = None
+        for dest in destinations:  # before the cluster starts: its first heartbeat contends for them
+            if dest.options.get("ordering", "parallel") == "fifo":
+                self.cluster.want(fifo_singleton(dest.name))
+            cls = outbound_types.get(dest.type)
+            if cls is not None and cls.SCHEDULED:  # e.g. export periods: written by one node of a cluster
+                self.cluster.want(export_singleton(dest.name))
 
     # --- inside the pipeline's transaction --------------------------------------------------------
 
@@ -214,8 +220,7 @@ class DeliveryService:
                 outbound.use_store(store=self.store, registry=self.registry(), facility=self.facility)
                 overrides = (dest.options.get("retry") or {}).get("status_overrides") or {}
                 outbound.use_status_overrides({int(k): str(v) for k, v in overrides.items()})
-                if outbound.SCHEDULED:  # e.g. export periods: written by one node of a cluster
-                    self.cluster.want(export_singleton(name))
+                if outbound.SCHEDULED:
                     outbound.use_leader(functools.partial(self.cluster.holds, export_singleton(name)))
             worker = DestinationWorker(config=dest, outbound=outbound, store=self.store,
                                        metrics=self.metrics, connector_error=error,
@@ -233,7 +238,6 @@ class DeliveryService:
         """A FIFO destination is sent by the node holding its singleton (its order holds across nodes)."""
         if dest.options.get("ordering", "parallel") != "fifo":
             return None
-        self.cluster.want(fifo_singleton(dest.name))
         return functools.partial(self.cluster.holds, fifo_singleton(dest.name))
 
     def _holdings_changed(self, name: str, held: bool) -> None:

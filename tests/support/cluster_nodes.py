@@ -17,7 +17,7 @@ from engine.cluster.postgres import PostgresCluster
 from engine.config import Config
 from engine.runtime import Engine
 from engine.store import messages
-from engine.types import HL7V2, InboundMessage, RouteResult
+from engine.types import HL7V2, InboundMessage, MessageState, RouteResult
 
 
 async def start_node(config: Config, dsn: str, node_id: str) -> Engine:
@@ -42,8 +42,8 @@ async def die(engine: Engine) -> None:
 
 
 async def queue_routed(engine: Engine, records: Sequence[dict[str, Any]], destination: str) -> list[str]:
-    """Commit messages with routed records and their delivery rows in one transaction, then hand the rows
-    over, exactly as the pipeline does (`record_many`, then `hand_over` after the commit); message ids."""
+    """Commit mapped messages and their delivery rows in one transaction, then hand the rows over, as the
+    pipeline does (`record_outcome`, `record_many`, then `hand_over` after the commit); message ids."""
     now = time.time()
 
     def op(conn: Any) -> tuple[list[str], Any]:
@@ -52,9 +52,10 @@ async def queue_routed(engine: Engine, records: Sequence[dict[str, Any]], destin
             acc = messages.insert(conn, InboundMessage(channel="lab", raw=b"MSH|^~\\&|LIS|NBH\r",
                                                        content_type=HL7V2, received_at=now), dedupe_window=0)
             stored = messages.get(conn, acc.message_id)
+            results = [RouteResult(route_id="r", dataset="person", record=rec, destinations=(destination,))]
+            messages.record_outcome(conn, acc.message_id, MessageState.MAPPED, None, results, now=now)
             ids.append(acc.message_id)
-            routed.append((stored, [RouteResult(route_id="r", dataset="person", record=rec,
-                                                destinations=(destination,))]))
+            routed.append((stored, results))
         return ids, engine.delivery.record_many(conn, routed, now)
 
     ids, rows = await engine.store.write(op)
