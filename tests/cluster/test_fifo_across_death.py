@@ -49,6 +49,19 @@ def fifo_holder(cluster: Cluster) -> Node | None:
     return None
 
 
+async def trail(cluster: Cluster, patient: str) -> str:
+    """For a failure message: each of the patient's messages with who stored it, when, and its delivery."""
+    p = int(patient[1:])
+    rows = await cluster.query(
+        "SELECT m.control_id, m.owner, m.state,"
+        " round((m.received_at - min(m.received_at) OVER ())::numeric, 3),"
+        " d.seq, d.owner, round((d.created_at - min(m.received_at) OVER ())::numeric, 3) FROM messages m"
+        " JOIN deliveries d ON d.message_id = m.id AND d.destination = 'ordered'"
+        " WHERE m.control_id LIKE %s ORDER BY m.control_id", f"F{p}-%")
+    head = "control_id msg_owner state received_at(s) delivery_seq delivery_owner created_at(s)"
+    return "\n".join([head, *(" ".join(map(str, r)) for r in rows)])
+
+
 async def test_a_fifo_destination_keeps_each_patients_order_when_the_node_sending_it_dies(
         make_cluster: Any, sink: Sink) -> None:
     fifo_sink = await Sink(delay=0.01).start()  # a backlog builds up behind the record in flight
@@ -93,7 +106,8 @@ async def story(cluster: Cluster, fifo_sink: Sink) -> None:
     assert len(sequences) == PATIENTS
     for patient, seen in sequences.items():
         first_seen = list(dict.fromkeys(seen))
-        assert first_seen == list(range(PER_PATIENT)), f"{patient}: out of order {first_seen}"
+        assert first_seen == list(range(PER_PATIENT)), \
+            f"{patient}: out of order {first_seen}; killed {victim.name}\n" + await trail(cluster, patient)
         assert all(b in (a, a + 1) for a, b in itertools.pairwise(seen)), \
             f"{patient}: only the record in flight at the kill may come again: {seen}"
     assert all(len(k) == 1 for k in keys.values()), "a record sent twice keeps its Idempotency-Key"
