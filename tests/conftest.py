@@ -25,13 +25,41 @@ def make_config(tmp_path: Path) -> Callable[[str], Config]:
     return make
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked `both_backends` that uses a store (`store_backend`, through `engine_factory` or
+    `raw_connection`) runs once on SQLite and once on PostgreSQL: the store contract holds on both. A
+    test of such a module that needs one backend says so with `SQLITE_ONLY` (tests/support/backends.py)."""
+    marks = metafunc.definition.iter_markers("parametrize")
+    own = any(m.args and m.args[0] == "store_backend" for m in marks)
+    if (metafunc.definition.get_closest_marker("both_backends") and "store_backend" in metafunc.fixturenames
+            and not own):
+        backends = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+        metafunc.parametrize("store_backend", backends, indirect=True)
+
+
 @pytest.fixture
-async def engine_factory() -> AsyncIterator[Callable[[Config], object]]:
+def store_backend(request: pytest.FixtureRequest) -> str:
+    """The store backend `engine_factory` and `raw_connection` give: sqlite unless the test is marked
+    `both_backends` (it then runs on each, see `pytest_generate_tests`); postgres uses a fresh database of
+    the private server, the same for every engine of the test (a second engine is a restart on it)."""
+    backend: str = getattr(request, "param", "sqlite")
+    return backend
+
+
+@pytest.fixture
+async def engine_factory(request: pytest.FixtureRequest,
+                         store_backend: str) -> AsyncIterator[Callable[[Config], object]]:
     """Start engines for a test and stop every one of them afterwards."""
     started: list[Engine] = []
+    dsn = request.getfixturevalue("pg_dsn") if store_backend == "postgres" else None
 
     async def start(config: Config) -> Engine:
-        engine = Engine(config)
+        if dsn is not None:
+            from engine.store.postgres import PostgresStore
+
+            engine = Engine(config, store=PostgresStore(dsn))
+        else:
+            engine = Engine(config)
         await engine.start()
         started.append(engine)
         return engine
@@ -109,3 +137,27 @@ def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], An
         return lambda: SqliteStore(tmp_path / "store.db")
     dsn = request.getfixturevalue("pg_dsn")
     return lambda: PostgresStore(dsn)
+
+
+@pytest.fixture
+def raw_connection(request: pytest.FixtureRequest, store_backend: str) -> Iterator[Any]:
+    """A bare connection with the store's schema (all migrations), in autocommit, of the test's
+    `store_backend`: `sqlite3.Connection` in memory, or the PostgreSQL store's adapter on a fresh
+    database. For tests of a room's SQL without an engine."""
+    from engine.store import migrations
+
+    if store_backend == "sqlite":
+        import sqlite3
+
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        migrations.apply_sqlite(conn)
+        yield conn
+        conn.close()
+        return
+    import psycopg
+
+    from engine.store.pg_connection import PgConnection
+
+    with psycopg.connect(request.getfixturevalue("pg_dsn"), autocommit=True) as pg:
+        migrations.apply_postgres(pg)
+        yield PgConnection(pg)

@@ -28,7 +28,7 @@ import structlog
 
 from channels.base import ChannelContext
 from engine.errors import StoreError
-from engine.store.connection import Connection
+from engine.store.connection import Connection, Dialect, dialect_of
 from engine.store.sqlite import Store
 
 MINUTE = 60
@@ -64,9 +64,12 @@ class Bucket:
 def record(conn: Connection, *, step: int, at: float, received: int, failed: int, dead: int) -> None:
     """Add a bucket's counts (a restart mid-minute writes the same minute twice: received and failed
     add up; dead, counted from the dead-letter table for the whole minute, is the larger)."""
+    larger = "max" if dialect_of(conn) is Dialect.SQLITE else "greatest"  # the larger of two values
     conn.execute("INSERT INTO traffic_history (step, at, received, failed, dead) VALUES (?,?,?,?,?)"
-                 " ON CONFLICT (step, at) DO UPDATE SET received = received + excluded.received,"
-                 " failed = failed + excluded.failed, dead = max(dead, excluded.dead)",
+                 " ON CONFLICT (step, at) DO UPDATE"
+                 " SET received = traffic_history.received + excluded.received,"
+                 " failed = traffic_history.failed + excluded.failed,"
+                 f" dead = {larger}(traffic_history.dead, excluded.dead)",
                  (step, at, received, failed, dead))
 
 
@@ -74,13 +77,23 @@ def roll_up(conn: Connection, *, now: float) -> None:
     """Sum minute rows older than `MINUTE_ROWS_FOR` (whole hours) into hour rows; drop old hour rows."""
     cutoff = math.floor((now - MINUTE_ROWS_FOR) / HOUR) * HOUR
     conn.execute("INSERT INTO traffic_history (step, at, received, failed, dead)"
-                 " SELECT ?, CAST(at / ? AS INTEGER) * ?, sum(received), sum(failed), sum(dead)"
+                 f" SELECT ?, {_hour_of(conn)}, sum(received), sum(failed), sum(dead)"
                  " FROM traffic_history WHERE step = ? AND at < ? GROUP BY 2 ORDER BY 2"
-                 " ON CONFLICT (step, at) DO UPDATE SET received = received + excluded.received,"
-                 " failed = failed + excluded.failed, dead = dead + excluded.dead",
+                 " ON CONFLICT (step, at) DO UPDATE"
+                 " SET received = traffic_history.received + excluded.received,"
+                 " failed = traffic_history.failed + excluded.failed,"
+                 " dead = traffic_history.dead + excluded.dead",
                  (HOUR, HOUR, HOUR, MINUTE, cutoff))
     conn.execute("DELETE FROM traffic_history WHERE step = ? AND at < ?", (MINUTE, cutoff))
     conn.execute("DELETE FROM traffic_history WHERE step = ? AND at < ?", (HOUR, now - HOUR_ROWS_FOR))
+
+
+def _hour_of(conn: Connection) -> str:
+    """The start of the hour of `at` (two parameters: the hour, twice). SQLite's CAST to INTEGER
+    truncates; PostgreSQL's rounds (`at` 59 minutes into an hour would land in the next), so it floors."""
+    if dialect_of(conn) is Dialect.SQLITE:
+        return "CAST(at / ? AS INTEGER) * ?"
+    return "floor(at / ?) * ?"
 
 
 def read_points(conn: Connection, *, since: float, step: int) -> list[list[float]]:
@@ -91,7 +104,7 @@ def read_points(conn: Connection, *, since: float, step: int) -> list[list[float
                             " WHERE step = ? AND at >= ? ORDER BY at", (MINUTE, since)).fetchall()
     else:
         rows = conn.execute(
-            "SELECT CAST(at / ? AS INTEGER) * ? AS h, sum(received), sum(failed), sum(dead)"
+            f"SELECT {_hour_of(conn)} AS h, sum(received), sum(failed), sum(dead)"
             " FROM traffic_history WHERE at >= ? GROUP BY h ORDER BY h", (HOUR, HOUR, since)).fetchall()
     return [[float(r[0]), r[1], r[2], r[3]] for r in rows]
 

@@ -49,10 +49,16 @@ def with_session_options(dsn: str, node_id: str, lease: float) -> str:
 
 
 async def renew(conn: AsyncConnection[Any], node_id: str, lease: float) -> int:
-    """Extend this node's queued deliveries whose lease ends within half a lease; the count renewed."""
+    """Extend this node's queued deliveries whose lease ends within half a lease; the count renewed.
+
+    Rows the store's writer holds locked (being marked sent right now) are skipped, not waited for: the
+    renewal never waits on the writer, so the two cannot deadlock; a skipped row is renewed at the next
+    heartbeat if it is still queued then."""
     cur = await conn.execute(
-        f"UPDATE deliveries SET lease_until = {DB_NOW} + %s WHERE owner = %s AND state = 'queued'"
-        f" AND (lease_until IS NULL OR lease_until < {DB_NOW} + %s)", (lease, node_id, lease / 2))
+        f"UPDATE deliveries d SET lease_until = {DB_NOW} + %s FROM ("
+        "  SELECT seq FROM deliveries WHERE owner = %s AND state = 'queued'"
+        f"  AND (lease_until IS NULL OR lease_until < {DB_NOW} + %s) FOR UPDATE SKIP LOCKED) due"
+        " WHERE d.seq = due.seq", (lease, node_id, lease / 2))
     return cur.rowcount
 
 

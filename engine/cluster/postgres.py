@@ -62,6 +62,7 @@ class PostgresCluster(Cluster):
         self.dsn = dsn
         self._held: set[str] = set()
         self._session: AsyncConnection[Any] | None = None
+        self._connecting = asyncio.Lock()  # one session connection, whether a beat or a notify opens it
         self._report: Callable[[], SelfReport] = lambda: SelfReport(config_version="", admin_url=None)
         self._state = NodeState.STARTING
         self._started_at = time.time()
@@ -170,14 +171,15 @@ class PostgresCluster(Cluster):
     async def _ensure_session(self) -> AsyncConnection[Any]:
         import psycopg
 
-        if self._session is not None and not self._session.closed:
-            return self._session
-        conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True,
-                                                     connect_timeout=CONNECT_TIMEOUT,
-                                                     application_name=f"yonglink-{self.node_id}")
-        self._session = conn
-        await nodes.upsert(conn, self._me())
-        return conn
+        async with self._connecting:
+            if self._session is not None and not self._session.closed:
+                return self._session
+            conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True,
+                                                         connect_timeout=CONNECT_TIMEOUT,
+                                                         application_name=f"yonglink-{self.node_id}")
+            self._session = conn
+            await nodes.upsert(conn, self._me())
+            return conn
 
     async def _drop_session(self, *, reason: str | None) -> None:
         """Forget the session connection; every singleton is lost with it."""
@@ -219,10 +221,11 @@ class PostgresCluster(Cluster):
     # --- notifications -----------------------------------------------------------------------------
 
     async def _notify(self, channel: str, text: str) -> None:
-        conn = self._session
-        if conn is None or conn.closed:
-            return  # the other nodes find the rows at their next claim or take-over
+        """Send one notification (opening the session connection if the last heartbeat lost it). One
+        that cannot be sent is logged: the rows wait for the holder's next claim, e.g. when its listen
+        connection reconnects, or a take-over."""
         try:
+            conn = await self._ensure_session()
             await conn.execute("SELECT pg_notify(%s, %s)", (channel, f"{self.node_id}|{text}"))
         except Exception as exc:
             log.warning("cluster notify failed", channel=channel, error=str(exc))

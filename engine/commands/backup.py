@@ -4,7 +4,8 @@ Uses SQLite's online backup API (https://sqlite.org/backup.html) from a read-onl
 keeps running and ACKing while the copy is made; the copy is a complete database (WAL content included)
 that `yonglink run` can start on after a restore. Written to `FILE.partial`, fsynced, then renamed, so a
 crash never leaves a half backup under the final name. The copy holds raw patient data: it is created
-0600. (PostgreSQL stores are backed up with `pg_dump`; see docs/operations.md.)
+0600. A PostgreSQL store (`engine.store.backend: postgres`) is not copied: this command says so and exits
+2; PostgreSQL's own tools do it (`pg_dump -Fc`, WAL archiving; docs/operations.md).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ only for pages changed by another connection, which the API handles)."""
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("backup", help="online backup of the SQLite store to a file")
+    p = sub.add_parser("backup", help="online backup of the SQLite store to a file (PostgreSQL: pg_dump)")
     p.add_argument("--config", "-c", default="config.example.yaml", help="config file (for the store path)")
     p.add_argument("--to", required=True, help="backup file to write")
     p.set_defaults(func=run)
@@ -31,12 +32,19 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from engine.config import load_config
     from engine.errors import ConfigError
+    from engine.store.connection import Dialect
 
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1
+    if config.engine.store.backend is Dialect.POSTGRES:
+        print("yonglink backup copies SQLite stores only; this config's store is PostgreSQL"
+              " (engine.store.backend: postgres): back it up with PostgreSQL's tools, e.g."
+              " `pg_dump -Fc -f yonglink.dump \"$YONGLINK_PG_DSN\"`, and WAL archiving for point-in-time"
+              " recovery (docs/operations.md, Backup and restore)", file=sys.stderr)
+        return 2
     source_path = config.engine.store.path
     if not source_path.exists():
         print(f"no store at {source_path}", file=sys.stderr)

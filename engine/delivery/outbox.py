@@ -322,7 +322,8 @@ def destination_counts(conn: Connection) -> dict[str, dict[str, Any]]:
     """
     out: dict[str, dict[str, Any]] = {}
     for dest, n, retrying, oldest in conn.execute(
-            "SELECT destination, count(*), sum(attempts > 0), min(created_at) FROM deliveries"
+            "SELECT destination, count(*), sum(CASE WHEN attempts > 0 THEN 1 ELSE 0 END), min(created_at)"
+            " FROM deliveries"
             " WHERE state = 'queued' GROUP BY destination"):
         out.setdefault(dest, _blank()).update(queued=n, retrying=retrying or 0, oldest_queued=oldest)
     for dest, n in conn.execute("SELECT destination, count(*) FROM deliveries WHERE state = 'dead'"

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from engine.store.connection import Connection
+from engine.store.connection import Connection, Dialect, dialect_of
 from engine.store.filters import Filters
 from engine.store.inserts import NO_ROUTE, REUSED, InsertPlan, insert, insert_many, stored_key
 from engine.types import MessageState, RouteResult, StoredMessage
@@ -170,4 +170,6 @@ def prune(conn: Connection, *, older_than: float) -> int:
     """Drop raw bytes of processed messages older than the retention age; the metadata row stays."""
     cur = conn.execute("UPDATE messages SET raw = NULL WHERE received_at < ? AND raw IS NOT NULL"
                        " AND state IN ('mapped', 'filtered')", (older_than,))
+    if dialect_of(conn) is Dialect.POSTGRES:  # keys held past the retention age are long out of the window
+        conn.execute("DELETE FROM dedupe_keys WHERE received_at < ?", (older_than,))
     return cur.rowcount

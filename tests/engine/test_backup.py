@@ -52,3 +52,13 @@ def test_backup_without_a_store_says_so(tmp_path: Path, capsys: Any) -> None:
     (tmp_path / "c.yaml").write_text("engine:\n  store: {path: none.db}\n", encoding="utf-8")
     assert main(["backup", "--config", str(tmp_path / "c.yaml"), "--to", str(tmp_path / "b.db")]) == 1
     assert "no store at" in capsys.readouterr().err
+
+
+def test_backup_of_a_postgresql_store_says_to_use_pg_dump_and_writes_nothing(tmp_path: Path,
+                                                                            capsys: Any) -> None:
+    (tmp_path / "c.yaml").write_text("engine:\n  store: {backend: postgres, dsn: 'postgresql://yl@db/y'}\n",
+                                     encoding="utf-8")
+    assert main(["backup", "--config", str(tmp_path / "c.yaml"), "--to", str(tmp_path / "b.db")]) == 2
+    err = capsys.readouterr().err
+    assert "copies SQLite stores only" in err and "pg_dump -Fc" in err
+    assert not (tmp_path / "b.db").exists() and not (tmp_path / "b.db.partial").exists()

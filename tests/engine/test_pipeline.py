@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections import Counter
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 
 from engine.delivery.outbox import Pending
 from engine.pipeline import Pipeline, Routed, decide
 from engine.store import messages
-from engine.store.sqlite import SqliteStore
+from engine.store.base import Store
+from engine.store.connection import Connection
 from engine.types import InboundMessage, MessageState, RouteResult, StoredMessage
 
 
@@ -22,7 +21,7 @@ class Recorder:
     def __init__(self) -> None:
         self.recorded: Counter[str] = Counter()
 
-    def record_many(self, conn: sqlite3.Connection, outcomes: Sequence[Routed],
+    def record_many(self, conn: Connection, outcomes: Sequence[Routed],
                     now: float) -> Sequence[Pending]:
         self.recorded.update(message.id for message, _ in outcomes)
         return []
@@ -36,8 +35,8 @@ def route(msg: StoredMessage) -> list[RouteResult]:
 
 
 async def test_an_overflowing_memory_queue_falls_back_to_the_store_and_maps_each_message_once(
-        tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "p.db")
+        new_store: Callable[[], Store]) -> None:
+    store = new_store()
     await store.open()
     recorder = Recorder()
     outcomes: Counter[str] = Counter()
@@ -79,9 +78,9 @@ def test_a_message_is_failed_if_any_route_failed_and_filtered_when_nothing_match
 
 
 async def test_a_received_message_nobody_submitted_is_mapped_by_the_periodic_sweep_without_a_restart(
-        tmp_path: Path) -> None:
+        new_store: Callable[[], Store]) -> None:
     """Issue #16: a commit callback that failed left messages `received` until a restart."""
-    store = SqliteStore(tmp_path / "p.db")
+    store = new_store()
     await store.open()
     pipeline = Pipeline(store=store, route=route, deliveries=Recorder(), sweep_interval=0.05,
                         on_outcome=lambda m, s, r: None)

@@ -14,6 +14,7 @@ from typing import Any
 import delivery_support as S
 import orjson
 import pytest
+from backends import SQLITE_ONLY
 
 from channels.export import records
 from channels.export.exporter import PeriodWritten
@@ -22,6 +23,8 @@ from engine.cli import main
 from engine.config import Config
 from engine.errors import ConfigError
 from engine.runtime import Engine
+
+pytestmark = pytest.mark.both_backends
 
 ROOT = Path(__file__).resolve().parents[3]
 SAMPLES = ROOT / "tests" / "samples"
@@ -165,6 +168,7 @@ async def test_a_record_arriving_for_a_period_already_written_makes_it_written_a
     assert [orjson.loads(x)["name"] for x in data_file.read_bytes().splitlines()] == ["测试患者", "迟到"]
 
 
+@SQLITE_ONLY  # `yonglink export replay` opens the store the config file names: its SQLite path here
 async def test_export_replay_rewrites_a_past_period_from_the_store_byte_for_byte(
         tmp_path: Path, make_config: Callable[[str], Config],
         engine_factory: Callable[[Config], Any], capsys: Any) -> None:

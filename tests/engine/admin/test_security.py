@@ -20,6 +20,8 @@ from engine.runtime import Engine
 from engine.store import messages
 from engine.types import InboundMessage
 
+pytestmark = pytest.mark.both_backends
+
 Factory = Callable[[Config], Any]
 VIEWER, OPERATOR, ADMIN = "view-t0k", "oper-t0k", "admin-t0k"
 ROLES_CONFIG = f"""

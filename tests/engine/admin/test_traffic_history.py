@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import delivery_support as S
+import pytest
 
 from engine.admin.traffic_history import HOUR, MINUTE, TrafficHistory, read_points, record, roll_up
 from engine.config import Config
 from engine.runtime import Engine
-from engine.store import migrations
+
+pytestmark = pytest.mark.both_backends
 
 CONFIG = """\
 engine:
@@ -65,8 +66,7 @@ async def test_the_history_survives_a_restart_of_the_engine(
     """Stopping writes the minute in progress; a new engine on the same store reads it back, and a
     dead letter counts in the minute it was created."""
     config = make_config(CONFIG)
-    engine = Engine(config)
-    await engine.start()
+    engine = await engine_factory(config)
     await S.inject(engine, error="route failed", destinations=())  # one mapping dead letter, now
     engine.channels["lab"].count("received", 5)
     await engine.stop()  # the admin app's cleanup writes the minute in progress
@@ -81,9 +81,11 @@ async def test_the_history_survives_a_restart_of_the_engine(
         assert resp.status == 400
 
 
-def test_minutes_older_than_a_day_are_summed_into_hours_and_long_ranges_read_hours() -> None:
-    conn = sqlite3.connect(":memory:")
-    migrations.apply_sqlite(conn)
+def test_minutes_older_than_a_day_are_summed_into_hours_and_long_ranges_read_hours(
+        raw_connection: Any) -> None:
+    """A minute 59 minutes into an hour is summed into that hour, not the next (SQLite's CAST truncates,
+    PostgreSQL's rounds: its SQL floors)."""
+    conn = raw_connection
     old = T0 - 2 * 24 * HOUR
     for i in range(90):  # 1 h 30 min of old minutes, 1 received each
         record(conn, step=MINUTE, at=old + i * MINUTE, received=1, failed=0, dead=i % 2)

@@ -197,3 +197,21 @@ async def test_status_lists_every_node_with_its_config_version(nodes: Callable[.
     assert listed["node-a"]["channels"] == ["his-adt"]
     assert "retention" in listed["node-a"]["singletons"]
     assert listed["node-b"]["singletons"] == []
+
+
+async def test_after_a_postgresql_restart_nodes_take_singletons_again_and_wake_ups_flow(
+        nodes: Callable[..., Any], postgres_server: Any) -> None:
+    a = await nodes("node-a")
+    b = await nodes("node-b")
+    woken: list[set[str]] = []
+    b.on_wake(woken.append)
+    await asyncio.wait_for(b.listening.wait(), BOUND)
+    postgres_server.stop()
+    try:
+        await eventually(lambda: not a.holds(Singleton.RETENTION) and not b.listening.is_set())
+    finally:
+        postgres_server.start()
+    await eventually(lambda: a.holds(Singleton.RETENTION) != b.holds(Singleton.RETENTION))
+    await eventually(b.listening.is_set)
+    a.notify_wake({"cdr"})
+    await eventually(lambda: {"cdr"} in woken)

@@ -8,11 +8,14 @@ from typing import Any
 
 import delivery_support as S
 import orjson
+import pytest
 
 from channels.stub import StubOutbound
 from engine.config import Config
 from engine.runtime import Engine
 from engine.types import HL7V2
+
+pytestmark = pytest.mark.both_backends
 
 
 def http_config(url: str, options: str) -> str:

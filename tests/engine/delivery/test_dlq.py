@@ -18,6 +18,8 @@ from engine.admin.auth import fingerprint
 from engine.config import Config
 from engine.runtime import Engine
 
+pytestmark = pytest.mark.both_backends
+
 TOKEN = "t0ken"
 ACTOR = f"admin:{fingerprint(TOKEN)}"
 """How the audit names a caller with the admin token (role and token fingerprint, never the token)."""

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
+from typing import Any
+
+import pytest
 
 from engine.delivery import outbox
-from engine.store import migrations
 
-
-def fresh() -> sqlite3.Connection:
-    conn = sqlite3.connect(":memory:", isolation_level=None)
-    migrations.apply_sqlite(conn)
-    return conn
+pytestmark = pytest.mark.both_backends
 
 
 def new(n: int, destination: str = "d") -> list[outbox.NewDelivery]:
@@ -20,8 +17,9 @@ def new(n: int, destination: str = "d") -> list[outbox.NewDelivery]:
                               order_value=None) for i in range(n)]
 
 
-def test_enqueue_many_answers_each_new_row_once_and_leaves_queued_or_sent_rows_alone() -> None:
-    conn = fresh()
+def test_enqueue_many_answers_each_new_row_once_and_leaves_queued_or_sent_rows_alone(
+        raw_connection: Any) -> None:
+    conn = raw_connection
     first = outbox.enqueue_many(conn, new(1200), now=10.0)  # more than one multi-row chunk
     assert [p.message_id for p in first] == [f"m{i}" for i in range(1200)]
     assert all(p.payload == b'{"n":%d}' % i and p.attempts == 0 for i, p in enumerate(first))
@@ -31,8 +29,8 @@ def test_enqueue_many_answers_each_new_row_once_and_leaves_queued_or_sent_rows_a
     assert again.message_id == "m7" and again.id == first[7].id
 
 
-def test_a_sweep_pages_through_the_backlog_by_key_and_sees_every_due_row_once() -> None:
-    conn = fresh()
+def test_a_sweep_pages_through_the_backlog_by_key_and_sees_every_due_row_once(raw_connection: Any) -> None:
+    conn = raw_connection
     outbox.enqueue_many(conn, new(1000), now=10.0)
     outbox.enqueue_many(conn, new(5, destination="other"), now=10.0)
     held = {p.id for p in outbox.claim_due(conn, "d", now=20.0, limit=3, exclude=())[0]}
@@ -47,8 +45,8 @@ def test_a_sweep_pages_through_the_backlog_by_key_and_sees_every_due_row_once() 
     assert len(seen) == len(set(seen)) == 997 and not held & set(seen) and pages == 4
 
 
-def test_mark_sent_many_logs_one_attempt_per_delivery_and_keeps_each_response() -> None:
-    conn = fresh()
+def test_mark_sent_many_logs_one_attempt_per_delivery_and_keeps_each_response(raw_connection: Any) -> None:
+    conn = raw_connection
     rows = outbox.enqueue_many(conn, new(3), now=10.0)
     outbox.mark_sent_many(conn, [(rows[0].id, 1, "HTTP 201: a"), (rows[1].id, 3, "HTTP 200: b")], now=11.0)
     got = conn.execute("SELECT message_id, state, attempts, last_response FROM deliveries ORDER BY seq")

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
+from collections.abc import Callable
 
+from engine.store.base import Store
 from engine.store.ingest import IngestBatcher
-from engine.store.sqlite import SqliteStore
 from engine.types import Acceptance, InboundMessage
 
 
-async def test_a_callback_that_raises_does_not_stop_the_others_of_its_commit(tmp_path: Path) -> None:
+async def test_a_callback_that_raises_does_not_stop_the_others_of_its_commit(
+        new_store: Callable[[], Store]) -> None:
     """Issue #16: an ACK that could not be built (MSH-18 `idna`) raised inside the commit callback and
     the 27 other connections of that group commit never got their ACK."""
-    store = SqliteStore(tmp_path / "i.db")
+    store = new_store()
     await store.open()
     batcher = IngestBatcher(store, dedupe_window=60)
     landed: list[str] = []
