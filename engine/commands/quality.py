@@ -6,6 +6,9 @@
   previous month. The HTML is the printable bulletin, in Chinese unless `--lang en`.
 * `yonglink quality [--since 7d] [--json]`: the rolling counts per organisation and dataset (records
   mapped/failed/filtered, fields missing/invalid), as `/status` shows them live (engine/mapping/quality.py).
+
+Both read the store named by the config, read-only: the SQLite file, or the PostgreSQL database
+(`engine.store.backend: postgres`) through the store's SQL adapter.
 """
 
 from __future__ import annotations
@@ -16,9 +19,13 @@ import sqlite3
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.commands import default_config
+
+if TYPE_CHECKING:
+    from engine.config import StoreConfig
+    from engine.store.connection import Connection
 
 
 def register(sub: Any) -> None:
@@ -59,8 +66,7 @@ def monthly(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    path = config.engine.store.path
-    conn = open_store(path)
+    conn, where = open_store(config.engine.store)
     if conn is None:
         return 1
     try:
@@ -72,11 +78,11 @@ def monthly(args: argparse.Namespace) -> int:
             org=args.org,
             generated_at=time.time(),
         )
-    except sqlite3.Error as exc:
-        print(f"cannot read the store {path}: {exc}", file=sys.stderr)
+    except read_errors() as exc:
+        print(f"cannot read the store {where}: {exc}", file=sys.stderr)
         return 1
     finally:
-        conn.close()
+        close(conn)
     fmt = args.format or ("json" if args.json else "table")
     text = {
         "table": lambda: table(report),
@@ -110,26 +116,62 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    path = config.engine.store.path
-    conn = open_store(path)
+    conn, where = open_store(config.engine.store)
     if conn is None:
         return 1
     try:
         counter = from_store(conn, fields, since=since,
                              channel_orgs={ch.name: ch.source_org for ch in config.channels if ch.source_org})
-    except sqlite3.Error as exc:
-        print(f"cannot read the store {path}: {exc}", file=sys.stderr)
+    except read_errors() as exc:
+        print(f"cannot read the store {where}: {exc}", file=sys.stderr)
         return 1
     finally:
-        conn.close()
+        close(conn)
     snapshot = counter.snapshot()
     print(json.dumps(snapshot, ensure_ascii=False, indent=2) if args.json else table(snapshot))
     return 0
 
 
-def open_store(path: Path) -> sqlite3.Connection | None:
-    """The store, read-only (no engine needed, none disturbed); None after saying why on stderr."""
+def open_store(store: StoreConfig) -> tuple[Connection | None, str]:
+    """The store, read-only (no engine needed, none disturbed), and how to name it; None after saying
+    why on stderr."""
+    from engine.store.connection import Dialect
+
+    if store.backend is Dialect.POSTGRES and store.dsn:
+        import psycopg
+
+        from engine.store.pg_connection import PgConnection
+
+        info = psycopg.conninfo.conninfo_to_dict(store.dsn)
+        where = f"PostgreSQL database {info.get('dbname') or '?'} on {info.get('host') or 'localhost'}"
+        try:
+            raw = psycopg.connect(store.dsn, autocommit=True, connect_timeout=5)
+            raw.execute("SET default_transaction_read_only = on")
+        except psycopg.Error as exc:
+            print(f"cannot reach the store, {where}: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+            return None, where
+        return PgConnection(raw), where
+    path: Path = store.path
     if not path.exists():
         print(f"no store at {path} (has the engine run?)", file=sys.stderr)
-        return None
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        return None, str(path)
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True), str(path)
+
+
+def read_errors() -> tuple[type[Exception], ...]:
+    """What a failed read raises: sqlite3's errors, and psycopg's when it is installed."""
+    try:
+        import psycopg
+    except ImportError:
+        return (sqlite3.Error,)
+    return (sqlite3.Error, psycopg.Error)
+
+
+def close(conn: Connection) -> None:
+    """Close the SQLite connection or the PostgreSQL adapter's."""
+    from engine.store.pg_connection import PgConnection
+
+    if isinstance(conn, PgConnection):
+        conn.raw.close()
+    elif isinstance(conn, sqlite3.Connection):
+        conn.close()

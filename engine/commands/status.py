@@ -145,7 +145,8 @@ def render(doc: dict[str, Any], *, now: float) -> str:
     lines = [
         f"yonglink {eng.get('version', '?')}, up {duration(eng.get('uptime_seconds'))}"
         + (f", config {cfg.get('file')} (version {cfg.get('version')})" if cfg.get("file") else ""),
-        f"store: {store.get('type', '?')} {store.get('path', '?')}, {size(store.get('size_bytes'))}",
+        f"store: {store.get('type', '?')} {store.get('path') or store.get('database') or '?'},"
+        f" {size(store.get('size_bytes'))}",
         "",
     ]
     channels = doc.get("channels", [])

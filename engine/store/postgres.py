@@ -46,6 +46,8 @@ CONNECT_TIMEOUT = 5
 RECONNECT_FIRST, RECONNECT_MAX = 0.1, 5.0
 """Seconds between failed connection attempts: doubling from the first to the cap."""
 APPLICATION_NAME = "yonglink"
+SIZE_EVERY = 10.0
+"""Seconds between two reads of the database size for `/status` (by the writer, after a commit)."""
 
 log = structlog.get_logger("yonglink.store")
 
@@ -84,6 +86,8 @@ class PostgresStore(Store):
         self.ops_committed = 0
         self.reconnects = 0
         self.unavailable_since: float | None = None
+        self.size_bytes: int | None = None  # pg_database_size, refreshed every SIZE_EVERY seconds
+        self._size_at = 0.0
 
     @property
     def dialect(self) -> Dialect:
@@ -100,8 +104,9 @@ class PostgresStore(Store):
 
     def _writer_conn(self) -> psycopg.Connection[Any]:
         """The writer's connection, connecting if it has none (StoreUnavailable while the server is away)."""
-        if self._conn is not None and not self._conn.closed:
+        if self._conn is not None and not (self._conn.closed or self._conn.broken):
             return self._conn
+        self._drop()
         now = time.monotonic()
         if now < self._retry_at:
             raise StoreUnavailable("PostgreSQL is unavailable; reconnecting")
@@ -193,7 +198,19 @@ class PostgresStore(Store):
                     break
                 batch.append(nxt)
             loop.call_soon_threadsafe(_settle_all, self._run_batch(batch))
+            if time.monotonic() - self._size_at >= SIZE_EVERY:
+                self._refresh_size()
         self._drop()
+
+    def _refresh_size(self) -> None:
+        self._size_at = time.monotonic()
+        if self._conn is None or self._conn.closed:
+            return
+        try:
+            found = self._conn.execute("SELECT pg_database_size(current_database())").fetchone()
+        except psycopg.Error:
+            return  # the next group finds the connection broken and reconnects
+        self.size_bytes = int(found[0]) if found else None
 
     def _run_batch(self, batch: list[Item]) -> list[tuple[asyncio.Future[Any], Any, bool]]:
         try:
@@ -278,7 +295,8 @@ class PostgresStore(Store):
     def describe(self) -> dict[str, Any]:
         info = psycopg.conninfo.conninfo_to_dict(self.dsn)
         return {"type": "postgres", "host": info.get("host"), "port": info.get("port"),
-                "database": info.get("dbname"), "available": self.unavailable_since is None,
+                "database": info.get("dbname"), "size_bytes": self.size_bytes,
+                "available": self.unavailable_since is None,
                 "unavailable_since": self.unavailable_since, "full": False, "commits": self.commits,
                 "ops_committed": self.ops_committed, "reconnects": self.reconnects}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,9 +21,15 @@ BAD = b"MSH|^~\\&|HIS|NBX|EMPI|NBWJW|20240301||ADT^A04|T1|P|2.5.1\rPID|1||P1^^^N
 
 def fill_store(path: Path) -> None:
     """A store holding two mapped messages' results, as the pipeline records them."""
-    router = build_router(sorted(Path("mappings").glob("*.yaml")))
     conn = sqlite3.connect(path)
     migrations.apply_sqlite(conn)
+    fill(conn)
+    conn.commit()
+    conn.close()
+
+
+def fill(conn: Any) -> None:
+    router = build_router(sorted(Path("mappings").glob("*.yaml")))
     for raw, facility in ((SAMPLE.read_bytes(), "NBDYYY"), (BAD, "NBX")):
         inbound = InboundMessage(channel="c", raw=raw, content_type=HL7V2, received_at=1.7e9,
                                  sending_facility=facility)
@@ -31,8 +38,6 @@ def fill_store(path: Path) -> None:
                             state=MessageState.RECEIVED, raw=raw, sending_facility=facility)
         results = router.route(msg)
         messages.record_outcome(conn, acc.message_id, MessageState.MAPPED, None, results)
-    conn.commit()
-    conn.close()
 
 
 def test_quality_is_recomputed_from_the_store_results(tmp_path: Path) -> None:
@@ -48,6 +53,21 @@ def test_quality_is_recomputed_from_the_store_results(tmp_path: Path) -> None:
     assert snap["organisations"]["NBX"]["person"]["failed"] == 1
     assert snap["organisations"]["NBX"]["person"]["fields"]["birth_date"] == {"missing": 0, "invalid": 1}
     assert "NBDYYY" in table(snap)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("store_backend", ["postgres"], indirect=True)
+def test_yonglink_quality_reads_a_postgresql_store(tmp_path: Path, raw_connection: Any, pg_dsn: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """With `backend: postgres` the CLI reads the database the config names (read-only), no engine."""
+    fill(raw_connection)
+    config = tmp_path / "config.yaml"
+    config.write_text(f"engine:\n  store: {{backend: postgres, dsn: '{pg_dsn}'}}\n", encoding="utf-8")
+    assert main(["quality", "--config", str(config), "--json", "--since", "3650d"]) == 0
+    snap = json.loads(capsys.readouterr().out)
+    assert snap["organisations"]["NBX"]["person"]["failed"] == 1
+    assert main(["quality", "--config", str(config), "--month", "2023-11", "--format", "json"]) == 0
+    assert "NBDYYY" in capsys.readouterr().out
 
 
 def test_yonglink_quality_prints_a_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

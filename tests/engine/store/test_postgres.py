@@ -104,6 +104,8 @@ async def test_with_postgresql_stopped_writes_fail_as_unavailable_then_recover_b
     await store.open()
     try:
         before = await store.write(lambda c: messages.insert_many(c, [inbound("B1")], dedupe_window=60))
+        await store.write(lambda c: None)  # the writer reads the size after the first commit, before this
+        assert store.describe()["size_bytes"] > 0  # /status and the console show the database size
         postgres_server.stop()
         try:
             started = time.monotonic()
