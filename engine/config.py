@@ -114,6 +114,12 @@ class AdminConfig:
     rebinding)."""
     loopback_raw: bool = False
     """Without any token: show raw patient data to loopback clients (off unless said explicitly)."""
+    max_connections: int = 64
+    """Concurrent admin connections; more get `503` and are closed (channels/http/limits.py). The admin
+    API shares the event loop with every listener: without a cap, 300 idle connections starved MLLP."""
+    header_timeout: float = 15.0
+    """Seconds an open admin connection may take to send a complete request (aiohttp keepalive_timeout):
+    a slowloris peer holds a connection slot for this long at most."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,7 +499,10 @@ def _engine_section(eng: Mapping[str, Any], base: Path, lines: Mapping[KeyPath, 
     admin = AdminConfig(host=host, port=port, token=ad.get("token") or None, enabled=ad.get("enabled", True),
                         tokens={k: v for k, v in (ad.get("tokens") or {}).items() if v},
                         allowed_hosts=tuple(ad.get("allowed_hosts") or ()),
-                        loopback_raw=bool(ad.get("loopback_raw", False)))
+                        loopback_raw=bool(ad.get("loopback_raw", False)),
+                        max_connections=int(ad.get("max_connections", 64)),
+                        header_timeout=located(parse_duration, ad.get("header_timeout", "15s"), "admin",
+                                               "header_timeout"))
     cl = eng.get("cluster", {}) or {}
     cluster = ClusterConfig(
         node_id=cl.get("node_id") or None,

@@ -87,6 +87,11 @@ class StoreUnavailable(StoreError):
     the store reconnects by itself with backoff, and the caller answers "try again" (never a positive ACK)."""
 
 
+class NodeIdInUse(EngineError):
+    """Raised when a node starts with the id of another node of the cluster that is still alive (two
+    processes with one `engine.cluster.node_id` would claim the same deliveries)."""
+
+
 class MigrationError(StoreError):
     """Raised when a schema migration cannot be applied, or the store is newer than this engine knows."""
 

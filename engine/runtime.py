@@ -9,7 +9,6 @@ What a reload replaces - the config and the router built from it - is one `LiveS
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import signal
 import sys
 import time
@@ -22,10 +21,10 @@ import structlog
 from channels import inbound_types, outbound_types
 from engine import __version__, reload
 from engine.channel_runtime import CONTROL_ACTIONS, ChannelParts, ChannelRuntime, ChannelSet, os_reason
-from engine.cluster import Cluster, LocalCluster, default_node_id
+from engine.cluster import Cluster, LocalCluster
 from engine.cluster.base import SelfReport
-from engine.cluster.leases import with_session_options
-from engine.config import ChannelConfig, Config, StoreConfig
+from engine.cluster.identity import node_id_of, store_config_of
+from engine.config import ChannelConfig, Config
 from engine.delivery.dead_letter_service import DeadLetterService
 from engine.delivery.message_trail import MessageTrail
 from engine.delivery.service import DeliveryService
@@ -73,7 +72,7 @@ class Engine:
 
         self.metrics = Metrics()
         self.cluster: Cluster = cluster or self._cluster(config)
-        self.store: Store = store or build_store(self._store_config(config, self.cluster))
+        self.store: Store = store or build_store(store_config_of(config))
         self._live = LiveState(config=config, router=load_router(config, metrics=self.metrics))
         config_dir = config.file.resolve().parent
         self.ingest = IngestBatcher(self.store, dedupe_window=config.engine.store.dedupe_window,
@@ -89,7 +88,7 @@ class Engine:
         self.pipeline = Pipeline(store=self.store, route=self._route, deliveries=self.delivery,
                                  on_outcome=self._on_outcome, subscriptions=self.subscriptions,
                                  owner=self.cluster.owner)
-        self.dead_letters = DeadLetterService(store=self.store, wake=self._wake_everywhere,
+        self.dead_letters = DeadLetterService(store=self.store, wake=self.delivery.wake,
                                               resubmit=self.pipeline.submit,
                                               refresh=self.delivery.refresh_soon)
         self.messages = MessageTrail(self.store)
@@ -164,21 +163,12 @@ class Engine:
         """The cluster this node belongs to: the nodes sharing its PostgreSQL store, or on SQLite itself
         alone (engine/cluster/local.py)."""
         cl, st = config.engine.cluster, config.engine.store
-        node_id = cl.node_id or default_node_id()
+        node_id = node_id_of(config)
         if st.backend is Dialect.POSTGRES and st.dsn:
             from engine.cluster.postgres import PostgresCluster  # psycopg only when it is used
 
             return PostgresCluster(node_id=node_id, dsn=st.dsn, heartbeat=cl.heartbeat, lease=cl.lease)
         return LocalCluster(node_id=node_id, heartbeat=cl.heartbeat, lease=cl.lease)
-
-    @staticmethod
-    def _store_config(config: Config, cluster: Cluster) -> StoreConfig:
-        """`engine.store`, with this node's id and lease in the PostgreSQL connections' session settings:
-        the `owner` / `lease_until` column defaults read them (engine/cluster/leases.py)."""
-        st = config.engine.store
-        if st.backend is Dialect.POSTGRES and st.dsn and cluster.owner is not None:
-            return dataclasses.replace(st, dsn=with_session_options(st.dsn, cluster.owner, cluster.lease))
-        return st
 
     def _self_report(self) -> SelfReport:
         """What this node tells the cluster at each heartbeat."""
@@ -186,13 +176,6 @@ class Engine:
                           admin_url=self.admin.url if self.admin is not None else None,
                           channels=tuple(name for name, rt in self.channels.items()
                                          if rt.state is ChannelState.STARTED))
-
-    def _wake_everywhere(self, destinations: set[str]) -> None:
-        """Rows were re-queued (DLQ replay): wake this node's workers and, in a cluster, the other
-        nodes' (a replayed row stays with the node that owned it)."""
-        self.delivery.wake(destinations)
-        if destinations:
-            self.cluster.notify_wake(destinations)
 
     async def _reload_from_peer(self, version: str) -> None:
         """Another node reloaded (`yonglink_reload`): re-read this node's own config file too."""

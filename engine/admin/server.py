@@ -32,6 +32,7 @@ import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from channels.http.limits import ConnectionCap, LimitedSite
 from engine.admin import EngineApi, audit_api, console, dlq_api, messages_api, quality_api, reload_api
 from engine.admin.audit_api import audit_entry
 from engine.admin.auth import AccessPolicy, Handler, auth_middleware, authorized
@@ -129,6 +130,7 @@ class AdminServer:
     def __init__(self, engine: EngineApi, *, settings: AdminConfig, metrics: Metrics) -> None:
         self.engine = engine
         self.config = settings
+        self.cap = ConnectionCap(channel="admin", max_connections=settings.max_connections)
         self.metrics = metrics
         policy = AccessPolicy.of(token=settings.token, tokens=settings.tokens, listen_host=settings.host,
                                  allowed_hosts=settings.allowed_hosts, loopback_raw=settings.loopback_raw)
@@ -163,9 +165,12 @@ class AdminServer:
         """Bind `engine.admin.listen` (port 0 picks a free port; `.url` says which)."""
         self._runner = web.AppRunner(self.app, access_log_class=AccessLogger,
                                      access_log=logging.getLogger("yonglink.admin.access"),
-                                     shutdown_timeout=DEFAULT_SHUTDOWN_TIMEOUT)
+                                     shutdown_timeout=DEFAULT_SHUTDOWN_TIMEOUT,
+                                     keepalive_timeout=self.config.header_timeout)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        # The same bounds as an HTTP channel (channels/http/limits.py): a connection cap, and aiohttp's
+        # keepalive_timeout as the wait for a complete request.
+        site = LimitedSite(self._runner, self.config.host, self.config.port, cap=self.cap)
         await site.start()
         host, port = self._runner.addresses[0][:2]
         self.url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

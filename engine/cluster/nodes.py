@@ -105,3 +105,22 @@ async def listing(conn: AsyncConnection[Any], *, forget_after: float) -> list[No
                      channels=tuple(orjson.loads(r[8] or "[]")),
                      singletons=tuple(orjson.loads(r[9] or "[]")))
             for r in await cur.fetchall()]
+
+
+async def holder(conn: AsyncConnection[Any], node_id: str) -> tuple[str, int, float, NodeState] | None:
+    """(host, pid, heartbeat age, state) of the row that has `node_id`, if there is one."""
+    cur = await conn.execute(f"SELECT host, pid, {DB_NOW} - heartbeat_at, state FROM nodes WHERE id = %s",
+                             (node_id,))
+    row = await cur.fetchone()
+    return None if row is None else (row[0], row[1], float(row[2]), NodeState(row[3]))
+
+
+def process_alive(pid: int) -> bool:
+    """True when a process with this id runs on this host (signal 0 checks without signalling)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True

@@ -33,6 +33,7 @@ import structlog
 from engine.cluster import leases, nodes
 from engine.cluster.base import Cluster, SelfReport, Singleton
 from engine.cluster.nodes import NodeInfo, NodeState
+from engine.errors import NodeIdInUse
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -63,6 +64,7 @@ class PostgresCluster(Cluster):
         self._held: set[str] = set()
         self._session: AsyncConnection[Any] | None = None
         self._connecting = asyncio.Lock()  # one session connection, whether a beat or a notify opens it
+        self._registered = False  # this session wrote this node's whole row
         self._report: Callable[[], SelfReport] = lambda: SelfReport(config_version="", admin_url=None)
         self._state = NodeState.STARTING
         self._started_at = time.time()
@@ -74,6 +76,7 @@ class PostgresCluster(Cluster):
         self.listening = asyncio.Event()
         """Set while the listen connection is open (tests wait for it before expecting a wake-up)."""
         self.beats = 0
+        self._failing_since: float | None = None  # first failed heartbeat of the current outage
         self.reaped = 0
         self.adopted = 0
 
@@ -96,10 +99,20 @@ class PostgresCluster(Cluster):
     # --- lifecycle ---------------------------------------------------------------------------------
 
     async def start(self, report: Callable[[], SelfReport]) -> None:
-        """Register, take what singletons are free, then beat and listen in the background."""
+        """Register, take what singletons are free, then beat and listen in the background.
+
+        NodeIdInUse when another live node has this node's id. A database that cannot be reached is
+        not an error here: the heartbeat keeps trying (the store says whether it can commit)."""
         self._report = report
         self._started_at = time.time()
         self._state = NodeState.RUNNING
+        try:
+            await self._check_id_free(await self._ensure_session())
+        except NodeIdInUse:
+            await self._drop_session(reason=None)
+            raise
+        except Exception as exc:
+            await self._drop_session(reason=f"{type(exc).__name__}: {exc}")
         await self.beat()  # singletons are decided before the workers start: no send before that
         self._beat_task = asyncio.create_task(self._beat_loop(), name="yonglink-cluster-heartbeat")
         self._listen_task = asyncio.create_task(self._listen_loop(), name="yonglink-cluster-listen")
@@ -144,8 +157,9 @@ class PostgresCluster(Cluster):
         try:
             conn = await self._ensure_session()
             me = self._me()
-            if not await nodes.heartbeat(conn, me):
+            if not self._registered or not await nodes.heartbeat(conn, me):
                 await nodes.upsert(conn, me)
+                self._registered = True
             await leases.renew(conn, self.node_id, self.lease)
             await self._contend(conn)
             woken = await leases.reap(conn, self.node_id, self.lease)
@@ -163,10 +177,30 @@ class PostgresCluster(Cluster):
             self._nodes = await nodes.listing(conn, forget_after=self.lease * FORGET_AFTER_LEASES)
             self._listed_at = time.monotonic()
             self.beats += 1
+            if self._failing_since is not None:
+                log.warning("cluster heartbeat back", node=self.node_id,
+                            down_seconds=round(time.time() - self._failing_since, 1))
+                self._failing_since = None
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # psycopg.Error, OSError: the database is away; try again next beat
             await self._drop_session(reason=f"{type(exc).__name__}: {exc}")
+
+    async def _check_id_free(self, conn: AsyncConnection[Any]) -> None:
+        """Refuse this node's id while another process that has it is alive: a heartbeat younger than a
+        lease from another host or pid, unless that pid is gone from this very host (a restart after
+        `kill -9` needs no wait)."""
+        found = await nodes.holder(conn, self.node_id)
+        if found is None:
+            return
+        host, pid, age, state = found
+        me = (socket.gethostname(), os.getpid())
+        if state is NodeState.STOPPED or age > self.lease or (host, pid) == me:
+            return
+        if host == me[0] and not nodes.process_alive(pid):
+            return
+        raise NodeIdInUse(f"engine.cluster.node_id {self.node_id!r} is in use by process {pid} on {host}"
+                          f" (heartbeat {age:.1f} s ago); give each node its own id, or stop that one")
 
     async def _ensure_session(self) -> AsyncConnection[Any]:
         import psycopg
@@ -178,12 +212,14 @@ class PostgresCluster(Cluster):
                                                          connect_timeout=CONNECT_TIMEOUT,
                                                          application_name=f"yonglink-{self.node_id}")
             self._session = conn
-            await nodes.upsert(conn, self._me())
+            self._registered = False  # the next heartbeat writes the whole row (host, pid, start)
             return conn
 
     async def _drop_session(self, *, reason: str | None) -> None:
-        """Forget the session connection; every singleton is lost with it."""
-        if reason is not None:
+        """Forget the session connection; every singleton is lost with it. A failed heartbeat is logged
+        once per outage (the next one that works says so), not every heartbeat."""
+        if reason is not None and self._failing_since is None:
+            self._failing_since = time.time()
             log.error("cluster heartbeat failed; singletons released until the database answers",
                       error=reason)
         lost, self._held = self._held, set()

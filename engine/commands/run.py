@@ -33,7 +33,7 @@ def tune_interpreter() -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.config import load_config
-    from engine.errors import ConfigError, ListenError, StoreError
+    from engine.errors import ConfigError, ListenError, NodeIdInUse, StoreError
     from engine.logs import configure_logging
 
     try:
@@ -49,15 +49,16 @@ def run(args: argparse.Namespace) -> int:
         runner: Any = uvloop.run
     except ImportError:  # uvloop is optional (not on Windows)
         runner = asyncio.run
+    from engine.cluster.identity import store_config_of
     from engine.store.backends import build_store
 
-    store = build_store(config.engine.store)
+    store = build_store(store_config_of(config))  # on PostgreSQL its connections name this node
     try:
         store.claim()  # first: a second engine on this store exits before loading routes and schemas
         from engine.runtime import Engine
 
         runner(Engine(config, store=store).run_until_signalled())
-    except (StoreError, ConfigError, ListenError) as exc:  # one line: the store in use, a port taken...
+    except (StoreError, ConfigError, ListenError, NodeIdInUse) as exc:  # one line: store in use, port taken
         print(f"yonglink: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -25,6 +25,7 @@ CHANNEL_COLUMNS = ("CHANNEL", "TYPE", "LISTEN", "STATE", "RECEIVED", "REJECTED",
                    "MAPPED", "FAILED", "CONN", "LAST ERROR")
 DESTINATION_COLUMNS = ("DESTINATION", "TYPE", "STATE", "QUEUED", "RETRYING", "SENT", "DEAD", "OLDEST",
                        "LAST ERROR")
+NODE_COLUMNS = ("NODE", "HOST", "PID", "STATE", "HEARTBEAT", "CONFIG", "CHANNELS", "SINGLETONS")
 BAD_DESTINATION_STATES = ("down", "blocked")
 BAD_CHANNEL_STATES = ("error", "stopped", "reconnecting")
 
@@ -73,6 +74,24 @@ def problems(doc: dict[str, Any]) -> list[str]:
             why = _last_error(d.get("last_error"), time.time(), width=100)
             out.append(f"destination {d.get('name')} is {d.get('state')} ({int(d.get('queued') or 0)} queued)"
                        + (f": {why}" if why else ""))
+    return out + cluster_problems(doc)
+
+
+def cluster_problems(doc: dict[str, Any]) -> list[str]:
+    """Nodes of the cluster (engine/cluster/) that are gone without stopping, or run another config."""
+    cluster = doc.get("cluster") or {}
+    nodes = cluster.get("nodes") or []
+    mine = (doc.get("engine", {}).get("config") or {}).get("version")
+    lease = float(cluster.get("lease") or 0)
+    out = []
+    for n in nodes:
+        if n.get("state") == "stopped":
+            continue
+        if lease and float(n.get("heartbeat_age") or 0) > lease:
+            out.append(f"node {n.get('id')} has not been heard of for {duration(n.get('heartbeat_age'))}"
+                       " (its deliveries and singletons moved to other nodes)")
+        elif mine and n.get("config_version") != mine:
+            out.append(f"node {n.get('id')} runs config version {n.get('config_version')}, this node {mine}")
     return out
 
 
@@ -138,7 +157,8 @@ def _rjust(text: str, width: int) -> str:
 
 
 def render(doc: dict[str, Any], *, now: float) -> str:
-    """The whole report: engine line, store line, channel table, destination table."""
+    """The whole report: engine line, store line, channel table, destination table, and in a cluster
+    (PostgreSQL store) the node table."""
     eng = doc.get("engine", {})
     cfg = eng.get("config", {}) or {}
     store = doc.get("store", {})
@@ -167,4 +187,12 @@ def render(doc: dict[str, Any], *, now: float) -> str:
                   duration(d.get("oldest_queued_age_seconds")), _last_error(d.get("last_error"), now)]
                  for d in dests]
         lines += ["", table(DESTINATION_COLUMNS, drows)]
+    cluster = doc.get("cluster") or {}
+    if cluster.get("backend", "local") != "local":  # one node on SQLite: the lines above say it all
+        nrows = [[n.get("id"), n.get("host"), n.get("pid"), n.get("state"),
+                  duration(n.get("heartbeat_age")) + " ago", n.get("config_version"),
+                  ",".join(n.get("channels") or []) or "-", ",".join(n.get("singletons") or []) or "-"]
+                 for n in cluster.get("nodes") or []]
+        lines += ["", f"cluster: this node {cluster.get('node_id')}, heartbeat {cluster.get('heartbeat')} s,"
+                      f" lease {cluster.get('lease')} s", table(NODE_COLUMNS, nrows)]
     return "\n".join(lines)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from engine import cli
-from engine.commands.status import duration, render, table
+from engine.commands.status import duration, problems, render, table
 from engine.config import Config
 from engine.runtime import Engine
 from engine.types import InboundMessage
@@ -138,3 +138,35 @@ async def test_messages_command_lists_matches_and_shows_one_in_full(
     assert "raw:\n  MSH|^~\\&|A|B" in shown
     assert await run_cli("messages", *api, "--id", "NOPE") == 1
     assert "no message NOPE" in capsys.readouterr().err
+
+
+CLUSTER_DOC = {
+    "engine": {"version": "0.1.0", "uptime_seconds": 60, "config": {"file": "c.yaml", "version": "v2"}},
+    "store": {"type": "postgres", "database": "yonglink"}, "channels": [], "destinations": [],
+    "cluster": {"node_id": "node-a", "backend": "postgres", "heartbeat": 2.0, "lease": 15.0, "nodes": [
+        {"id": "node-a", "host": "h1", "pid": 11, "state": "running", "heartbeat_age": 0.0,
+         "config_version": "v2", "channels": ["his-adt"], "singletons": ["recovery", "retention"]},
+        {"id": "node-b", "host": "h2", "pid": 12, "state": "running", "heartbeat_age": 1.5,
+         "config_version": "v1", "channels": ["his-adt"], "singletons": []},
+        {"id": "node-c", "host": "h3", "pid": 13, "state": "running", "heartbeat_age": 95.0,
+         "config_version": "v2", "channels": [], "singletons": []},
+        {"id": "node-d", "host": "h4", "pid": 14, "state": "stopped", "heartbeat_age": 300.0,
+         "config_version": "v1", "channels": [], "singletons": []}]}}
+
+
+def test_render_shows_each_node_of_a_cluster_with_its_heartbeat_config_and_singletons() -> None:
+    text = render(CLUSTER_DOC, now=1000.0)
+    assert "cluster: this node node-a, heartbeat 2.0 s, lease 15.0 s" in text
+    row = next(line for line in text.splitlines() if line.startswith("node-a")).split()
+    assert row == ["node-a", "h1", "11", "running", "0s", "ago", "v2", "his-adt", "recovery,retention"]
+
+
+def test_check_names_a_silent_node_and_a_node_on_another_config_but_not_a_stopped_one() -> None:
+    assert problems(CLUSTER_DOC) == [
+        "node node-b runs config version v1, this node v2",
+        "node node-c has not been heard of for 1m 35s (its deliveries and singletons moved to other nodes)"]
+
+
+def test_render_of_a_single_sqlite_node_has_no_node_table() -> None:
+    doc = {**CLUSTER_DOC, "cluster": {**CLUSTER_DOC["cluster"], "backend": "local"}}
+    assert "NODE" not in render(doc, now=1000.0)

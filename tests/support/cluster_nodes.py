@@ -1,17 +1,19 @@
 """Engine nodes on one PostgreSQL, in this process (engine/cluster/ tests): start a node with its own id,
 store and cluster; commit routed records and hand them over as the pipeline does.
 
-A node "dies" with `die()`: its cluster connections close without releasing leases or marking the node
-stopped (what `kill -9` leaves), then the rest of the engine stops. The 3-node stories with real
+`HandedCluster` is one node whose singletons the test hands out. A node "dies" with `die()`: its
+cluster connections close without releasing leases or marking the node stopped (what `kill -9`
+leaves), then the rest of the engine stops. The 3-node stories with real
 processes, HAProxy and `kill -9` are tests/cluster/ (clustertest).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+from engine.cluster import LocalCluster
 from engine.cluster.leases import with_session_options
 from engine.cluster.postgres import PostgresCluster
 from engine.config import Config
@@ -61,3 +63,29 @@ async def queue_routed(engine: Engine, records: Sequence[dict[str, Any]], destin
     ids, rows = await engine.store.write(op)
     engine.delivery.hand_over(rows)
     return ids
+
+
+class HandedCluster(LocalCluster):
+    """One node (any store) whose per-destination singletons (`fifo:…`, `export:…`) the test gives and
+    takes back, as another node's heartbeat would; the engine-wide ones it always holds."""
+
+    def __init__(self) -> None:
+        super().__init__(node_id="here")
+        self.held: set[str] = set()
+        self.announced: list[str] = []
+
+    def holds(self, name: str) -> bool:
+        return ":" not in name or name in self.held
+
+    def notify_wake(self, destinations: Iterable[str]) -> None:
+        self.announced.extend(destinations)
+
+    def give(self, name: str) -> None:
+        self.held.add(name)
+        for fn in self._on_holdings:
+            fn(name, True)
+
+    def take(self, name: str) -> None:
+        self.held.discard(name)
+        for fn in self._on_holdings:
+            fn(name, False)

@@ -195,3 +195,27 @@ async def test_messages_a_dead_node_acked_but_never_mapped_are_mapped_by_another
         return sorted(found) == [("filtered", "node-b")] * len(ids)  # no route here: filtered, not lost
 
     await S.wait_for(mapped_by_b, timeout=BOUND)
+
+
+async def test_a_delivery_replayed_on_one_node_is_sent_once_by_that_node(
+        cluster: Callable[..., Any]) -> None:
+    sink = await S.Sink(refuse_body={b'"poison"'}).start()
+    try:
+        a = await cluster("node-a", sink.url)
+        b = await cluster("node-b", sink.url)
+        await queue_routed(a, [{"patient": "poison"}], "platform")
+        [dead] = await S.wait_for(lambda: S.rows(b, "SELECT id FROM dead_letters"), timeout=BOUND)
+        [(delivery_id, _, owner)] = await deliveries(b)
+        assert owner == "node-a"
+        sink.refuse_body.clear()  # the receiver was fixed; an operator replays the dead letter on node-b
+        report = await b.dead_letters.replay([dead[0]], remap=False, who="test")
+        assert report.requeued == 1
+        await S.wait_for(lambda: [r.key for r in sink.accepted] == [delivery_id], timeout=BOUND)
+
+        async def sent_by_b() -> bool:
+            return await deliveries(b) == [(delivery_id, "sent", "node-b")]
+
+        await S.wait_for(sent_by_b, timeout=BOUND)
+        assert [r.key for r in sink.accepted] == [delivery_id]  # node-a did not send it as well
+    finally:
+        await sink.stop()

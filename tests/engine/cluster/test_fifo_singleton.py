@@ -7,13 +7,13 @@ another node's heartbeat would (the PostgreSQL implementation is in test_postgre
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import delivery_support as S
 import orjson
-from cluster_nodes import queue_routed
+from cluster_nodes import HandedCluster, queue_routed
 
-from engine.cluster import LocalCluster, fifo_singleton
+from engine.cluster import fifo_singleton
 from engine.config import Config
 from engine.runtime import Engine
 
@@ -29,31 +29,6 @@ destinations:
     retry: {initial_delay: 0.05, jitter: 0}
     http: {url: "%s/r"}
 """
-
-
-class HandedCluster(LocalCluster):
-    """One node whose FIFO singletons the test gives and takes (held: the names it holds now)."""
-
-    def __init__(self) -> None:
-        super().__init__(node_id="here")
-        self.held: set[str] = set()
-        self.announced: list[str] = []
-
-    def holds(self, name: str) -> bool:
-        return not name.startswith("fifo:") or name in self.held
-
-    def notify_wake(self, destinations: Iterable[str]) -> None:
-        self.announced.extend(destinations)
-
-    def give(self, name: str) -> None:
-        self.held.add(name)
-        for fn in self._on_holdings:
-            fn(name, True)
-
-    def take(self, name: str) -> None:
-        self.held.discard(name)
-        for fn in self._on_holdings:
-            fn(name, False)
 
 
 async def start(make_config: Callable[[str], Config], url: str, cluster: HandedCluster) -> Engine:

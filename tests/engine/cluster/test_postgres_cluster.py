@@ -9,6 +9,8 @@ A node "dies" with `abandon()`: its connections close without releasing anything
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -20,6 +22,7 @@ from engine.cluster import Singleton, fifo_singleton
 from engine.cluster.base import SelfReport
 from engine.cluster.leases import with_session_options
 from engine.cluster.postgres import PostgresCluster
+from engine.errors import NodeIdInUse
 from engine.store.migrations import apply_postgres
 
 HEARTBEAT = 0.2
@@ -215,3 +218,29 @@ async def test_after_a_postgresql_restart_nodes_take_singletons_again_and_wake_u
     await eventually(b.listening.is_set)
     a.notify_wake({"cdr"})
     await eventually(lambda: {"cdr"} in woken)
+
+
+async def test_a_second_live_process_with_the_same_node_id_is_refused_with_a_clear_error(
+        schema: str, nodes: Callable[..., Any]) -> None:
+    await nodes("ward-7")
+    with psycopg.connect(schema, autocommit=True) as conn:  # as if ward-7 ran on another machine
+        conn.execute("UPDATE nodes SET host = 'other-host' WHERE id = 'ward-7'")
+    twin = PostgresCluster(node_id="ward-7", dsn=schema, heartbeat=HEARTBEAT, lease=LEASE)
+    with pytest.raises(NodeIdInUse, match=r"ward-7.*other-host"):
+        await twin.start(report())
+
+
+async def test_a_node_restarted_with_its_id_after_its_process_died_starts_at_once(schema: str) -> None:
+    with psycopg.connect(schema, autocommit=True) as conn:  # ward-7's last process, killed a moment ago
+        conn.execute("INSERT INTO nodes (id, host, pid, started_at, heartbeat_at, config_version, state)"
+                     " VALUES ('ward-7', %s, 2147483000, 0, extract(epoch from clock_timestamp()), 'v1',"
+                     " 'running')", (socket.gethostname(),))
+    node = PostgresCluster(node_id="ward-7", dsn=schema, heartbeat=HEARTBEAT, lease=LEASE)
+    await node.start(report())
+    try:
+        [me] = [n for n in node.describe()["nodes"] if n["id"] == "ward-7"]
+        assert me["pid"] == os.getpid()
+        with psycopg.connect(schema) as conn:
+            assert conn.execute("SELECT pid FROM nodes WHERE id = 'ward-7'").fetchone() == (os.getpid(),)
+    finally:
+        await node.stop()

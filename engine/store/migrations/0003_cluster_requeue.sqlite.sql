@@ -1,0 +1,3 @@
+-- 0003: a re-queued delivery or re-received message becomes the work of the node that brought it back
+-- (0003_cluster_requeue.postgres.sql). SQLite has one node, which owns everything: nothing to do here;
+-- the file keeps both backends' schema histories the same length.
