@@ -146,10 +146,10 @@ async def test_one_process_cannot_open_a_store_twice(tmp_path: Path) -> None:
     """The lock holds within one process too (`flock` is per open file): the second open fails, and
     closing the first frees the store."""
     first, second = SqliteStore(tmp_path / "s.db"), SqliteStore(tmp_path / "s.db")
-    await first.open([])
+    await first.open()
     with pytest.raises(StoreError, match=rf"store {tmp_path / 's.db'} is in use by another engine "
                                          rf"\(pid {os.getpid()}\)"):
-        await second.open([])
+        await second.open()
     await first.close()
-    await second.open([])
+    await second.open()
     await second.close()

@@ -6,6 +6,10 @@ What is rewritten, outside string literals and quoted identifiers, and why each 
 - `instr(a, b)` → `strpos(a, b)`: both the 1-based position of `b` in `a`, 0 when absent.
 - `IS ?` / `IS NOT ?` (SQLite's null-safe equality) → `IS NOT DISTINCT FROM %s` / `IS DISTINCT FROM %s`.
 
+One parameter rule: PostgreSQL's `text` cannot hold NUL (SQLite's can), and a header field with a NUL
+(MSH-4, MSH-10 of hostile input) would fail its whole commit, so the sender would retry it forever. A NUL in
+a `str` parameter is stored as U+FFFD; `bytes` (raw messages, payloads: `bytea`) are kept exactly.
+
 Anything else that differs (types of `VALUES` columns, integer casts, JSON functions, `total_changes`) is
 not guessed at here: the room branches on `Store.dialect` / `connection.dialect_of` (see the rooms).
 """
@@ -67,7 +71,10 @@ class PgConnection:
         return cur
 
 
+NUL, REPLACEMENT = "\x00", "\ufffd"
+
+
 def _params(parameters: Params) -> Any:
     if isinstance(parameters, dict):
         raise TypeError("named parameters are not supported by the PostgreSQL adapter; use ?")
-    return list(parameters)
+    return [p.replace(NUL, REPLACEMENT) if type(p) is str and NUL in p else p for p in parameters]

@@ -21,9 +21,13 @@ from typing import Any
 from engine.store.connection import Connection
 
 KEY_SEP = "\x1f"
+"""As `inserts.KEY_SEP` (this module cannot import `inserts`, which imports it)."""
 REUSED = "control_id_reused"
-_CHUNKS = (256, 64, 16, 4, 1)
-"""Rows per statement: a few fixed texts, so psycopg prepares each once (`prepare_threshold`)."""
+MAX_ROWS = 256
+"""Rows per statement (= `inserts._CHUNKS[0]`). A burst of up to this many is one statement, as
+`InsertPlan.one_statement` promises: run alone it is its own transaction, one commit (fixed chunk sizes
+would commit once per chunk); psycopg prepares a text after it repeats (`prepare_threshold`), and bursts
+repeat few sizes."""
 _CASTS = ("text", "text", "float8", "text", "text", "text", "text", "text", "text", "text", "text", "text",
           "text", "float8", "text", "bytea", "text", "float8", "text")
 """Types of the VALUES columns (`InsertPlan.rows` order, then the content hash): parameters arrive
@@ -40,7 +44,7 @@ def run(conn: Connection, rows: Sequence[tuple[Any, ...]],
     flagged: set[str] = set()
     at = 0
     while at < len(rows):
-        size = next(n for n in _CHUNKS if n <= len(rows) - at)
+        size = min(MAX_ROWS, len(rows) - at)
         params: list[Any] = []
         for row in rows[at:at + size]:
             params.extend(row)
@@ -68,7 +72,7 @@ def _hash(row: tuple[Any, ...]) -> str:
     return str(stored)[len(bare) + len(KEY_SEP):]
 
 
-@functools.lru_cache(maxsize=len(_CHUNKS))
+@functools.lru_cache(maxsize=MAX_ROWS)
 def _statement(rows: int) -> str:
     one = "(" + ", ".join(f"?::{t}" for t in _CASTS) + ")"
     values = ", ".join([one] * rows)

@@ -45,6 +45,9 @@ CONNECT_TIMEOUT = 5
 """Seconds a connection attempt may take (libpq `connect_timeout`; a refused port fails at once)."""
 RECONNECT_FIRST, RECONNECT_MAX = 0.1, 5.0
 """Seconds between failed connection attempts: doubling from the first to the cap."""
+OPEN_WAIT = 30.0
+"""Seconds `open` keeps trying to reach the server (a node starting during a failover or before the
+database is up) before it fails with StoreUnavailable."""
 APPLICATION_NAME = "yonglink"
 SIZE_EVERY = 10.0
 """Seconds between two reads of the database size for `/status` (by the writer, after a commit)."""
@@ -69,8 +72,9 @@ class PostgresStore(Store):
     """PostgreSQL at `dsn`; several engines may share it (the cluster semantics are engine.cluster's)."""
 
     def __init__(self, dsn: str, *, max_batch: int = DEFAULT_MAX_BATCH,
-                 readers: int = DEFAULT_READERS) -> None:
+                 readers: int = DEFAULT_READERS, open_wait: float = OPEN_WAIT) -> None:
         self.dsn = dsn
+        self.open_wait = open_wait
         self.max_batch = max_batch
         self._ops: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -143,19 +147,34 @@ class PostgresStore(Store):
     # --- lifecycle ---------------------------------------------------------------------------------
 
     async def open(self) -> None:
+        """Apply the migrations and start the writer; while the server cannot be reached, try again with
+        backoff for `open_wait` seconds, then fail with StoreUnavailable."""
         self._loop = asyncio.get_running_loop()
-        try:
-            await self._loop.run_in_executor(None, self._migrate)
-        except psycopg.Error as exc:
-            raise StoreUnavailable(f"cannot open store (PostgreSQL): {_first_line(exc)}") from None
-        except MigrationError as exc:
-            raise StoreError(f"cannot open store (PostgreSQL): {exc}") from None
+        deadline, failures = time.monotonic() + self.open_wait, 0
+        while True:
+            try:
+                await self._loop.run_in_executor(None, self._migrate)
+                break
+            except psycopg.OperationalError as exc:
+                failures += 1
+                if time.monotonic() >= deadline:
+                    raise StoreUnavailable(f"cannot open store (PostgreSQL): {_first_line(exc)}") from None
+                log.warning("waiting for PostgreSQL", backend="postgres", attempt=failures,
+                            error=_first_line(exc))
+                await asyncio.sleep(reconnect_delay(failures))
+            except psycopg.Error as exc:
+                raise StoreError(f"cannot open store (PostgreSQL): {_first_line(exc)}") from None
+            except MigrationError as exc:
+                raise StoreError(f"cannot open store (PostgreSQL): {exc}") from None
         self._thread = threading.Thread(target=self._run_writer, name="yonglink-store-writer", daemon=True)
         self._thread.start()
 
     def _migrate(self) -> None:
         with self._connect() as conn:
             migrations.apply_postgres(conn)
+            found = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+            self.size_bytes = int(found[0]) if found else None
+            self._size_at = time.monotonic()
 
     async def close(self) -> None:
         if self._thread is None:
@@ -290,6 +309,8 @@ class PostgresStore(Store):
             except psycopg.Error as exc:
                 raise StoreError(f"store read failed: {_first_line(exc)}") from None
 
+        if self._thread is None:
+            raise StoreError("store is not open")
         return await asyncio.get_running_loop().run_in_executor(self._readers, run)
 
     def describe(self) -> dict[str, Any]:

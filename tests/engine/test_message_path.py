@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from channels.mllp.client import MllpClient
 from channels.stub import StubOutbound
 from engine.config import Config
 from engine.runtime import Engine
+
+pytestmark = pytest.mark.both_backends
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = (ROOT / "tests" / "samples" / "adt_a01_v251_utf8.hl7").read_bytes().replace(b"\r\n", b"\r")

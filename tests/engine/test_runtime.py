@@ -7,10 +7,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from engine.config import Config
 from engine.runtime import Engine
 from engine.store import messages
 from engine.types import InboundMessage, MessageState
+
+pytestmark = pytest.mark.both_backends
 
 CONFIG = """
 engine:
@@ -55,8 +59,7 @@ async def test_duplicate_is_answered_from_the_store_and_not_processed_again(
 async def test_messages_accepted_but_not_processed_before_a_stop_are_processed_after_restart(
         make_config: Callable[[str], Config], engine_factory: Callable[[Config], Any]) -> None:
     config = make_config(CONFIG)
-    engine = Engine(config)
-    await engine.start()
+    engine: Engine = await engine_factory(config)
     await engine.pipeline.stop()  # simulate a crash between commit and mapping
     acc = await engine.channels["lab"].accept(adt("R1"))
     await engine.stop()

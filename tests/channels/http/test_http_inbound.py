@@ -18,6 +18,8 @@ from engine.runtime import Engine
 from engine.store import messages
 from engine.types import MessageState
 
+pytestmark = pytest.mark.both_backends
+
 # Shapes follow HL7 v2.5.1 ADT^A01 (§3.3.1) and the FHIR R4B Patient example (patient-example.json).
 ADT = ("MSH|^~\\&|HIS|NBH|YONGLINK|NB|20240101120000||ADT^A01^ADT_A01|{cid}|P|2.5.1\r"
        "EVN|A01|20240101120000\rPID|1||123456^^^NBH^MR||ZHANG^SAN||19800101|M\r")

@@ -16,6 +16,8 @@ from engine.config import Config
 from engine.runtime import Engine
 from engine.types import InboundMessage
 
+pytestmark = pytest.mark.both_backends
+
 Factory = Callable[[Config], Any]
 TOKEN = "s3cret-admin-token"
 
@@ -86,14 +88,16 @@ async def post(url: str, *, token: str | None = None) -> tuple[int, Any]:
 # --- status, health, metrics ---------------------------------------------------------------------
 
 
-async def test_status_reports_engine_store_and_each_channel(make_config: Callable[[str], Config],
-                                                            engine_factory: Factory) -> None:
+async def test_status_reports_engine_store_and_each_channel(
+        make_config: Callable[[str], Config], engine_factory: Factory, store_backend: str) -> None:
     engine = await start(make_config, engine_factory, config_text())
     await accept(engine, "S1")
     code, body, resp = await get(engine.admin.url + "/status")
     assert code == 200 and resp.content_type == "application/json"
     assert body["engine"]["version"] and body["engine"]["uptime_seconds"] >= 0
-    assert body["store"]["path"].endswith("admin.db") and body["store"]["size_bytes"] > 0
+    store = body["store"]
+    assert store["type"] == store_backend and store["size_bytes"] > 0
+    assert store["path"].endswith("admin.db") if store_backend == "sqlite" else store["database"]
     (lab,) = body["channels"]
     assert lab["name"] == "lab" and lab["type"] == "mllp" and lab["state"] == "stopped"
     assert set(lab["counters"]) >= {"received", "rejected", "duplicate", "filtered", "mapped", "failed"}

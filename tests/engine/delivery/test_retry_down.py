@@ -9,11 +9,14 @@ from collections.abc import Callable
 from typing import Any
 
 import delivery_support as S
+import pytest
 import structlog
 
 from engine.config import Config
 from engine.delivery.retry import RetryPolicy, retry_budget
 from engine.runtime import Engine
+
+pytestmark = pytest.mark.both_backends
 
 
 def http_config(url: str, retry: str) -> str:

@@ -12,10 +12,13 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from backends import SQLITE_ONLY
 
 from engine.cli import main
 from engine.fhir.bundle import DERIVED_SYSTEM, derived_identifier
 from engine.runtime import Engine
+
+pytestmark = pytest.mark.both_backends
 
 REPO = Path(__file__).resolve().parents[3]
 FJSON = {"Content-Type": "application/fhir+json"}
@@ -77,6 +80,7 @@ async def results(engine: Engine, ids: list[str]) -> list[dict[str, Any]]:
             for r in rows]
 
 
+@SQLITE_ONLY  # also runs `yonglink quality`, which reads the store the config file names (SQLite)
 async def test_a_resource_naming_no_sender_takes_the_channels_source_org(
         make_config: Any, engine_factory: Any, capsys: pytest.CaptureFixture[str]) -> None:
     """An Immunization without MessageHeader, meta.source or an Organization maps with the channel's
@@ -123,6 +127,7 @@ async def test_an_immunization_without_identifier_gets_a_deterministic_derived_o
     assert len(expected) == 20 and DERIVED_SYSTEM.startswith("urn:")  # report_no is AN..20
 
 
+@SQLITE_ONLY  # also runs `yonglink quality`, which reads the store the config file names (SQLite)
 async def test_bundle_entries_no_route_takes_are_recorded_and_counted_per_resource_type(
         make_config: Any, engine_factory: Any, capsys: pytest.CaptureFixture[str]) -> None:
     """A transaction of Immunization + Encounter + Observation: the two no route takes are stored as

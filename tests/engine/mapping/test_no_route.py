@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from backends import SQLITE_ONLY
 
 from channels.mllp.client import MllpClient
 from engine.cli import main
 from engine.config import Config
 from engine.runtime import Engine
+
+pytestmark = pytest.mark.both_backends
 
 PERSON_ROUTE = Path(__file__).resolve().parents[3] / "mappings" / "adt_person.yaml"
 CONFIG = f"""
@@ -32,6 +35,7 @@ A99 = ("MSH|^~\\&|HIS|{org}|EMPI|NB|20261101120000||ADT^A99|{cid}|P|2.5.1\r"
        "PID|1||P1^^^NBH^PI||X^Y||19900101|M\r")
 
 
+@SQLITE_ONLY  # also runs `yonglink quality`, which reads the store the config file names (SQLite)
 async def test_unrouted_messages_are_counted_by_organisation_and_type_even_with_mapping_workers(
         make_config: Callable[[str], Config], engine_factory: Callable[[Config], Any],
         capsys: pytest.CaptureFixture[str]) -> None:

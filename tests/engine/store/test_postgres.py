@@ -130,3 +130,57 @@ async def test_with_postgresql_stopped_writes_fail_as_unavailable_then_recover_b
         assert store.describe()["available"] is True and store.reconnects >= 1
     finally:
         await store.close()
+
+
+async def test_a_nul_in_a_header_field_is_stored_and_the_raw_message_kept_exactly(pg_dsn: str) -> None:
+    """PostgreSQL text cannot hold NUL: a message whose MSH-4 and MSH-10 carry one (hostile input) is
+    stored all the same (not a commit that fails on every retry), header NULs as U+FFFD, raw bytes intact."""
+    raw = RAW.replace(b"|NBH|", b"|N\x00B|", 1)
+    msg = InboundMessage(channel="c", raw=raw, content_type="x-application/hl7-v2+er7",
+                         received_at=time.time(), sending_facility="N\x00B", control_id="C\x001",
+                         dedupe_key="N\x00B|C\x001")
+    store = PostgresStore(pg_dsn)
+    await store.open()
+    try:
+        [acc] = await store.write(lambda c: messages.insert_many(c, [msg], dedupe_window=60))
+        again = await store.write(lambda c: messages.insert_many(c, [msg], dedupe_window=60))
+        stored = await store.read(lambda c: messages.get(c, acc.message_id))
+    finally:
+        await store.close()
+    assert again[0].duplicate and again[0].message_id == acc.message_id
+    assert stored is not None and stored.raw == raw
+    assert (stored.sending_facility, stored.control_id) == ("N\ufffdB", "C\ufffd1")
+
+
+def test_the_postgresql_insert_path_shares_the_sqlite_paths_constants() -> None:
+    """pg_inserts cannot import inserts (inserts imports it): its copies must not drift."""
+    from engine.store import inserts, pg_inserts
+
+    assert (pg_inserts.KEY_SEP, pg_inserts.REUSED) == (inserts.KEY_SEP, inserts.REUSED)
+    assert pg_inserts.MAX_ROWS == inserts._CHUNKS[0]
+
+
+async def test_a_store_opened_while_postgresql_is_down_waits_for_it(postgres_server: Any,
+                                                                   pg_dsn: str) -> None:
+    """A node starting before the database (or during a failover) waits for it, within `open_wait`."""
+    postgres_server.stop()
+    store = PostgresStore(pg_dsn, open_wait=30)
+    try:
+        opening = asyncio.create_task(store.open())
+        await asyncio.sleep(1.0)
+        assert not opening.done()
+    finally:
+        postgres_server.start()
+    await asyncio.wait_for(opening, 30)
+    try:
+        [acc] = await store.write(lambda c: messages.insert_many(c, [inbound("W1")], dedupe_window=60))
+        assert not acc.duplicate
+    finally:
+        await store.close()
+
+
+async def test_a_store_that_cannot_reach_postgresql_in_time_fails_to_open_as_unavailable(
+        postgres_server: Any) -> None:
+    dead = postgres_server.dsn("postgres").replace(f":{postgres_server.port}/", ":1/")  # nothing listens
+    with pytest.raises(StoreUnavailable, match="cannot open store"):
+        await PostgresStore(dead, open_wait=0.5).open()
