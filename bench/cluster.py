@@ -13,10 +13,11 @@ a temp dir, `fsync` and `synchronous_commit` on) and a fresh database each time:
   - `e2e`: MLLP → the shipped person route → an `http` destination (bench/end_to_end.py's sink, which
     counts distinct Idempotency-Keys): msg/s ACKed during the load, delivered msg/s from the first send
     to the last delivery;
-- pgbench on the same server right after, running the engine's statements for one message per
-  transaction (`_PGBENCH_*` below: the INSERT into `messages`, plus for e2e the outcome UPDATE, the
-  delivery INSERT and its `sent` UPDATE) with as many clients as the engine had connections: the rate
-  the database itself sustains for the same writes without the engine;
+- pgbench on the same server right after, running the engine's statements (`pgbench_script` below: the
+  engine's own ingest INSERT, plus for e2e the outcome, delivery and `sent` writes, in the engine's
+  three commits) with as many clients as the engine had connections, once with one message per
+  transaction and once with PGBENCH_GROUP: the rate the database itself sustains for the same writes
+  without the engine;
 - CPU seconds per 1,000 messages of each node (utime + stime from /proc/<pid>/stat over the run,
   delivery included for e2e) and of PostgreSQL (every server process), so the scaling on a machine with
   more cores can be computed: msg/s per core ~ 1000 / cpu_s_per_1000.
@@ -32,6 +33,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -67,6 +69,10 @@ _DID = "'pgd' || :client_id || '-' || :n"
 _NOW = "extract(epoch from clock_timestamp())"
 _RECORD = ('{"envelope":{"dataset":"person","dataset_version":"1.0","source_org":"NBDYYY"},'
            '"name":"SEQ000001","sex_code":"1","birth_date":"19850312","patient_id":"0001234567"}')
+PGBENCH_GROUP = 16
+"""Messages per transaction of the grouped pgbench run: the engine's writer commits whatever arrived
+together (up to engine/store/postgres.py DEFAULT_MAX_BATCH), so one message per transaction is pgbench's
+floor and 16 a group the engine reaches with 24 connections; neither is its exact shape."""
 _WINDOW = 86400.0
 """engine.store.dedupe_window's default (24 h)."""
 
@@ -85,12 +91,10 @@ def _pgbench_ingest() -> str:
     if len(parts) != len(values) + 1:
         raise RuntimeError(f"engine/store/pg_inserts.py's statement has {len(parts) - 1} parameters, "
                            f"this bench fills {len(values)}: update bench/cluster.py")
-    text = parts[0] + "".join(f"({v}){rest}" for v, rest in zip(values, parts[1:], strict=True))
-    return "\\set n random(1, 1000000000000)\n" + text + ";\n"
+    return parts[0] + "".join(f"({v}){rest}" for v, rest in zip(values, parts[1:], strict=True)) + ";\n"
 
 
-_PGBENCH_E2E_REST = f"""\
-BEGIN;
+_PGBENCH_OUTCOME = f"""\
 UPDATE messages SET state = 'mapped', error = NULL, processed_at = {_NOW} \
 WHERE id = {_ID} AND state = 'received';
 INSERT INTO results (message_id, route_id, dataset, record, filtered, error, created_at) \
@@ -99,15 +103,28 @@ INSERT INTO deliveries (id, message_id, destination, route_id, dataset, channel,
 next_attempt_at, created_at, order_value, content_type, payload) VALUES ({_DID}, {_ID}, 'sink', \
 'adt_person', 'person', 'lab', 'queued', 0, {_NOW}, {_NOW}, NULL, 'application/json', \
 convert_to('{_RECORD}', 'UTF8'));
-COMMIT;
-BEGIN;
+"""
+_PGBENCH_SENT = f"""\
 INSERT INTO delivery_attempts (delivery_id, attempt, at, result, response) \
 VALUES ({_DID}, 1, {_NOW}, 'sent', '{{"ok": true}}');
 UPDATE deliveries SET state = 'sent', attempts = 1, last_attempt_at = {_NOW}, \
 first_attempt_at = coalesce(first_attempt_at, {_NOW}), last_response = '{{"ok": true}}', last_error = NULL \
 WHERE id = {_DID} AND state = 'queued';
-COMMIT;
 """
+
+
+def pgbench_script(mode: str, group: int) -> str:
+    """The pgbench script for `group` messages per transaction: each of the engine's commits (ingest; for
+    e2e also outcome + enqueue, then sent) covers `group` messages, as the engine's group commit does."""
+
+    def each(template: str) -> str:
+        return "".join(re.sub(r":n(?!\w)", f":n{k}", template) for k in range(group))
+
+    out = [f"\\set n{k} random(1, 1000000000000)\n" for k in range(group)]
+    blocks = [_pgbench_ingest()] + ([_PGBENCH_OUTCOME, _PGBENCH_SENT] if mode == "e2e" else [])
+    for block in blocks:
+        out += ["BEGIN;\n", each(block), "COMMIT;\n"]
+    return "".join(out)
 
 
 def _module(name: str) -> Any:
@@ -165,7 +182,10 @@ class Row:
     node_cpu: list[float] = field(default_factory=list)
     """CPU seconds per 1,000 messages, per node."""
     pg_cpu: float = 0.0
-    pgbench_tps: float = 0.0
+    pgbench_one: float = 0.0
+    """pgbench msg/s, one message per transaction."""
+    pgbench_group: float = 0.0
+    """pgbench msg/s, PGBENCH_GROUP messages per transaction (the engine's group commit)."""
     note: str = ""
 
 
@@ -254,17 +274,19 @@ def _stored(pg: PrivatePostgres | None, env: dict[str, str], members: list[Node]
     return count
 
 
-def pgbench(pg: PrivatePostgres, dsn: str, mode: str, clients: int, seconds: float, tmp: Path) -> float:
-    """tps of pgbench running the engine's statements for one message per transaction (see the top)."""
-    script = tmp / f"pgbench-{mode}.sql"
-    script.write_text(_pgbench_ingest() + (_PGBENCH_E2E_REST if mode == "e2e" else ""), encoding="utf-8")
+def pgbench(pg: PrivatePostgres, dsn: str, mode: str, clients: int, seconds: float, tmp: Path,
+            group: int = 1) -> float:
+    """Messages per second of pgbench running the engine's statements, `group` messages per transaction
+    (see `pgbench_script`): pgbench's tps × `group`."""
+    script = tmp / f"pgbench-{mode}-{group}.sql"
+    script.write_text(pgbench_script(mode, group), encoding="utf-8")
     database = dsn.rsplit("/", 1)[1]
     done = subprocess.run([str(pg.bin / "pgbench"), "-n", "-h", "127.0.0.1", "-p", str(pg.port), "-U",
                            "yonglink", "-c", str(clients), "-j", "2", "-T", str(max(1, round(seconds))),
                            "-f", str(script), database], capture_output=True, text=True, check=False)
     for line in done.stdout.splitlines():
         if line.startswith("tps = "):
-            return float(line.split()[2])
+            return float(line.split()[2]) * group
     raise RuntimeError(f"pgbench failed ({done.returncode}): {done.stderr[-1500:]}")
 
 
@@ -313,7 +335,9 @@ def main() -> int:
                                      connections=args.connections, seconds=args.seconds,
                                      env={"YONGLINK_PG_DSN": dsn}, sink_url=sink_url, sink_port=sink_port,
                                      pg=pg)
-                    row.pgbench_tps = pgbench(pg, dsn, mode, args.connections, args.seconds, tmp)
+                    row.pgbench_one = pgbench(pg, dsn, mode, args.connections, args.seconds, tmp)
+                    row.pgbench_group = pgbench(pg, dsn, mode, args.connections, args.seconds, tmp,
+                                                group=PGBENCH_GROUP)
                     rows.append(row)
                     _print_row(row, header=len(rows) == 1)
                     pg.drop_database(dsn)
@@ -334,16 +358,20 @@ def main() -> int:
 def _print_row(row: Row, *, header: bool) -> None:
     if header:
         print(f"{'store':<8} {'nodes':>5} {'mode':<6} | {'ACKed msg/s':>11} {'p99 ms':>7} | "
-              f"{'delivered/s':>11} | {'node CPU s/1000 msgs':<24} | {'PG CPU s/1000':>13} | "
-              f"{'pgbench tps':>11} {'engine/pgbench':>14}", flush=True)
+              f"{'delivered/s':>11} | {'node CPU s/1000 msgs':<20} | {'PG CPU s/1000':>13} | "
+              f"{'pgbench 1/txn':>13} {f'{PGBENCH_GROUP}/txn':>8} | engine/pgbench {PGBENCH_GROUP}/txn",
+              flush=True)
     cpu = " ".join(f"{c:.2f}" for c in row.node_cpu)
     delivered = f"{row.delivered_per_s:>11,.0f}" if row.mode == "e2e" else f"{'-':>11}"
-    bench = f"{row.pgbench_tps:>11,.0f} {row.acked_per_s / row.pgbench_tps:>14.2f}" if row.pgbench_tps \
-        else f"{'-':>11} {'-':>14}"
+    if row.pgbench_group:
+        bench = (f"{row.pgbench_one:>13,.0f} {row.pgbench_group:>8,.0f} | "
+                 f"{row.acked_per_s / row.pgbench_group:>14.2f}")
+    else:
+        bench = f"{'-':>13} {'-':>8} | {'-':>14}"
     pgcpu = f"{row.pg_cpu:>13.2f}" if row.store == "postgres" else f"{'-':>13}"
     errors = f"  ({row.errors} non-AA)" if row.errors else ""
     print(f"{row.store:<8} {row.nodes:>5} {row.mode:<6} | {row.acked_per_s:>11,.0f} {row.p99_ms:>7.1f} | "
-          f"{delivered} | {cpu:<24} | {pgcpu} | {bench}{errors}", flush=True)
+          f"{delivered} | {cpu:<20} | {pgcpu} | {bench}{errors}", flush=True)
 
 
 if __name__ == "__main__":
