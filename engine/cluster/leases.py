@@ -69,14 +69,15 @@ async def release(conn: AsyncConnection[Any], node_id: str) -> int:
     return cur.rowcount
 
 
-async def reap(conn: AsyncConnection[Any], node_id: str, lease: float,
+async def reap(conn: AsyncConnection[Any], node_id: str, lease: float, *, released_only: bool = False,
                limit: int = REAP_LIMIT) -> set[str]:
     """Take over queued deliveries whose lease expired (their node is gone); the destinations they
-    belong to, whose workers should claim now."""
+    belong to, whose workers should claim now. `released_only`: only those a node released at a clean
+    stop (lease 0), for a node that has not yet beaten steadily for a lease (`PostgresCluster.beat`)."""
+    expired = "lease_until <= 0" if released_only else f"(lease_until IS NULL OR lease_until < {DB_NOW})"
     cur = await conn.execute(
         f"UPDATE deliveries d SET owner = %s, lease_until = {DB_NOW} + %s FROM ("
-        "  SELECT seq FROM deliveries WHERE state = 'queued'"
-        f"  AND (lease_until IS NULL OR lease_until < {DB_NOW})"
+        f"  SELECT seq FROM deliveries WHERE state = 'queued' AND {expired}"
         "  ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED) expired"
         " WHERE d.seq = expired.seq RETURNING d.destination", (node_id, lease, limit))
     return {row[0] for row in await cur.fetchall()}

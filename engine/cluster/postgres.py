@@ -42,6 +42,8 @@ WAKE_CHANNEL = "yonglink_wake"
 RELOAD_CHANNEL = "yonglink_reload"
 CONNECT_TIMEOUT = 5
 """Seconds a dedicated connection may take to open."""
+BEAT_TIMEOUT = 5.0
+"""Seconds a heartbeat may take at least before it counts as failed (half a lease when that is longer)."""
 LISTEN_BACKOFF_MAX = 5.0
 """Longest pause between two attempts to reopen the listen connection."""
 FORGET_AFTER_LEASES = 20
@@ -65,6 +67,7 @@ class PostgresCluster(Cluster):
         self._session: AsyncConnection[Any] | None = None
         self._connecting = asyncio.Lock()  # one session connection, whether a beat or a notify opens it
         self._registered = False  # this session wrote this node's whole row
+        self._steady_since: float | None = None  # monotonic time of this session's first good heartbeat
         self._report: Callable[[], SelfReport] = lambda: SelfReport(config_version="", admin_url=None)
         self._state = NodeState.STARTING
         self._started_at = time.time()
@@ -153,38 +156,52 @@ class PostgresCluster(Cluster):
             await self.beat()
 
     async def beat(self) -> None:
-        """One heartbeat; a failure drops the session (and with it every singleton) until the next."""
+        """One heartbeat; a failure drops the session (and with it every singleton) until the next.
+
+        A heartbeat that takes longer than `BEAT_TIMEOUT` or half a lease (a connection that hangs)
+        counts as failed: the session is closed (PostgreSQL then frees its locks for the other nodes) and
+        opened again at the next heartbeat."""
         try:
-            conn = await self._ensure_session()
-            me = self._me()
-            if not self._registered or not await nodes.heartbeat(conn, me):
-                await nodes.upsert(conn, me)
-                self._registered = True
-            await leases.renew(conn, self.node_id, self.lease)
-            await self._contend(conn)
-            woken = await leases.reap(conn, self.node_id, self.lease)
-            if woken:
-                self.reaped += 1
-                log.warning("took over deliveries of a node that is gone", destinations=sorted(woken))
-                self._wake_local(woken)
-            if self.holds(Singleton.RECOVERY):
-                adopted = await leases.adopt_orphans(conn, self.node_id, self.lease)
-                if adopted:
-                    self.adopted += adopted
-                    log.warning("took over received messages of a node that is gone", count=adopted)
-                    for fn in self._on_orphans:
-                        fn()
-            self._nodes = await nodes.listing(conn, forget_after=self.lease * FORGET_AFTER_LEASES)
-            self._listed_at = time.monotonic()
-            self.beats += 1
-            if self._failing_since is not None:
-                log.warning("cluster heartbeat back", node=self.node_id,
-                            down_seconds=round(time.time() - self._failing_since, 1))
-                self._failing_since = None
+            await asyncio.wait_for(self._beat(), timeout=max(BEAT_TIMEOUT, self.lease / 2))
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # psycopg.Error, OSError: the database is away; try again next beat
+        except Exception as exc:  # psycopg.Error, OSError, TimeoutError: try again next beat
             await self._drop_session(reason=f"{type(exc).__name__}: {exc}")
+
+    async def _beat(self) -> None:
+        conn = await self._ensure_session()
+        me = self._me()
+        if not self._registered or not await nodes.heartbeat(conn, me):
+            await nodes.upsert(conn, me)
+            self._registered = True
+        await leases.renew(conn, self.node_id, self.lease)
+        await self._contend(conn)
+        # Take over what looks abandoned only after a lease of steady heartbeats: after a database
+        # outage every live node renews its leases at its first heartbeat, and one that came back
+        # first must not take the rows of another that has not beaten yet (sent twice). Rows a node
+        # released at a clean stop are taken at once.
+        steady = self._steady_since is not None and time.monotonic() - self._steady_since >= self.lease
+        woken = await leases.reap(conn, self.node_id, self.lease, released_only=not steady)
+        if woken:
+            self.reaped += 1
+            log.warning("took over deliveries of a node that is gone", destinations=sorted(woken))
+            self._wake_local(woken)
+        if self.holds(Singleton.RECOVERY) and steady:
+            adopted = await leases.adopt_orphans(conn, self.node_id, self.lease)
+            if adopted:
+                self.adopted += adopted
+                log.warning("took over received messages of a node that is gone", count=adopted)
+                for fn in self._on_orphans:
+                    fn()
+        self._nodes = await nodes.listing(conn, forget_after=self.lease * FORGET_AFTER_LEASES)
+        self._listed_at = time.monotonic()
+        self.beats += 1
+        if self._steady_since is None:
+            self._steady_since = time.monotonic()
+        if self._failing_since is not None:
+            log.warning("cluster heartbeat back", node=self.node_id,
+                        down_seconds=round(time.time() - self._failing_since, 1))
+            self._failing_since = None
 
     async def _check_id_free(self, conn: AsyncConnection[Any]) -> None:
         """Refuse this node's id while another process that has it is alive: a heartbeat younger than a
@@ -222,6 +239,7 @@ class PostgresCluster(Cluster):
             self._failing_since = time.time()
             log.error("cluster heartbeat failed; singletons released until the database answers",
                       error=reason)
+        self._steady_since = None
         lost, self._held = self._held, set()
         for name in sorted(lost):
             self._holdings_changed(name, False)

@@ -24,6 +24,8 @@ from engine.runtime import Engine
 from engine.store import messages
 from engine.types import HL7V2, InboundMessage
 
+pytestmark = pytest.mark.postgres
+
 CONFIG = """
 engine:
   store: {path: var/unused.db}
