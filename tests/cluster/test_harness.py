@@ -110,3 +110,20 @@ async def test_a_haproxy_restart_mid_load_costs_resends_not_messages(two_nodes: 
     assert sorted(outcome.acked) == sorted(ids) and outcome.lost > 0
     stored = [stored_control_ids(n) for n in two_nodes.nodes]
     assert set(ids) <= stored[0] | stored[1]
+
+
+async def test_draining_a_node_mid_load_by_stopping_its_channel_costs_resends_not_messages(
+        two_nodes: Cluster) -> None:
+    """docs/cluster.md "Drain": the channel stop lets commits in flight finish and ACK, closes the
+    connections, `/readyz` fails, and the senders go on through the other node."""
+    node1, node2 = two_nodes.nodes
+    ids = [f"R{i}" for i in range(120)]
+    enough = asyncio.Event()
+    load = asyncio.create_task(send_load(two_nodes.haproxy.mllp_port, ids, connections=4, started=enough,
+                                         after=30))
+    await asyncio.wait_for(enough.wait(), 30)
+    await asyncio.to_thread(node1.admin, "/channels/lab/stop", "POST")
+    outcome = await asyncio.wait_for(load, 60)
+
+    assert sorted(outcome.acked) == sorted(ids) and outcome.lost > 0
+    assert set(ids) <= stored_control_ids(node1) | stored_control_ids(node2)
