@@ -6,10 +6,9 @@ Two dedicated connections per node, apart from the store's (engine/store/):
   `nodes` row, lease renewal and take-over (engine/cluster/leases.py), one more try for every singleton
   not held, and the node listing `/status` shows. A heartbeat that fails drops every singleton at once
   (the locks may be gone with the connection) and reconnects at the next beat.
-- the *listen* connection waits for `yonglink_wake` (destination names: rows queued for a FIFO
-  destination this node sends, or replayed rows) and `yonglink_reload` (a config version) notifications;
-  it reconnects with backoff, and after each (re)connect wakes every destination (a notification sent
-  while it was away is not replayed by PostgreSQL).
+- the *listen* connection (engine/cluster/notify.py) waits for `yonglink_wake` (a FIFO destination
+  whose rows another node queued) and `yonglink_reload` (a config version); it reconnects with backoff,
+  and after each (re)connect wakes every FIFO destination (PostgreSQL does not replay notifications).
 
 A NOTIFY is sent on the session connection after the commit that queued the rows, not inside it: the
 store's transaction is a group commit of many ops, and a wake-up that arrives before the rows are
@@ -33,19 +32,14 @@ import structlog
 from engine.cluster import leases, nodes
 from engine.cluster.base import Cluster, SelfReport, Singleton
 from engine.cluster.nodes import NodeInfo, NodeState
+from engine.cluster.notify import CONNECT_TIMEOUT, RELOAD_CHANNEL, WAKE_CHANNEL, Listener, cancelling, payload
 from engine.errors import NodeIdInUse
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
 
-WAKE_CHANNEL = "yonglink_wake"
-RELOAD_CHANNEL = "yonglink_reload"
-CONNECT_TIMEOUT = 5
-"""Seconds a dedicated connection may take to open."""
 BEAT_TIMEOUT = 5.0
 """Seconds a heartbeat may take at least before it counts as failed (half a lease when that is longer)."""
-LISTEN_BACKOFF_MAX = 5.0
-"""Longest pause between two attempts to reopen the listen connection."""
 FORGET_AFTER_LEASES = 20
 """`/status` lists nodes whose heartbeat is younger than this many leases (a dead node stays visible)."""
 
@@ -76,7 +70,9 @@ class PostgresCluster(Cluster):
         self._beat_task: asyncio.Task[None] | None = None
         self._listen_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.listening = asyncio.Event()
+        self._listener = Listener(dsn=dsn, node_id=node_id, on_note=self._dispatch,
+                                  on_connect=lambda: self._wake_local(self._fifo_destinations()))
+        self.listening = self._listener.listening
         """Set while the listen connection is open (tests wait for it before expecting a wake-up)."""
         self.beats = 0
         self._failing_since: float | None = None  # first failed heartbeat of the current outage
@@ -118,7 +114,7 @@ class PostgresCluster(Cluster):
             await self._drop_session(reason=f"{type(exc).__name__}: {exc}")
         await self.beat()  # singletons are decided before the workers start: no send before that
         self._beat_task = asyncio.create_task(self._beat_loop(), name="yonglink-cluster-heartbeat")
-        self._listen_task = asyncio.create_task(self._listen_loop(), name="yonglink-cluster-listen")
+        self._listen_task = asyncio.create_task(self._listener.run(), name="yonglink-cluster-listen")
 
     async def stop(self) -> None:
         """Release leases and locks, record the stop: other nodes take over at their next heartbeat."""
@@ -141,12 +137,14 @@ class PostgresCluster(Cluster):
         await self._drop_session(reason=None)
 
     async def _cancel_tasks(self) -> None:
+        self._listener.stopping = True
         tasks = [t for t in (self._beat_task, self._listen_task, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._beat_task = self._listen_task = None
         self.listening.clear()
+        self._listener.stopping = False  # a later start() listens again
 
     # --- heartbeat ---------------------------------------------------------------------------------
 
@@ -167,6 +165,8 @@ class PostgresCluster(Cluster):
             raise
         except Exception as exc:  # psycopg.Error, OSError, TimeoutError: try again next beat
             await self._drop_session(reason=f"{type(exc).__name__}: {exc}")
+            if cancelling():  # psycopg may report a cancelled query as an error of its own
+                raise asyncio.CancelledError from exc
 
     async def _beat(self) -> None:
         conn = await self._ensure_session()
@@ -246,7 +246,7 @@ class PostgresCluster(Cluster):
         conn, self._session = self._session, None
         if conn is not None:
             with contextlib.suppress(Exception):
-                await conn.close()
+                await asyncio.wait_for(conn.close(), CONNECT_TIMEOUT)
 
     async def _contend(self, conn: AsyncConnection[Any]) -> None:
         """Try once for every wanted singleton not held (held ones stay held while the session lives)."""
@@ -280,38 +280,12 @@ class PostgresCluster(Cluster):
         connection reconnects, or a take-over."""
         try:
             conn = await self._ensure_session()
-            await conn.execute("SELECT pg_notify(%s, %s)", (channel, f"{self.node_id}|{text}"))
+            await conn.execute("SELECT pg_notify(%s, %s)", (channel, payload(self.node_id, text)))
         except Exception as exc:
             log.warning("cluster notify failed", channel=channel, error=str(exc))
 
-    async def _listen_loop(self) -> None:
-        import psycopg
-
-        pause = 0.2
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                        self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
-                        application_name=f"yonglink-{self.node_id}-listen") as conn:
-                    await conn.execute(f"LISTEN {WAKE_CHANNEL}")
-                    await conn.execute(f"LISTEN {RELOAD_CHANNEL}")
-                    self.listening.set()
-                    pause = 0.2
-                    self._wake_local(self._fifo_destinations())  # what was notified while away
-                    async for note in conn.notifies():
-                        self._dispatch(note.channel, note.payload)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("cluster listen connection lost; reconnecting", error=str(exc))
-            self.listening.clear()
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, LISTEN_BACKOFF_MAX)
-
-    def _dispatch(self, channel: str, payload: str) -> None:
-        sender, _, text = payload.partition("|")
-        if sender == self.node_id:
-            return
+    def _dispatch(self, channel: str, sender: str, text: str) -> None:
+        """A notification from another node (engine/cluster/notify.py)."""
         if channel == WAKE_CHANNEL:
             self._wake_local({text})
         elif channel == RELOAD_CHANNEL:

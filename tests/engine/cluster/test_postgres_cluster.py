@@ -271,3 +271,17 @@ async def test_a_node_whose_heartbeat_hangs_gives_its_singletons_up(
         await eventually(lambda: b.holds(Singleton.RETENTION), within=3 * BEAT_TIMEOUT)
         assert not a.holds(Singleton.RETENTION)
         blocker.rollback()
+
+
+async def test_a_node_stops_while_postgresql_is_away(schema: str, postgres_server: Any) -> None:
+    """Stopping never waits on the database: the listen connection, reconnecting in a loop, ends too."""
+    node = PostgresCluster(node_id="node-a", dsn=schema, heartbeat=HEARTBEAT, lease=LEASE)
+    await node.start(report())
+    await asyncio.wait_for(node.listening.wait(), BOUND)
+    postgres_server.stop()
+    try:
+        await eventually(lambda: not node.listening.is_set())
+        await asyncio.sleep(4 * HEARTBEAT)  # a few reconnect attempts of both connections
+        await asyncio.wait_for(node.stop(), BOUND)
+    finally:
+        postgres_server.start()
