@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from cluster import POSTGRES_STORE, Cluster
-from cluster_story import CLUSTER_SETTINGS, missing
+from cluster_story import CLUSTER_SETTINGS
 from delivery_support import Sink
 
 
@@ -16,9 +16,6 @@ from delivery_support import Sink
 def cluster_postgres(request: pytest.FixtureRequest) -> Iterator[Any]:
     """The session's private PostgreSQL (tests/conftest.py `postgres_server`), running again after the
     test even if the test stopped it and failed before starting it."""
-    reason = missing()
-    if reason:
-        pytest.skip(reason)
     server = request.getfixturevalue("postgres_server")
     try:
         yield server
