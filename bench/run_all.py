@@ -13,7 +13,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ("parse_map.py", "store_ceiling.py", "mllp_ingest.py", "http_ingest.py", "amqp_ingest.py",
-         "end_to_end.py")
+         "end_to_end.py", "cluster.py")
 
 
 def main() -> int:
