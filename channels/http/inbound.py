@@ -165,9 +165,14 @@ class HttpInbound(Inbound):
         """The body, or the refusal: 413 once it exceeds `max_body_bytes` (chunked bodies have no
         length), 408 when it is not complete within `body_timeout` (a slow-body peer holds nothing)."""
         buf = bytearray()
+        whole = request.content_length is not None and not request.headers.get("Content-Encoding")
+        if whole and request.content.is_eof():
+            # Every Content-Length byte is already buffered (a small post arrives with its headers):
+            # reading cannot wait for the peer, so no body timer is armed and cancelled for it.
+            return await request.read()
         try:
             async with asyncio.timeout(self.body_timeout):
-                if request.content_length is not None and not request.headers.get("Content-Encoding"):
+                if whole:
                     # At most Content-Length bytes (already checked against max_body_bytes), in one call.
                     return await request.read()
                 async for chunk in request.content.iter_chunked(READ_CHUNK):
