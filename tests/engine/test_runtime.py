@@ -61,6 +61,29 @@ async def test_duplicate_is_answered_from_the_store_and_not_processed_again(
     assert rt.stats.counts["duplicate"] == 1 and rt.stats.counts["received"] == 1
 
 
+async def test_a_burst_committed_together_is_counted_once_per_outcome_before_its_callers_resume(
+        make_config: Callable[[str], Config], engine_factory: Callable[[Config], Any]) -> None:
+    engine: Engine = await engine_factory(make_config(CONFIG))
+    rt = engine.channels["lab"]
+    counted: list[tuple[str, int]] = []
+    count = rt.count
+
+    def recording(outcome: str, n: int = 1) -> None:
+        counted.append((outcome, n))
+        count(outcome, n)
+
+    rt.count = recording  # type: ignore[method-assign]
+    await rt.accept(adt("B0"))  # one already stored: the burst below holds a duplicate
+    counted.clear()
+    accs = await asyncio.gather(*(rt.accept(adt(f"B{i}")) for i in range(50)))
+    assert sum(a.duplicate for a in accs) == 1
+    # Counted before the callers resume, one update per outcome for the whole batch.
+    assert rt.stats.counts["received"] == 50 and rt.stats.counts["duplicate"] == 1
+    assert sorted(counted) == [("duplicate", 1), ("filtered", 49), ("received", 49)]
+    assert engine.metrics.registry.get_sample_value(
+        "yonglink_messages_total", {"channel": "lab", "outcome": "received"}) == 50
+
+
 async def test_messages_accepted_but_not_processed_before_a_stop_are_processed_after_restart(
         make_config: Callable[[str], Config], engine_factory: Callable[[Config], Any]) -> None:
     config = make_config(CONFIG)
