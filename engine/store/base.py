@@ -10,6 +10,7 @@ so an ACK sent after `await store.write(...)` is always after a durable commit.
 from __future__ import annotations
 
 import asyncio
+import queue
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -22,6 +23,10 @@ WriteOp = Callable[[Connection], T]
 """A unit of work run inside the writer's transaction; it must not commit or roll back itself."""
 ReadOp = Callable[[Connection], T]
 """A read-only unit of work run on a reader connection."""
+QueuedWrite = tuple[WriteOp[Any], "asyncio.Future[Any]", bool, bool]
+"""What `Store.write` queues for the writer thread: (op, future, durable, one_statement); None stops it."""
+Outcome = tuple["asyncio.Future[Any]", Any, bool]
+"""A write's result for the event loop: (future, value or exception, failed)."""
 
 
 class Store(ABC):
@@ -79,3 +84,35 @@ class Store(ABC):
     def full(self) -> bool:
         """True after a commit failed for lack of space, until space is available again."""
         return False
+
+
+def take_batch(ops: queue.SimpleQueue[QueuedWrite | None], first: QueuedWrite,
+               max_batch: int) -> tuple[list[QueuedWrite], bool]:
+    """`first` and whatever else is queued already, up to `max_batch` (one group commit, no waiting for
+    more); True when the stop marker was met among them (the writer ends after this batch)."""
+    batch = [first]
+    while len(batch) < max_batch:
+        try:
+            nxt = ops.get_nowait()
+        except queue.Empty:
+            break
+        if nxt is None:
+            return batch, True
+        batch.append(nxt)
+    return batch, False
+
+
+def settle(fut: asyncio.Future[Any], value: Any, failed: bool) -> None:
+    """Resolve `fut` on the event loop (a future cancelled by its awaiter meanwhile is left alone)."""
+    if fut.done():
+        return
+    if failed:
+        fut.set_exception(value)
+    else:
+        fut.set_result(value)
+
+
+def settle_all(outcomes: list[Outcome]) -> None:
+    """`settle` every outcome of a group commit, in one event-loop callback."""
+    for fut, value, failed in outcomes:
+        settle(fut, value, failed)

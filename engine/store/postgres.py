@@ -33,7 +33,7 @@ import structlog
 
 from engine.errors import MigrationError, StoreError, StoreFullError, StoreUnavailable
 from engine.store import migrations
-from engine.store.base import ReadOp, Store, T, WriteOp
+from engine.store.base import QueuedWrite, ReadOp, Store, T, WriteOp, settle_all, take_batch
 from engine.store.cipher import PLAIN, PayloadCipher
 from engine.store.connection import Dialect
 from engine.store.pg_connection import PgConnection
@@ -54,8 +54,6 @@ SIZE_EVERY = 10.0
 """Seconds between two reads of the database size for `/status` (by the writer, after a commit)."""
 
 log = structlog.get_logger("yonglink.store")
-
-Item = tuple[WriteOp[Any], asyncio.Future[Any], bool, bool]
 
 
 def reconnect_delay(failures: int, rng: random.Random | None = None) -> float:
@@ -79,7 +77,7 @@ class PostgresStore(Store):
         self.cipher = cipher
         self.open_wait = open_wait
         self.max_batch = max_batch
-        self._ops: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
+        self._ops: queue.SimpleQueue[QueuedWrite | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="yonglink-store-read")
@@ -209,17 +207,8 @@ class PostgresStore(Store):
             item = self._ops.get()
             if item is None:
                 break
-            batch = [item]
-            while len(batch) < self.max_batch:
-                try:
-                    nxt = self._ops.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stopping = True
-                    break
-                batch.append(nxt)
-            loop.call_soon_threadsafe(_settle_all, self._run_batch(batch))
+            batch, stopping = take_batch(self._ops, item, self.max_batch)
+            loop.call_soon_threadsafe(settle_all, self._run_batch(batch))
             if time.monotonic() - self._size_at >= SIZE_EVERY:
                 self._refresh_size()
         self._drop()
@@ -234,7 +223,7 @@ class PostgresStore(Store):
             return  # the next group finds the connection broken and reconnects
         self.size_bytes = int(found[0]) if found else None
 
-    def _run_batch(self, batch: list[Item]) -> list[tuple[asyncio.Future[Any], Any, bool]]:
+    def _run_batch(self, batch: list[QueuedWrite]) -> list[tuple[asyncio.Future[Any], Any, bool]]:
         try:
             conn = self._writer_conn()
             durable = any(d for _, _, d, _ in batch)
@@ -357,13 +346,3 @@ def _first_line(exc: BaseException) -> str:
     """The error's first line: the server's message, without the DETAIL lines (which can quote row
     values, i.e. patient data)."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
-def _settle_all(outcomes: list[tuple[asyncio.Future[Any], Any, bool]]) -> None:
-    for fut, value, failed in outcomes:
-        if fut.done():
-            continue
-        if failed:
-            fut.set_exception(value)
-        else:
-            fut.set_result(value)

@@ -26,7 +26,7 @@ import structlog
 
 from engine.errors import MigrationError, StoreError, StoreFullError
 from engine.store import migrations
-from engine.store.base import ReadOp, Store, T, WriteOp
+from engine.store.base import QueuedWrite, ReadOp, Store, T, WriteOp, settle, settle_all, take_batch
 from engine.store.cipher import PLAIN, PayloadCipher
 from engine.store.connection import Dialect
 from engine.store.lock import StoreLock
@@ -60,8 +60,7 @@ class SqliteStore(Store):
         second *engine*, whose listeners and delivery workers would compete with the first."""
         self.max_size = max_size
         self.max_batch = max_batch
-        self._ops: queue.SimpleQueue[tuple[WriteOp[Any], asyncio.Future[Any], bool, bool] | None] = \
-            queue.SimpleQueue()
+        self._ops: queue.SimpleQueue[QueuedWrite | None] = queue.SimpleQueue()
         self._synchronous = "FULL"
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -149,14 +148,14 @@ class SqliteStore(Store):
             conn = self._connect()
             migrations.apply_sqlite(conn)
         except MigrationError as exc:
-            loop.call_soon_threadsafe(_settle, ready, StoreError(f"cannot open store {self.path}: {exc}"),
+            loop.call_soon_threadsafe(settle, ready, StoreError(f"cannot open store {self.path}: {exc}"),
                                       True)
             return
         except sqlite3.Error as exc:
-            loop.call_soon_threadsafe(_settle, ready, StoreError(f"cannot open store {self.path}: {exc}"),
+            loop.call_soon_threadsafe(settle, ready, StoreError(f"cannot open store {self.path}: {exc}"),
                                       True)
             return
-        loop.call_soon_threadsafe(_settle, ready, None, False)
+        loop.call_soon_threadsafe(settle, ready, None, False)
         stopping = False
         unchecked, since = 0, 0.0  # commits not yet checkpointed, and when the first of them ran
         while not stopping:
@@ -168,16 +167,7 @@ class SqliteStore(Store):
                 continue
             if item is None:
                 break
-            batch = [item]
-            while len(batch) < self.max_batch:
-                try:
-                    nxt = self._ops.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stopping = True
-                    break
-                batch.append(nxt)
+            batch, stopping = take_batch(self._ops, item, self.max_batch)
             # WAL: synchronous is per connection and may change between transactions. FULL fsyncs the
             # WAL at COMMIT, covering every earlier NORMAL commit too.
             mode = "FULL" if any(durable for _, _, durable, _ in batch) else "NORMAL"
@@ -189,7 +179,7 @@ class SqliteStore(Store):
             else:
                 outcomes = self._commit(conn, [(op, fut) for op, fut, _, _ in batch])
             self._track_full(conn, outcomes)
-            loop.call_soon_threadsafe(_settle_all, outcomes)
+            loop.call_soon_threadsafe(settle_all, outcomes)
             if not unchecked:
                 since = time.monotonic()
             unchecked += 1
@@ -345,17 +335,3 @@ def _as_store_error(exc: BaseException) -> BaseException:
             return StoreFullError(f"store commit failed: {exc}")
         return StoreError(f"store commit failed: {exc}")
     return exc
-
-
-def _settle(fut: asyncio.Future[Any], value: Any, failed: bool) -> None:
-    if fut.done():
-        return
-    if failed:
-        fut.set_exception(value)
-    else:
-        fut.set_result(value)
-
-
-def _settle_all(outcomes: list[tuple[asyncio.Future[Any], Any, bool]]) -> None:
-    for fut, value, failed in outcomes:
-        _settle(fut, value, failed)
