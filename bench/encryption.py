@@ -98,16 +98,7 @@ def _stored(db: Path) -> int:
 def ingest_run(tmp: Path, key: Path | None, conns: int, seconds: float, run: str) -> dict[str, Any]:
     tmp.mkdir()
     config = tmp / "bench.yaml"
-    config.write_text(f"""
-engine:
-  store: {{path: {tmp / 'bench.db'}}}
-  admin: {{enabled: false}}
-  log: {{format: json, level: warning}}
-channels:
-  - name: bench
-    type: mllp
-    mllp: {{listen: "127.0.0.1:0"}}
-""", encoding="utf-8")
+    config.write_text(ingest.engine_config(f"{{path: {tmp / 'bench.db'}}}"), encoding="utf-8")
     _with_encryption(config, key)
     engine, port = ingest._spawn([sys.executable, "-c", ingest._ENGINE_SNIPPET, str(config)])
     try:

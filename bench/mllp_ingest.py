@@ -139,18 +139,24 @@ async def _load(port: int, connections: int, seconds: float, run: str) -> dict[s
 # --- orchestration -----------------------------------------------------------------------------------
 
 
-def _spawn_engine(store_dir: Path) -> tuple[subprocess.Popen[str], int]:
-    config = store_dir / "bench.yaml"
-    config.write_text(f"""
+def engine_config(store: str) -> str:
+    """The benched engine's config: one MLLP channel, no routes, no admin API; `store` is the YAML flow
+    mapping of `engine.store` (bench/pg_ingest.py and bench/encryption.py use it too)."""
+    return f"""
 engine:
-  store: {{path: {store_dir / 'bench.db'}}}
+  store: {store}
   admin: {{enabled: false}}
   log: {{format: json, level: warning}}
 channels:
   - name: bench
     type: mllp
     mllp: {{listen: "127.0.0.1:0"}}
-""", encoding="utf-8")
+"""
+
+
+def _spawn_engine(store_dir: Path) -> tuple[subprocess.Popen[str], int]:
+    config = store_dir / "bench.yaml"
+    config.write_text(engine_config(f"{{path: {store_dir / 'bench.db'}}}"), encoding="utf-8")
     # level warning hides the "mllp listening" line: find the port from a probe config instead.
     return _spawn([sys.executable, "-c", _ENGINE_SNIPPET, str(config)])
 

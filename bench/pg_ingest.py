@@ -23,21 +23,10 @@ sys.path.insert(0, str(REPO / "bench"))
 import mllp_ingest  # noqa: E402
 from pg_driver import load_postgres  # noqa: E402
 
-CONFIG = """
-engine:
-  store: {store}
-  admin: {{enabled: false}}
-  log: {{format: json, level: warning}}
-channels:
-  - name: bench
-    type: mllp
-    mllp: {{listen: "127.0.0.1:0"}}
-"""
-
 
 def measure(store: str, workdir: Path, connections: list[int], seconds: float) -> list[dict[str, float]]:
     config = workdir / "bench.yaml"
-    config.write_text(CONFIG.format(store=store), encoding="utf-8")
+    config.write_text(mllp_ingest.engine_config(store), encoding="utf-8")
     proc, port = mllp_ingest._spawn([sys.executable, "-c", mllp_ingest._ENGINE_SNIPPET, str(config)])
     try:
         return [mllp_ingest._drive(port, n, seconds, f"{workdir.name}-{n}") for n in connections]
